@@ -1,0 +1,100 @@
+# narwhal: build, test, install, package and benchmark.
+# `make deps` installs every Debian package the other targets need.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+LIBDIR   ?= $(PREFIX)/lib/narwhal
+MANDIR   ?= $(PREFIX)/share/man
+PYTHON   ?= /usr/bin/python3
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
+ifeq ($(CI),true)
+CFLAGS   += -Werror
+endif
+LDLIBS   += -lev -linih -lsystemd -lcurl -lm
+
+PY_INCLUDES := $(shell $(PYTHON)-config --includes 2>/dev/null || $(PYTHON) -c 'import sysconfig;print("-I"+sysconfig.get_paths()["include"])')
+# One build serves every interpreter >= 3.8: the stable ABI.
+SHIM_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Wno-unused-parameter \
+	-DPy_LIMITED_API=0x03080000 $(PY_INCLUDES)
+ifeq ($(CI),true)
+SHIM_CFLAGS += -Werror
+endif
+
+MASTER_SRC := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+MASTER_OBJ := $(MASTER_SRC:.c=.o)
+SHIM_SRC   := $(wildcard worker-shim/src/*.c)
+SHIM_HDR   := $(wildcard worker-shim/src/*.h)
+SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:.c=)
+
+DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
+	libsystemd-dev libcurl4-openssl-dev python3-dev python3-pytest \
+	python3-flask python3-django python3-fastapi python3-starlette \
+	python3-uvicorn python3-httptools python3-uvloop python3-requests \
+	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
+	dpkg-dev clang-format
+
+.PHONY: all deps check unit integration run install uninstall clean fmt bench deb
+
+all: narwhal $(SHIM_SO)
+
+narwhal: supervisor/main.o $(MASTER_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+supervisor/%.o: supervisor/%.c supervisor/*.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(SHIM_SO): $(SHIM_SRC) $(SHIM_HDR)
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC)
+
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		echo "installing:" $$missing; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+tests/unit/test_%: tests/unit/test_%.c $(MASTER_OBJ) tests/unit/tap.h
+	$(CC) $(CFLAGS) -Isupervisor -o $@ $< $(MASTER_OBJ) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do echo "# $$t"; ./$$t || exit 1; done
+
+integration: all
+	$(PYTHON) -m pytest -q tests/integration
+
+check: deps all unit integration
+
+run: deps all
+	./narwhal -c conf/example.ini
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/narwhal_worker \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	install -m 755 narwhal $(DESTDIR)$(BINDIR)/narwhal
+	install -m 644 worker-shim/narwhal_worker/*.py $(SHIM_SO) \
+		$(DESTDIR)$(LIBDIR)/narwhal_worker/
+	install -m 644 supervisor/narwhal.8 $(DESTDIR)$(MANDIR)/man8/narwhal.8
+	install -m 644 supervisor/narwhal.ini.5 $(DESTDIR)$(MANDIR)/man5/narwhal.ini.5
+
+uninstall:
+	rm -rf $(DESTDIR)$(BINDIR)/narwhal $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(MANDIR)/man8/narwhal.8 $(DESTDIR)$(MANDIR)/man5/narwhal.ini.5
+
+fmt:
+	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*.h tests/unit/*.c tests/unit/*.h
+
+bench: deps all
+	$(PYTHON) tests/bench/bench.py
+
+clean:
+	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
+	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

@@ -1,0 +1,202 @@
+/*
+ * client.c: `narwhal reload` and `narwhal status`, run by an operator or by
+ * systemd's ExecReload=, talking to a running master's control socket.
+ *
+ * It finds the master the way the master found itself: from the same `-c`
+ * file or `--pid` (and flags) it was started with. It shares no state with a
+ * running master beyond the socket.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "master.h"
+
+/* `narwhal reload --wait` exit codes; see narwhal(8). */
+enum {
+	RELOAD_OK = 0,
+	RELOAD_ERROR = 1,
+	RELOAD_USAGE = 2,
+	RELOAD_REFUSED = 3,
+	RELOAD_ROLLED_BACK = 4,
+	RELOAD_TIMEOUT = 5,
+};
+
+static double
+now_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int
+connect_control(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+static int
+classify(const char *line)
+{
+	if (strncmp(line, "result: ok", 10) == 0)
+		return RELOAD_OK;
+	if (strncmp(line, "result: refused", 15) == 0)
+		return RELOAD_REFUSED;
+	if (strncmp(line, "result: rolled-back", 19) == 0)
+		return RELOAD_ROLLED_BACK;
+	return RELOAD_ERROR;
+}
+
+/* Copies the master's answer to stdout; returns the reload's exit code. */
+static int
+relay(int fd, double timeout)
+{
+	double deadline = timeout > 0 ? now_monotonic() + timeout : 0;
+	char buf[4096], line[4096];
+	size_t used = 0;
+	int result = -1;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int wait_ms = -1;
+		ssize_t n;
+
+		if (deadline > 0) {
+			double left = deadline - now_monotonic();
+
+			if (left <= 0)
+				return RELOAD_TIMEOUT;
+			wait_ms = (int)(left * 1000) + 1;
+		}
+		n = poll(&p, 1, wait_ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			return RELOAD_TIMEOUT;
+		n = read(fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		fwrite(buf, 1, (size_t)n, stdout);
+		fflush(stdout);
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (used < sizeof line - 1)
+					line[used++] = buf[i];
+				continue;
+			}
+			line[used] = '\0';
+			if (strncmp(line, "result: ", 8) == 0)
+				result = classify(line);
+			used = 0;
+		}
+	}
+	return result < 0 ? RELOAD_OK : result;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: narwhal reload [--wait] [--timeout S] [-c FILE | --pid FILE]"
+	    " [OPTIONS]\n"
+	    "       narwhal status [--json] [-c FILE | --pid FILE] [OPTIONS]\n");
+}
+
+int
+nw_client_main(int argc, char **argv)
+{
+	const char *command = argv[0];
+	int wait = 0, json = 0, n = 1, fd, rc;
+	double timeout = 0;
+	char **rest = calloc((size_t)argc + 2, sizeof *rest);
+	char err[1024], *path, request[32];
+	struct nw_config *config;
+
+	if (rest == NULL)
+		return RELOAD_ERROR;
+	rest[0] = "narwhal";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(command, "reload") == 0 &&
+		    strcmp(argv[i], "--wait") == 0) {
+			wait = 1;
+		} else if (strcmp(command, "reload") == 0 &&
+		    strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			timeout = strtod(argv[++i], NULL);
+		} else if (strcmp(command, "status") == 0 &&
+		    strcmp(argv[i], "--json") == 0) {
+			json = 1;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			usage();
+			free(rest);
+			return 0;
+		} else {
+			rest[n++] = argv[i];
+		}
+	}
+	config = nw_config_load_lenient(n, rest, err, sizeof err);
+	free(rest);
+	if (config == NULL) {
+		fprintf(stderr, "narwhal %s: %s\n", command, err);
+		return RELOAD_USAGE;
+	}
+	path = nw_config_control_path(config);
+	nw_config_free(config);
+	fd = connect_control(path);
+	if (fd < 0) {
+		fprintf(stderr, "narwhal %s: no master at %s: %s\n", command,
+		    path, strerror(errno));
+		free(path);
+		return RELOAD_ERROR;
+	}
+	free(path);
+	if (strcmp(command, "status") == 0)
+		snprintf(request, sizeof request, "status%s\n",
+		    json ? " json" : "");
+	else
+		snprintf(request, sizeof request, "reload%s\n",
+		    wait ? " wait" : "");
+	signal(SIGPIPE, SIG_IGN);
+	if (write(fd, request, strlen(request)) < 0) {
+		fprintf(stderr, "narwhal %s: %s\n", command, strerror(errno));
+		close(fd);
+		return RELOAD_ERROR;
+	}
+	rc = relay(fd, wait ? timeout : 0);
+	close(fd);
+	if (rc == RELOAD_TIMEOUT)
+		fprintf(stderr, "narwhal reload: no outcome within %gs\n",
+		    timeout);
+	return rc;
+}

@@ -1,0 +1,120 @@
+/*
+ * config.h: one immutable snapshot of every setting.
+ *
+ * A config is built by nw_config_load() from the INI file and the command
+ * line (flags win over the file), validated whole, and never changed after;
+ * a reload builds a new one and swaps it in only if it is valid. Nothing here
+ * touches sockets, processes or the event loop.
+ */
+#ifndef NW_CONFIG_H
+#define NW_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+enum nw_interface {
+	NW_INTERFACE_AUTO,
+	NW_INTERFACE_WSGI,
+	NW_INTERFACE_ASGI,
+};
+
+enum nw_rollback {
+	NW_ROLLBACK_SYMLINK, /* revert `chdir` when it is a symlink */
+	NW_ROLLBACK_NONE,    /* only keep the old workers */
+};
+
+enum nw_loglevel {
+	NW_LOG_DEBUG,
+	NW_LOG_INFO,
+	NW_LOG_WARNING,
+	NW_LOG_ERROR,
+	NW_LOG_CRITICAL,
+};
+
+struct nw_env_var {
+	char *name;
+	char *value;
+};
+
+struct nw_config {
+	char *path;                 /* the INI file, NULL when none */
+	char *app;                  /* "module:callable" or "module:factory()" */
+	enum nw_interface interface;
+	char *asyncio_loop;         /* auto, asyncio, uvloop */
+	char *python;               /* interpreter the workers run */
+	char *chdir;                /* code tree as written (may be a symlink) */
+	char **pythonpath;          /* extra sys.path entries, in order */
+	size_t npythonpath;
+	char **binds;               /* as written: host:port, [v6]:port, unix:path */
+	size_t nbinds;
+	int backlog;
+
+	int workers;
+	double timeout;             /* s without heartbeat before SIGABRT */
+	double graceful_timeout;    /* s a TERMed worker may drain */
+	double keepalive;           /* s an idle keep-alive connection lives */
+	double header_timeout;      /* s to receive a request's head */
+	double boot_timeout;        /* s from spawn to live */
+
+	long max_requests;          /* 0: never recycle for requests */
+	long max_requests_jitter;
+	double max_worker_lifetime; /* s, 0: off; jittered by 10% */
+	long long max_worker_memory;/* bytes RSS, 0: off */
+	int max_recycling;          /* replacements booting at once */
+
+	char *ready_path;           /* NULL: `booted` is the only gate */
+	double ready_interval;
+	int ready_successes;
+	double ready_timeout;       /* s for one probe request */
+
+	int reload_batch;           /* 0: the whole generation at once */
+	double min_uptime;          /* s a new worker must live to count */
+	int boot_retries;           /* extra boot attempts per reload slot */
+	enum nw_rollback rollback;
+	char **on_rollback;         /* argv, NULL-terminated; NULL: none */
+
+	long limit_request_line;
+	long limit_request_fields;
+	long limit_request_field_size;
+	long long limit_request_body; /* bytes, 0: unlimited */
+
+	char *pidfile;
+	char *user;
+	char *group;
+	int umask;                  /* -1: inherit */
+	char *runtime_dir;          /* NULL: derived, see nw_config_runtime_dir */
+	char *state_dir;
+	char *control_socket;       /* NULL: <runtime_dir>/control.sock */
+
+	char *accesslog;            /* NULL: off, "-": stdout */
+	char *errorlog;             /* "-": stderr */
+	enum nw_loglevel loglevel;
+
+	struct nw_env_var *env;     /* [env] and -e, in order */
+	size_t nenv;
+};
+
+/*
+ * Builds a config from argv: `-c FILE` (if any) first, then every flag on top.
+ * argv[0] is skipped; positional argument: the app. On error returns NULL
+ * and writes one line naming the file, line and key (or the flag) into err.
+ */
+struct nw_config *nw_config_load(int argc, char **argv, char *err,
+    size_t errlen);
+
+/* The same, for `narwhal reload` and `status`: no app is required. */
+struct nw_config *nw_config_load_lenient(int argc, char **argv, char *err,
+    size_t errlen);
+
+void nw_config_free(struct nw_config *config);
+
+/* The runtime and state directories this config resolves to (malloc'd). */
+char *nw_config_runtime_dir(const struct nw_config *config);
+char *nw_config_state_dir(const struct nw_config *config);
+char *nw_config_control_path(const struct nw_config *config);
+
+/* Writes the usage text for `narwhal --help`. */
+void nw_config_usage(FILE *out);
+
+#endif

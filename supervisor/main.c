@@ -1,0 +1,73 @@
+/*
+ * main.c: the `narwhal` command line: run a master, check a config, or talk
+ * to a running master (`reload`, `status`).
+ *
+ * Exit codes: 0 clean, 1 config error or fatal, 2 usage; `reload --wait`
+ * adds its own (see client.c and narwhal(8)).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "master.h"
+
+/* A flag the parser did not know, as opposed to a bad config value. */
+static int
+is_usage_error(const char *err)
+{
+	return strncmp(err, "unknown option", 14) == 0 ||
+	    strncmp(err, "usage:", 6) == 0 ||
+	    strstr(err, "requires a value") != NULL ||
+	    strstr(err, "requires an argument") != NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	char err[1024];
+	struct nw_config *config;
+	int check = 0, n = 0;
+	char **args;
+
+	if (argc > 1 && (strcmp(argv[1], "reload") == 0 ||
+			    strcmp(argv[1], "status") == 0))
+		return nw_client_main(argc - 1, argv + 1);
+	args = calloc((size_t)argc + 1, sizeof *args);
+	if (args == NULL)
+		return 1;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--check-config") == 0) {
+			check = 1;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			nw_config_usage(stdout);
+			free(args);
+			return 0;
+		} else if (strcmp(argv[i], "-v") == 0 ||
+		    strcmp(argv[i], "--version") == 0) {
+			printf("narwhal %s\n", NW_VERSION);
+			free(args);
+			return 0;
+		} else {
+			args[n++] = argv[i];
+		}
+	}
+	config = nw_config_load(n, args, err, sizeof err);
+	if (config == NULL) {
+		fprintf(stderr, "narwhal: %s\n", err);
+		if (is_usage_error(err))
+			fprintf(stderr, "Try 'narwhal --help'.\n");
+		free(args);
+		return is_usage_error(err) ? 2 : 1;
+	}
+	if (check) {
+		printf("narwhal: %s: ok\n",
+		    config->path ? config->path : "command line");
+		nw_config_free(config);
+		free(args);
+		return 0;
+	}
+	/* args stays: every reload reads the same flags again. */
+	return nw_master_run(n, args, config);
+}

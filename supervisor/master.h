@@ -1,0 +1,282 @@
+/*
+ * master.h: the master's state, in one struct, and the interfaces between the
+ * master's files.
+ *
+ * Everything mutable the master has lives in struct nw_master (the log's
+ * destination aside, see log.c). Watchers are embedded in the objects they
+ * serve and found again with container_of.
+ */
+#ifndef NW_MASTER_H
+#define NW_MASTER_H
+
+#include <stddef.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+
+#include "config.h"
+
+#define NW_VERSION "0.1.0"
+
+#define container_of(ptr, type, member)                                        \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* How many stderr lines of a worker are kept for a failure report. */
+#define NW_STDERR_KEEP 20
+
+enum nw_worker_state {
+	NW_SPAWNED,  /* exec'd, importing the app */
+	NW_BOOTED,   /* app imported, private socket served */
+	NW_PROBING,  /* ready_path being requested */
+	NW_LIVE,     /* accepting public traffic: counts as capacity */
+	NW_RETIRING, /* wants a replacement; serves until it is live */
+	NW_STOPPING, /* sent TERM (or worse), draining */
+	NW_EXITED,   /* reaped */
+	NW_BACKOFF,  /* crashed; the slot waits to respawn */
+};
+
+enum nw_worker_event {
+	NW_EV_SPAWNED,        /* fork+exec done */
+	NW_EV_BOOTED,         /* said `booted` */
+	NW_EV_PROBE_OK,       /* ready_path answered 2xx enough times */
+	NW_EV_RETIRE,         /* said `retire`, or outlived its limits */
+	NW_EV_STOP,           /* the master wants it gone, gracefully */
+	NW_EV_KILL,           /* the master wants it gone now */
+	NW_EV_EXITED,         /* reaped by ev_child */
+	NW_EV_BOOT_TIMEOUT,   /* not live within boot_timeout */
+	NW_EV_HANG,           /* no heartbeat within timeout */
+	NW_EV_TIMER,          /* the state's own timer: kill, respawn */
+};
+
+/* A config snapshot and the code tree it resolved to. */
+struct nw_generation {
+	unsigned id;
+	struct nw_config *config;
+	char *tree;        /* realpath of config->chdir when created */
+	char *link_target; /* readlink(chdir) when chdir is a symlink */
+	int refs;          /* workers and master pointers holding it */
+	TAILQ_ENTRY(nw_generation) entry;
+};
+
+struct nw_probe;
+
+struct nw_worker {
+	unsigned id;                 /* log name; kept across crash respawns */
+	pid_t pid;                   /* 0 while in backoff */
+	enum nw_worker_state state;
+	struct nw_generation *gen;
+	struct nw_worker *replaces;  /* retiring worker this one will relieve */
+	struct nw_worker *replaced_by;
+
+	int control_fd;              /* SOCK_SEQPACKET to the worker */
+	ev_io control_io;
+	int stderr_fd;               /* the worker's stderr pipe */
+	ev_io stderr_io;
+	char stderr_partial[1024];   /* a line not yet ended */
+	size_t stderr_partial_len;
+	char *stderr_last[NW_STDERR_KEEP]; /* ring of the last lines */
+	unsigned stderr_next;
+	char private_path[108];      /* its own Unix socket: health checks */
+	ev_child child;
+	ev_timer timer;              /* boot deadline, kill or respawn */
+	ev_timer watchdog;           /* heartbeat deadline while serving */
+	struct nw_probe *probe;
+
+	double spawned_at;           /* ev_now() */
+	double live_at;
+	unsigned long requests;      /* from the last heartbeat */
+	unsigned long budget;        /* max_requests drawn for it, 0: none */
+	double lifetime;             /* max_worker_lifetime drawn, 0: none */
+	int crashes;                 /* consecutive quick deaths: backoff */
+	int hung;                    /* SIGABRT sent by the watchdog */
+	int exit_status;             /* from waitpid, for the log and reports */
+	int was_stopped;             /* exited after the master asked it to */
+	char boot_failure[128];      /* why it failed to boot, if it did */
+	TAILQ_ENTRY(nw_worker) entry;
+};
+
+TAILQ_HEAD(nw_worker_list, nw_worker);
+TAILQ_HEAD(nw_generation_list, nw_generation);
+
+struct nw_listener {
+	int fd;
+	char *name; /* as printed: http://127.0.0.1:8000, unix:/path */
+	char *bind; /* the bind entry it serves */
+	char *unix_path; /* to unlink at exit, when we created it */
+};
+
+struct nw_control_client;
+TAILQ_HEAD(nw_client_list, nw_control_client);
+
+enum nw_reload_outcome {
+	NW_RELOAD_NONE,
+	NW_RELOAD_OK,
+	NW_RELOAD_INVALID_CONFIG,
+	NW_RELOAD_ROLLED_BACK,
+};
+
+struct nw_reload {
+	struct nw_generation *gen; /* the generation being started */
+	double started_at;
+	int failures;              /* boot failures so far */
+	int old_target;            /* workers to go back to on failure */
+	int done_live;             /* all workers live; waiting for min_uptime */
+	ev_timer settle;           /* min_uptime after the last went live */
+};
+
+enum nw_stop { NW_RUNNING, NW_STOP_GRACEFUL, NW_STOP_QUICK };
+
+struct nw_master {
+	struct ev_loop *loop;
+	int argc;                      /* kept to re-read the flags on HUP */
+	char **argv;
+	struct nw_config *config;      /* of the current generation */
+	char *runtime_dir;
+	char *state_dir;
+
+	struct nw_listener *listeners;
+	size_t nlisteners;
+
+	struct nw_generation_list generations;
+	struct nw_generation *current; /* serving */
+	struct nw_reload reload;       /* reload.gen != NULL while reloading */
+	int reload_pending;            /* HUPs merged while one runs */
+	unsigned next_generation_id;
+	struct nw_worker_list workers;
+	unsigned next_worker_id;
+	int target;                    /* workers, moved by TTIN/TTOU */
+	int first_live;                /* the first generation went live */
+	int cold_failures;             /* boot failures before first_live */
+	int cold_fell_back;            /* started the last good tree instead */
+	ev_timer cold_deadline;        /* boot_timeout for the first start */
+	char *shim_dir;                /* holds narwhal_worker/ */
+
+	/* last reload, for status and waiting clients */
+	enum nw_reload_outcome last_outcome;
+	char last_reason[512];
+	char *last_stderr;             /* failed worker's last lines */
+	double last_reload_at;
+	unsigned long reloads_finished;
+
+	enum nw_stop stopping;
+	int exit_status;
+
+	ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_ttin, sig_ttou,
+	    sig_usr1;
+	ev_prepare reconcile_prepare; /* reconcile once per loop iteration */
+	int dirty;                    /* something changed since */
+	unsigned requests;            /* from signals, see master.c */
+	int more_workers, fewer_workers; /* TTIN and TTOU not yet acted on */
+	ev_timer stop_deadline;
+	ev_timer memory_check;        /* max_worker_memory, lifetime */
+
+	int control_fd;
+	char *control_path;
+	ev_io control_io;
+	struct nw_client_list clients;
+
+	CURLM *curl;
+	ev_timer curl_timer;
+
+	ev_timer sd_watchdog;
+	int sd_notify;                 /* NOTIFY_SOCKET is set */
+	char sd_status[512];           /* last STATUS= sent */
+};
+
+/* worker.c: the lifecycle, one transition function */
+const char *nw_worker_state_name(enum nw_worker_state state);
+/* why: a few words for the log line, or NULL. */
+void nw_worker_event(struct nw_master *m, struct nw_worker *w,
+    enum nw_worker_event ev, const char *why);
+void nw_worker_free(struct nw_master *m, struct nw_worker *w);
+struct nw_worker *nw_worker_new(struct nw_master *m,
+    struct nw_generation *gen, struct nw_worker *replaces);
+int nw_worker_counts_as_capacity(const struct nw_worker *w);
+void nw_worker_send(struct nw_worker *w, const char *msg);
+const char *nw_worker_last_stderr(struct nw_worker *w, char *buf,
+    size_t len);
+
+/* spawn.c: fork+exec of one worker */
+int nw_spawn(struct nw_master *m, struct nw_worker *w);
+void nw_spawn_close_fds(struct nw_master *m, struct nw_worker *w);
+
+/* supervise.c: decides what to start and stop */
+void nw_supervise_init(struct nw_master *m);
+void nw_supervise_mark(struct nw_master *m);
+void nw_supervise_reconcile(struct nw_master *m);
+/* After an exit: seconds until the slot respawns, or -1 to drop it. */
+double nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w);
+void nw_supervise_worker_live(struct nw_master *m, struct nw_worker *w);
+unsigned long nw_supervise_draw_budget(const struct nw_config *config,
+    unsigned long random_value);
+
+/* generation.c */
+/* tree: NULL to resolve config->chdir now. Takes config on success. */
+struct nw_generation *nw_generation_new(struct nw_master *m,
+    struct nw_config *config, const char *tree, char *err, size_t errlen);
+void nw_generation_hold(struct nw_generation *g);
+void nw_generation_release(struct nw_master *m, struct nw_generation *g);
+
+/* reload.c */
+void nw_reload_request(struct nw_master *m, const char *why);
+void nw_reload_step(struct nw_master *m);
+/* A worker of the generation being started exited on its own. */
+double nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w);
+void nw_reload_init(struct nw_master *m);
+
+/* rollback.c: undoing a failed deploy, remembering the last good one */
+void nw_rollback_tree(struct nw_master *m, struct nw_generation *failed,
+    struct nw_generation *restored, char *note, size_t notelen);
+void nw_rollback_hook(struct nw_master *m, struct nw_generation *failed,
+    struct nw_generation *restored, const char *reason);
+void nw_state_save_good(struct nw_master *m, struct nw_generation *g);
+char *nw_state_load_good(struct nw_master *m);
+/* A first-generation worker failed before the service was ever live. */
+int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
+void nw_coldstart_init(struct nw_master *m);
+
+/* probe.c: libcurl multi on the libev loop */
+int nw_probe_init(struct nw_master *m);
+void nw_probe_start(struct nw_master *m, struct nw_worker *w);
+void nw_probe_stop(struct nw_master *m, struct nw_worker *w);
+void nw_probe_cleanup(struct nw_master *m);
+
+/* listen.c */
+int nw_listen_open(struct nw_master *m, const struct nw_config *config);
+int nw_listen_match(struct nw_master *m, const struct nw_config *config,
+    char *err, size_t errlen);
+void nw_listen_close(struct nw_master *m);
+int nw_unix_listen(const char *path, int backlog);
+
+/* control.c: the control socket, server side */
+int nw_control_open(struct nw_master *m);
+void nw_control_close(struct nw_master *m);
+void nw_control_reload_finished(struct nw_master *m);
+void nw_control_progress(struct nw_master *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* client.c: `narwhal reload` and `narwhal status` */
+int nw_client_main(int argc, char **argv);
+
+/* sdnotify.c */
+void nw_sd_init(struct nw_master *m);
+void nw_sd_ready(struct nw_master *m);
+void nw_sd_reloading(struct nw_master *m);
+void nw_sd_stopping(struct nw_master *m);
+void nw_sd_status(struct nw_master *m);
+
+/* master.c */
+int nw_master_run(int argc, char **argv, struct nw_config *config);
+int nw_master_live_count(struct nw_master *m, struct nw_generation *g);
+void nw_master_shutdown(struct nw_master *m, enum nw_stop how);
+
+/* util.c */
+char *nw_strdup(const char *s);
+void *nw_calloc(size_t n, size_t size);
+int nw_mkdir_p(const char *path, mode_t mode);
+long long nw_proc_rss(pid_t pid);
+int nw_set_cloexec(int fd, int on);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * reload.c: bringing up a new generation, and taking it back when it fails.
+ *
+ * A reload re-reads the whole config (an invalid one changes nothing),
+ * resolves the tree, and makes a new generation the target of supervise.c,
+ * which starts its workers and retires old ones as new ones go live. This
+ * file judges the outcome: success once every new worker is live (and has
+ * stayed up min_uptime), failure after boot_retries failed boots, in which
+ * case the old generation is made whole again and the tree is put back.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "master.h"
+
+static void
+set_outcome(struct nw_master *m, enum nw_reload_outcome outcome,
+    const char *reason, const char *stderr_lines)
+{
+	m->last_outcome = outcome;
+	snprintf(m->last_reason, sizeof m->last_reason, "%.*s",
+	    (int)sizeof m->last_reason - 1, reason);
+	free(m->last_stderr);
+	m->last_stderr = stderr_lines && *stderr_lines ? nw_strdup(stderr_lines)
+						       : NULL;
+	m->last_reload_at = ev_now(m->loop);
+}
+
+static void
+finish(struct nw_master *m)
+{
+	struct nw_generation *g = m->reload.gen;
+
+	ev_timer_stop(m->loop, &m->reload.settle);
+	m->reload.gen = NULL;
+	m->reload.done_live = 0;
+	nw_generation_release(m, g);
+	nw_control_reload_finished(m);
+	nw_sd_ready(m);
+	nw_supervise_mark(m);
+	if (m->reload_pending && m->stopping == NW_RUNNING) {
+		m->reload_pending = 0;
+		nw_reload_request(m, "merged request");
+	}
+}
+
+static void
+succeed(struct nw_master *m)
+{
+	struct nw_generation *g = m->reload.gen, *old = m->current;
+	char reason[256];
+
+	nw_generation_hold(g);
+	m->current = g;
+	m->config = g->config;
+	nw_log_set_level(g->config->loglevel);
+	nw_generation_release(m, old);
+	nw_info("generation %u: live, %d workers, tree %s", g->id, m->target,
+	    g->tree);
+	snprintf(reason, sizeof reason, "generation %u live, tree %s", g->id,
+	    g->tree);
+	set_outcome(m, NW_RELOAD_OK, reason, NULL);
+	nw_state_save_good(m, g);
+	finish(m);
+}
+
+static void
+abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
+{
+	struct nw_generation *g = m->reload.gen;
+	char reason[512], note[256] = "";
+
+	nw_error("generation %u: failed: %s; generation %u keeps serving, "
+		 "tree %s",
+	    g->id, why, m->current->id, m->current->tree);
+	m->target = m->reload.old_target;
+	nw_rollback_tree(m, g, m->current, note, sizeof note);
+	snprintf(reason, sizeof reason, "generation %u failed: %s%s%s", g->id,
+	    why, *note ? "; " : "", note);
+	set_outcome(m, NW_RELOAD_ROLLED_BACK, reason, stderr_lines);
+	nw_rollback_hook(m, g, m->current, reason);
+	/* supervise.c now stops g's booting workers and keeps its live ones
+	 * serving until the current generation is whole again. */
+	finish(m);
+}
+
+static void
+on_settled(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_master *m = container_of(t, struct nw_master, reload.settle);
+
+	if (m->reload.gen != NULL)
+		nw_supervise_mark(m);
+}
+
+void
+nw_reload_step(struct nw_master *m)
+{
+	struct nw_generation *g = m->reload.gen;
+	struct nw_worker *w;
+	double youngest = 0, settle_at;
+	int live = 0;
+
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		if (w->gen != g)
+			continue;
+		if (w->state == NW_LIVE) {
+			live++;
+			if (w->live_at > youngest)
+				youngest = w->live_at;
+		}
+	}
+	if (live < m->target)
+		return;
+	settle_at = youngest + g->config->min_uptime;
+	if (settle_at > ev_now(m->loop)) {
+		if (!m->reload.done_live) {
+			m->reload.done_live = 1;
+			nw_control_progress(m,
+			    "all %d workers live, waiting min_uptime %gs", live,
+			    g->config->min_uptime);
+		}
+		ev_timer_stop(m->loop, &m->reload.settle);
+		ev_timer_set(&m->reload.settle,
+		    settle_at - ev_now(m->loop) + 0.01, 0.);
+		ev_timer_start(m->loop, &m->reload.settle);
+		return;
+	}
+	succeed(m);
+}
+
+double
+nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w)
+{
+	struct nw_generation *g = m->reload.gen;
+	char why[256], how[160], lines[4096];
+
+	if (w->live_at > 0)
+		snprintf(how, sizeof how, "worker %u died %.1fs after going "
+		    "live (min_uptime %gs)", w->id, ev_now(m->loop) - w->live_at,
+		    g->config->min_uptime);
+	else
+		snprintf(how, sizeof how, "worker %u %s", w->id,
+		    w->boot_failure[0] ? w->boot_failure : "failed to boot");
+	m->reload.failures++;
+	nw_worker_last_stderr(w, lines, sizeof lines);
+	if (m->reload.failures <= g->config->boot_retries) {
+		nw_warn("generation %u: %s, retry %d of %d", g->id, how,
+		    m->reload.failures, g->config->boot_retries);
+		nw_control_progress(m, "%s, retrying", how);
+		return 0.5;
+	}
+	snprintf(why, sizeof why, "%s", how);
+	abort_reload(m, why, lines);
+	return -1;
+}
+
+static void
+start(struct nw_master *m, const char *why)
+{
+	char err[1024];
+	struct nw_config *config;
+	struct nw_generation *g;
+
+	nw_sd_reloading(m);
+	nw_info("reload (%s): reading %s", why,
+	    m->config->path ? m->config->path : "the command line");
+	config = nw_config_load(m->argc, m->argv, err, sizeof err);
+	if (config != NULL && nw_listen_match(m, config, err, sizeof err) < 0) {
+		nw_config_free(config);
+		config = NULL;
+	}
+	g = config ? nw_generation_new(m, config, NULL, err, sizeof err) : NULL;
+	if (g == NULL) {
+		if (config != NULL)
+			nw_config_free(config);
+		nw_error("reload refused, nothing changed: %s", err);
+		set_outcome(m, NW_RELOAD_INVALID_CONFIG, err, NULL);
+		nw_control_reload_finished(m);
+		nw_sd_ready(m);
+		return;
+	}
+	m->reload.gen = g;
+	m->reload.started_at = ev_now(m->loop);
+	m->reload.failures = 0;
+	m->reload.done_live = 0;
+	m->reload.old_target = m->target;
+	if (g->config->workers != m->current->config->workers)
+		m->target = g->config->workers;
+	nw_info("generation %u: starting %d workers, tree %s", g->id,
+	    m->target, g->tree);
+	nw_control_progress(m, "generation %u: starting %d workers, tree %s",
+	    g->id, m->target, g->tree);
+	nw_supervise_mark(m);
+}
+
+void
+nw_reload_request(struct nw_master *m, const char *why)
+{
+	if (m->stopping != NW_RUNNING)
+		return;
+	if (m->reload.gen != NULL || !m->first_live) {
+		/* One reload at a time; any number of requests make one more. */
+		if (!m->reload_pending)
+			nw_info("reload (%s): queued behind the running one",
+			    why);
+		m->reload_pending = 1;
+		return;
+	}
+	start(m, why);
+}
+
+void
+nw_reload_init(struct nw_master *m)
+{
+	ev_timer_init(&m->reload.settle, on_settled, 0., 0.);
+}

@@ -1,0 +1,396 @@
+/*
+ * spawn.c: fork+exec of one worker process, with its fds and environment.
+ *
+ * Everything the child needs (argv, envp, fd numbers, ids) is built before
+ * fork; between fork and exec the child only moves fds, resets signals, drops
+ * privileges and calls execve. The layout it sets up is the contract in
+ * worker-shim/README.md. It decides nothing about when to spawn.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master.h"
+
+extern char **environ;
+
+#define MAX_GROUPS 64
+
+/* fd numbers inside the worker (see worker-shim/README.md). */
+enum { FD_STDERR = 2, FD_CONTROL = 3, FD_PRIVATE = 4, FD_FIRST_LISTENER = 5 };
+
+struct child_plan {
+	char **argv;
+	char **envp;
+	size_t nenv;
+	int nfds;
+	int from[64];   /* our fds ... */
+	int to[64];     /* ... and where the worker finds them */
+	int devnull;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[MAX_GROUPS];
+	int ngroups;
+	int drop_privileges;
+	int umask;
+};
+
+static void
+env_add(struct child_plan *p, const char *name, const char *value)
+{
+	size_t len = strlen(name) + strlen(value) + 2;
+	char *entry = malloc(len);
+
+	if (entry == NULL)
+		return;
+	snprintf(entry, len, "%s=%s", name, value);
+	p->envp[p->nenv++] = entry;
+}
+
+static void
+env_addf(struct child_plan *p, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+env_addf(struct child_plan *p, const char *name, const char *fmt, ...)
+{
+	char value[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof value, fmt, ap);
+	va_end(ap);
+	env_add(p, name, value);
+}
+
+/* Variables of ours, or of systemd's meant for the master alone. */
+static int
+env_is_private(const char *entry)
+{
+	static const char *const prefixes[] = {
+		"NARWHAL_", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
+		"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+		"PYTHONPATH=",
+	};
+
+	for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+		if (strncmp(entry, prefixes[i], strlen(prefixes[i])) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *
+config_env(const struct nw_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nenv; i++)
+		if (strcmp(c->env[i].name, name) == 0)
+			return c->env[i].value;
+	return NULL;
+}
+
+static const char *const interface_names[] = {
+	[NW_INTERFACE_AUTO] = "auto",
+	[NW_INTERFACE_WSGI] = "wsgi",
+	[NW_INTERFACE_ASGI] = "asgi",
+};
+
+static const char *const loglevel_names[] = {
+	"debug", "info", "warning", "error", "critical",
+};
+
+static void
+build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
+{
+	const struct nw_config *c = w->gen->config;
+	size_t n = 0, i;
+	char listen_fds[512] = "";
+	char pythonpath[4096] = "";
+	const char *user_pythonpath;
+
+	while (environ[n] != NULL)
+		n++;
+	p->envp = nw_calloc(n + c->nenv + 40, sizeof *p->envp);
+	for (i = 0; i < n; i++)
+		if (!env_is_private(environ[i]))
+			p->envp[p->nenv++] = nw_strdup(environ[i]);
+	for (i = 0; i < c->nenv; i++)
+		if (strcmp(c->env[i].name, "PYTHONPATH") != 0)
+			env_add(p, c->env[i].name, c->env[i].value);
+
+	/* The shim goes first on PYTHONPATH; the worker takes it back out. */
+	user_pythonpath = config_env(c, "PYTHONPATH");
+	if (user_pythonpath == NULL)
+		user_pythonpath = getenv("PYTHONPATH");
+	if (user_pythonpath != NULL && *user_pythonpath != '\0')
+		snprintf(pythonpath, sizeof pythonpath, "%s:%s", m->shim_dir,
+		    user_pythonpath);
+	else
+		snprintf(pythonpath, sizeof pythonpath, "%s", m->shim_dir);
+	env_add(p, "PYTHONPATH", pythonpath);
+	env_add(p, "NARWHAL_SHIM_PATH", m->shim_dir);
+
+	for (i = 0; i < m->nlisteners; i++) {
+		size_t used = strlen(listen_fds);
+
+		snprintf(listen_fds + used, sizeof listen_fds - used, "%s%d",
+		    i ? "," : "", FD_FIRST_LISTENER + (int)i);
+	}
+	env_add(p, "NARWHAL_APP", c->app);
+	env_add(p, "NARWHAL_INTERFACE", interface_names[c->interface]);
+	env_add(p, "NARWHAL_ASYNCIO_LOOP", c->asyncio_loop);
+	env_addf(p, "NARWHAL_WORKER_ID", "%u", w->id);
+	env_addf(p, "NARWHAL_GENERATION", "%u", w->gen->id);
+	env_add(p, "NARWHAL_CHDIR", w->gen->tree);
+	pythonpath[0] = '\0';
+	for (i = 0; i < c->npythonpath; i++) {
+		size_t used = strlen(pythonpath);
+
+		snprintf(pythonpath + used, sizeof pythonpath - used, "%s%s",
+		    i ? ":" : "", c->pythonpath[i]);
+	}
+	env_add(p, "NARWHAL_PYTHONPATH", pythonpath);
+	env_addf(p, "NARWHAL_CONTROL_FD", "%d", FD_CONTROL);
+	env_addf(p, "NARWHAL_PRIVATE_FD", "%d", FD_PRIVATE);
+	env_add(p, "NARWHAL_LISTEN_FDS", listen_fds);
+	env_addf(p, "NARWHAL_MAX_REQUESTS", "%lu", w->budget);
+	env_addf(p, "NARWHAL_HEARTBEAT", "%g", c->timeout / 4.);
+	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
+	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
+	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);
+	env_addf(p, "NARWHAL_LIMIT_REQUEST_LINE", "%ld", c->limit_request_line);
+	env_addf(p, "NARWHAL_LIMIT_REQUEST_FIELDS", "%ld",
+	    c->limit_request_fields);
+	env_addf(p, "NARWHAL_LIMIT_REQUEST_FIELD_SIZE", "%ld",
+	    c->limit_request_field_size);
+	env_addf(p, "NARWHAL_LIMIT_REQUEST_BODY", "%lld",
+	    c->limit_request_body);
+	if (c->accesslog != NULL)
+		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
+	env_add(p, "NARWHAL_LOGLEVEL", loglevel_names[c->loglevel]);
+	p->envp[p->nenv] = NULL;
+}
+
+static int
+resolve_user(const struct nw_config *c, struct child_plan *p)
+{
+	struct passwd *pw = NULL;
+	struct group *gr;
+
+	if (c->user == NULL && c->group == NULL)
+		return 0;
+	p->uid = getuid();
+	p->gid = getgid();
+	if (c->user != NULL) {
+		char *end;
+		unsigned long id = strtoul(c->user, &end, 10);
+
+		pw = *end == '\0' ? getpwuid((uid_t)id) : getpwnam(c->user);
+		if (pw == NULL) {
+			nw_error("user '%s' does not exist", c->user);
+			return -1;
+		}
+		p->uid = pw->pw_uid;
+		p->gid = pw->pw_gid;
+	}
+	if (c->group != NULL) {
+		char *end;
+		unsigned long id = strtoul(c->group, &end, 10);
+
+		gr = *end == '\0' ? getgrgid((gid_t)id) : getgrnam(c->group);
+		if (gr == NULL) {
+			nw_error("group '%s' does not exist", c->group);
+			return -1;
+		}
+		p->gid = gr->gr_gid;
+	}
+	p->ngroups = MAX_GROUPS;
+	if (pw == NULL || getgrouplist(pw->pw_name, p->gid, p->groups,
+			      &p->ngroups) < 0) {
+		p->groups[0] = p->gid;
+		p->ngroups = 1;
+	}
+	p->drop_privileges = geteuid() == 0;
+	if (!p->drop_privileges && p->uid != geteuid()) {
+		nw_error("user '%s': only root can switch users", c->user);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+plan_free(struct child_plan *p)
+{
+	if (p->envp != NULL)
+		for (size_t i = 0; i < p->nenv; i++)
+			free(p->envp[i]);
+	free(p->envp);
+	free(p->argv);
+}
+
+static int
+open_worker_fds(struct nw_master *m, struct nw_worker *w, int *stderr_write,
+    int *control_child, int *private_fd)
+{
+	int pair[2], pipefd[2];
+
+	snprintf(w->private_path, sizeof w->private_path, "%s/w%u.sock",
+	    m->runtime_dir, w->id);
+	*private_fd = nw_unix_listen(w->private_path, 64);
+	if (*private_fd < 0) {
+		nw_error("worker %u: cannot listen on %s: %s", w->id,
+		    w->private_path, strerror(errno));
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+		close(*private_fd);
+		return -1;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		close(*private_fd);
+		close(pair[0]);
+		close(pair[1]);
+		return -1;
+	}
+	fcntl(pair[0], F_SETFL, O_NONBLOCK);
+	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+	w->control_fd = pair[0];
+	*control_child = pair[1];
+	w->stderr_fd = pipefd[0];
+	*stderr_write = pipefd[1];
+	return 0;
+}
+
+/* Between fork and exec: async-signal-safe calls only, no malloc. */
+static void __attribute__((noreturn))
+exec_child(struct child_plan *p)
+{
+	sigset_t none;
+	int tmp[64];
+
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Move every fd above all targets first, so no dup2 clobbers one. */
+	for (int i = 0; i < p->nfds; i++) {
+		tmp[i] = fcntl(p->from[i], F_DUPFD_CLOEXEC, 100);
+		if (tmp[i] < 0)
+			_exit(127);
+	}
+	for (int i = 0; i < p->nfds; i++)
+		if (dup2(tmp[i], p->to[i]) < 0)
+			_exit(127);
+	if (p->umask >= 0)
+		umask((mode_t)p->umask);
+	if (p->drop_privileges) {
+		if (setgroups((size_t)p->ngroups, p->groups) < 0 ||
+		    setgid(p->gid) < 0 || setuid(p->uid) < 0)
+			_exit(126);
+	}
+	execve(p->argv[0], p->argv, p->envp);
+	execvpe(p->argv[0], p->argv, p->envp);
+	_exit(127);
+}
+
+static unsigned long
+draw(unsigned long base, unsigned long spread)
+{
+	return base + (spread ? (unsigned long)random() % (spread + 1) : 0);
+}
+
+int
+nw_spawn(struct nw_master *m, struct nw_worker *w)
+{
+	const struct nw_config *c = w->gen->config;
+	struct child_plan plan;
+	int stderr_write = -1, control_child = -1, private_fd = -1;
+	pid_t pid;
+
+	memset(&plan, 0, sizeof plan);
+	plan.umask = c->umask;
+	if (resolve_user(c, &plan) < 0)
+		return -1;
+	if (m->nlisteners + 4 > sizeof plan.from / sizeof *plan.from) {
+		nw_error("too many listening sockets");
+		return -1;
+	}
+	w->budget = c->max_requests > 0
+	    ? nw_supervise_draw_budget(c, (unsigned long)random())
+	    : 0;
+	w->lifetime = c->max_worker_lifetime > 0
+	    ? c->max_worker_lifetime *
+		(1. + (double)draw(0, 1000) / 10000.)
+	    : 0;
+	if (open_worker_fds(m, w, &stderr_write, &control_child,
+		&private_fd) < 0)
+		return -1;
+
+	plan.argv = nw_calloc(4, sizeof *plan.argv);
+	plan.argv[0] = c->python;
+	plan.argv[1] = "-m";
+	plan.argv[2] = "narwhal_worker";
+	build_env(m, w, &plan);
+	plan.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	plan.from[plan.nfds] = plan.devnull;
+	plan.to[plan.nfds++] = 0;
+	plan.from[plan.nfds] = stderr_write;
+	plan.to[plan.nfds++] = FD_STDERR;
+	plan.from[plan.nfds] = control_child;
+	plan.to[plan.nfds++] = FD_CONTROL;
+	plan.from[plan.nfds] = private_fd;
+	plan.to[plan.nfds++] = FD_PRIVATE;
+	for (size_t i = 0; i < m->nlisteners; i++) {
+		plan.from[plan.nfds] = m->listeners[i].fd;
+		plan.to[plan.nfds++] = FD_FIRST_LISTENER + (int)i;
+	}
+
+	pid = fork();
+	if (pid == 0)
+		exec_child(&plan);
+	close(stderr_write);
+	close(control_child);
+	close(private_fd);
+	if (plan.devnull >= 0)
+		close(plan.devnull);
+	plan_free(&plan);
+	if (pid < 0) {
+		nw_error("worker %u: fork: %s", w->id, strerror(errno));
+		nw_spawn_close_fds(m, w);
+		close(w->stderr_fd);
+		w->stderr_fd = -1;
+		return -1;
+	}
+	w->pid = pid;
+	ev_io_set(&w->control_io, w->control_fd, EV_READ);
+	ev_io_start(m->loop, &w->control_io);
+	ev_io_set(&w->stderr_io, w->stderr_fd, EV_READ);
+	ev_io_start(m->loop, &w->stderr_io);
+	ev_child_set(&w->child, pid, 0);
+	ev_child_start(m->loop, &w->child);
+	return 0;
+}
+
+/* The control channel and the private socket die with the process. */
+void
+nw_spawn_close_fds(struct nw_master *m, struct nw_worker *w)
+{
+	if (w->control_fd >= 0) {
+		ev_io_stop(m->loop, &w->control_io);
+		close(w->control_fd);
+		w->control_fd = -1;
+	}
+	if (w->private_path[0] != '\0') {
+		unlink(w->private_path);
+		w->private_path[0] = '\0';
+	}
+}

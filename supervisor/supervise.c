@@ -1,0 +1,335 @@
+/*
+ * supervise.c: decides which workers to start and which to stop.
+ *
+ * After any event, the master reconciles once (from an ev_prepare watcher, so
+ * a burst of events costs one pass): the generation being brought up gets its
+ * `workers` slots, retiring workers get replacements (at most max_recycling
+ * booting at once), and a worker of an older generation is stopped only when
+ * enough live workers remain without it. Capacity never drops on purpose.
+ * The state changes themselves happen in worker.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "master.h"
+
+/* A worker that lived this long since spawn was not crash-looping. */
+#define STABLE_UPTIME 30.0
+#define BACKOFF_CAP 30.0
+
+static int
+is_booting(const struct nw_worker *w)
+{
+	return w->state == NW_SPAWNED || w->state == NW_BOOTED ||
+	    w->state == NW_PROBING;
+}
+
+/* The generation every slot should belong to. */
+static struct nw_generation *
+target_generation(struct nw_master *m)
+{
+	return m->reload.gen != NULL ? m->reload.gen : m->current;
+}
+
+/* Workers holding one of the `workers` places of generation g. */
+static int
+count_slots(struct nw_master *m, struct nw_generation *g)
+{
+	struct nw_worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		if (w->gen != g || w->replaces != NULL)
+			continue;
+		if (is_booting(w) || nw_worker_counts_as_capacity(w) ||
+		    w->state == NW_BACKOFF)
+			n++;
+	}
+	return n;
+}
+
+int
+nw_master_live_count(struct nw_master *m, struct nw_generation *g)
+{
+	struct nw_worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if ((g == NULL || w->gen == g) &&
+		    nw_worker_counts_as_capacity(w))
+			n++;
+	return n;
+}
+
+static int
+count_booting(struct nw_master *m, struct nw_generation *g, int replacements)
+{
+	struct nw_worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (w->gen == g && (is_booting(w) || w->state == NW_BACKOFF) &&
+		    (!replacements || w->replaces != NULL))
+			n++;
+	return n;
+}
+
+static void
+start_worker(struct nw_master *m, struct nw_generation *g,
+    struct nw_worker *replaces, const char *why)
+{
+	struct nw_worker *w = nw_worker_new(m, g, replaces);
+
+	if (nw_spawn(m, w) < 0) {
+		/* Keep the slot: its timer retries the spawn. */
+		nw_warn("worker %u gen %u: cannot spawn, retry in 1s", w->id,
+		    g->id);
+		ev_timer_set(&w->timer, 1., 0.);
+		ev_timer_start(m->loop, &w->timer);
+		return;
+	}
+	nw_worker_event(m, w, NW_EV_SPAWNED, why);
+}
+
+/* Drops surplus slots of g (TTOU): the least useful first. */
+static void
+shrink(struct nw_master *m, struct nw_generation *g, int surplus)
+{
+	static const enum nw_worker_state order[] = {
+		NW_BACKOFF, NW_SPAWNED, NW_BOOTED, NW_PROBING, NW_RETIRING,
+		NW_LIVE,
+	};
+	struct nw_worker *w, *next;
+
+	for (size_t i = 0; i < sizeof order / sizeof *order && surplus > 0;
+	     i++) {
+		for (w = TAILQ_FIRST(&m->workers); w != NULL && surplus > 0;
+		     w = next) {
+			next = TAILQ_NEXT(w, entry);
+			if (w->gen != g || w->state != order[i] ||
+			    w->replaces != NULL)
+				continue;
+			if (w->replaced_by != NULL)
+				nw_worker_event(m, w->replaced_by, NW_EV_STOP,
+				    "not needed");
+			nw_worker_event(m, w, NW_EV_STOP, "workers decreased");
+			surplus--;
+		}
+	}
+}
+
+static void
+replace_retiring(struct nw_master *m, struct nw_generation *g)
+{
+	int booting = count_booting(m, g, 1);
+	int limit = g->config->max_recycling;
+	struct nw_worker *w;
+
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		if (booting >= limit)
+			return;
+		if (w->gen == g && w->state == NW_RETIRING &&
+		    w->replaced_by == NULL) {
+			char why[48];
+
+			snprintf(why, sizeof why, "replaces worker %u", w->id);
+			start_worker(m, g, w, why);
+			booting++;
+		}
+	}
+}
+
+/*
+ * Workers of other generations: the ones not serving go now; the serving
+ * ones go one by one, oldest first, while the rest still cover `target`.
+ */
+static void
+retire_leftovers(struct nw_master *m, struct nw_generation *g)
+{
+	struct nw_worker *w, *next;
+	int live = nw_master_live_count(m, NULL);
+
+	for (w = TAILQ_FIRST(&m->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->gen == g || w->state == NW_STOPPING)
+			continue;
+		if (is_booting(w) || w->state == NW_BACKOFF) {
+			nw_worker_event(m, w, NW_EV_STOP, "old generation");
+			continue;
+		}
+		if (nw_worker_counts_as_capacity(w) && live > m->target) {
+			char why[48];
+
+			snprintf(why, sizeof why, "generation %u took over",
+			    g->id);
+			nw_worker_event(m, w, NW_EV_STOP, why);
+			live--;
+		}
+	}
+}
+
+static void
+grow(struct nw_master *m, struct nw_generation *g)
+{
+	int slots = count_slots(m, g);
+	int missing = m->target - slots;
+	int batch = missing;
+
+	if (m->reload.gen == g && g->config->reload_batch > 0)
+		batch = g->config->reload_batch - count_booting(m, g, 0);
+	for (int i = 0; i < missing && i < batch; i++)
+		start_worker(m, g, NULL, m->reload.gen == g ? "reload" : NULL);
+}
+
+static void
+announce_first_live(struct nw_master *m)
+{
+	struct nw_generation *g = m->current;
+
+	if (m->first_live || nw_master_live_count(m, g) < m->target)
+		return;
+	m->first_live = 1;
+	nw_info("generation %u: live, %d workers, tree %s", g->id, m->target,
+	    g->tree);
+	nw_state_save_good(m, g);
+	nw_sd_ready(m);
+	if (m->reload_pending) {
+		m->reload_pending = 0;
+		nw_reload_request(m, "requested during start-up");
+	}
+}
+
+static void
+reconcile(struct nw_master *m)
+{
+	struct nw_generation *g = target_generation(m);
+	int slots;
+
+	if (m->stopping != NW_RUNNING) {
+		if (TAILQ_EMPTY(&m->workers))
+			ev_break(m->loop, EVBREAK_ALL);
+		return;
+	}
+	grow(m, g);
+	slots = count_slots(m, g);
+	if (slots > m->target && m->reload.gen == NULL)
+		shrink(m, g, slots - m->target);
+	if (m->reload.gen == NULL)
+		replace_retiring(m, g);
+	retire_leftovers(m, g);
+	announce_first_live(m);
+	if (m->reload.gen != NULL)
+		nw_reload_step(m);
+	nw_sd_status(m);
+}
+
+void
+nw_supervise_reconcile(struct nw_master *m)
+{
+	/* Reconciling may cause more events; each marks dirty again. */
+	for (int pass = 0; m->dirty && pass < 8; pass++) {
+		m->dirty = 0;
+		reconcile(m);
+	}
+}
+
+void
+nw_supervise_mark(struct nw_master *m)
+{
+	m->dirty = 1;
+}
+
+void
+nw_supervise_worker_live(struct nw_master *m, struct nw_worker *w)
+{
+	struct nw_worker *old = w->replaces;
+	char why[48];
+
+	if (old == NULL)
+		return;
+	/* The replacement takes over the slot; only now may the old go. */
+	w->replaces = NULL;
+	old->replaced_by = NULL;
+	snprintf(why, sizeof why, "replaced by worker %u", w->id);
+	nw_worker_event(m, old, NW_EV_STOP, why);
+}
+
+unsigned long
+nw_supervise_draw_budget(const struct nw_config *config,
+    unsigned long random_value)
+{
+	unsigned long spread = (unsigned long)config->max_requests_jitter;
+
+	return (unsigned long)config->max_requests +
+	    (spread ? random_value % (spread + 1) : 0);
+}
+
+double
+nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w)
+{
+	struct nw_generation *g = target_generation(m);
+	double uptime = ev_now(m->loop) - w->spawned_at;
+
+	if (m->stopping != NW_RUNNING || w->was_stopped || w->gen != g)
+		return -1;
+	if (w->replaced_by != NULL) {
+		/* Its replacement, still booting, inherits the slot. */
+		w->replaced_by->replaces = NULL;
+		w->replaced_by = NULL;
+		return -1;
+	}
+	if (m->reload.gen == g)
+		return nw_reload_exit_plan(m, w);
+	if (!m->first_live && nw_coldstart_exit_plan(m, w) < 0)
+		return -1;
+	if (uptime >= STABLE_UPTIME)
+		w->crashes = 0;
+	w->crashes++;
+	if (w->crashes == 1)
+		return 0;
+	return fmin(BACKOFF_CAP, ldexp(1., w->crashes - 2));
+}
+
+/* max_worker_lifetime and max_worker_memory: reasons to recycle. */
+static void
+on_limits_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_master *m = container_of(t, struct nw_master, memory_check);
+	double now = ev_now(loop);
+	struct nw_worker *w;
+
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		const struct nw_config *c = w->gen->config;
+		char why[96];
+
+		if (w->state != NW_LIVE || w->gen != m->current)
+			continue;
+		if (w->lifetime > 0 && now - w->spawned_at >= w->lifetime) {
+			snprintf(why, sizeof why,
+			    "max_worker_lifetime %.0fs reached", w->lifetime);
+			nw_worker_event(m, w, NW_EV_RETIRE, why);
+			continue;
+		}
+		if (c->max_worker_memory > 0) {
+			long long rss = nw_proc_rss(w->pid);
+
+			if (rss > c->max_worker_memory) {
+				snprintf(why, sizeof why,
+				    "max_worker_memory: rss %lld > %lld", rss,
+				    c->max_worker_memory);
+				nw_worker_event(m, w, NW_EV_RETIRE, why);
+			}
+		}
+	}
+}
+
+void
+nw_supervise_init(struct nw_master *m)
+{
+	ev_timer_init(&m->memory_check, on_limits_check, 1., 1.);
+	ev_timer_start(m->loop, &m->memory_check);
+	m->dirty = 1;
+}

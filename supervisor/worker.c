@@ -1,0 +1,570 @@
+/*
+ * worker.c: the lifecycle of one worker, as one transition function.
+ *
+ * nw_worker_event() is the only place a worker's state changes, and every
+ * change is exactly one log line `worker ID pid PID gen G: STATE`. This file
+ * also reads what a worker says (control messages, stderr). It decides nothing
+ * about how many workers there should be: that is supervise.c.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master.h"
+
+static const char *const state_names[] = {
+	[NW_SPAWNED] = "spawned",   [NW_BOOTED] = "booted",
+	[NW_PROBING] = "probing",   [NW_LIVE] = "live",
+	[NW_RETIRING] = "retiring", [NW_STOPPING] = "stopping",
+	[NW_EXITED] = "exited",     [NW_BACKOFF] = "backoff",
+};
+
+static const char *const event_names[] = {
+	[NW_EV_SPAWNED] = "spawned",
+	[NW_EV_BOOTED] = "booted",
+	[NW_EV_PROBE_OK] = "probe ok",
+	[NW_EV_RETIRE] = "retire",
+	[NW_EV_STOP] = "stop",
+	[NW_EV_KILL] = "kill",
+	[NW_EV_EXITED] = "exited",
+	[NW_EV_BOOT_TIMEOUT] = "boot timeout",
+	[NW_EV_HANG] = "hang",
+	[NW_EV_TIMER] = "timer",
+};
+
+/* After SIGABRT, how long faulthandler gets to dump the stack. */
+#define HANG_KILL_GRACE 3.0
+
+const char *
+nw_worker_state_name(enum nw_worker_state state)
+{
+	return state_names[state];
+}
+
+int
+nw_worker_counts_as_capacity(const struct nw_worker *w)
+{
+	return w->state == NW_LIVE || w->state == NW_RETIRING;
+}
+
+static int
+is_booting(const struct nw_worker *w)
+{
+	return w->state == NW_SPAWNED || w->state == NW_BOOTED ||
+	    w->state == NW_PROBING;
+}
+
+/* The one log line of a state change. */
+static void
+log_state(struct nw_master *m, struct nw_worker *w, enum nw_loglevel level,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+log_state(struct nw_master *m, struct nw_worker *w, enum nw_loglevel level,
+    const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	nw_log(level, "worker %u pid %d gen %u: %s", w->id, (int)w->pid,
+	    w->gen->id, detail);
+}
+
+static void
+set_state(struct nw_master *m, struct nw_worker *w,
+    enum nw_worker_state state, const char *why)
+{
+	w->state = state;
+	if (why != NULL && *why != '\0')
+		log_state(m, w, NW_LOG_INFO, "%s (%s)", state_names[state],
+		    why);
+	else
+		log_state(m, w, NW_LOG_INFO, "%s", state_names[state]);
+	nw_supervise_mark(m);
+}
+
+void
+nw_worker_send(struct nw_worker *w, const char *msg)
+{
+	if (w->control_fd < 0)
+		return;
+	/* A worker that cannot take a 10-byte datagram is gone or dying. */
+	if (send(w->control_fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) <
+	    0)
+		nw_debug("worker %u: cannot send '%s': %s", w->id, msg,
+		    strerror(errno));
+}
+
+static void
+signal_worker(struct nw_worker *w, int sig)
+{
+	if (w->pid > 0 && kill(w->pid, sig) < 0 && errno != ESRCH)
+		nw_warn("worker %u pid %d: kill(%d): %s", w->id, (int)w->pid,
+		    sig, strerror(errno));
+}
+
+static void
+timer_set(struct nw_master *m, struct nw_worker *w, double after)
+{
+	ev_timer_stop(m->loop, &w->timer);
+	ev_timer_set(&w->timer, after, 0.);
+	ev_timer_start(m->loop, &w->timer);
+}
+
+static void
+go_live(struct nw_master *m, struct nw_worker *w)
+{
+	double timeout = w->gen->config->timeout;
+
+	ev_timer_stop(m->loop, &w->timer);
+	nw_probe_stop(m, w);
+	nw_worker_send(w, "live");
+	w->live_at = ev_now(m->loop);
+	ev_timer_stop(m->loop, &w->watchdog);
+	ev_timer_set(&w->watchdog, timeout, timeout);
+	ev_timer_start(m->loop, &w->watchdog);
+	set_state(m, w, NW_LIVE, NULL);
+	nw_supervise_worker_live(m, w);
+}
+
+static void
+begin_stop(struct nw_master *m, struct nw_worker *w, int sig, double grace,
+    const char *why)
+{
+	ev_timer_stop(m->loop, &w->watchdog);
+	nw_probe_stop(m, w);
+	w->was_stopped = 1;
+	signal_worker(w, sig);
+	timer_set(m, w, grace);
+	set_state(m, w, NW_STOPPING, why);
+}
+
+static void
+describe_exit(const struct nw_worker *w, char *buf, size_t len)
+{
+	if (WIFSIGNALED(w->exit_status))
+		snprintf(buf, len, "exited on signal %d",
+		    WTERMSIG(w->exit_status));
+	else
+		snprintf(buf, len, "exited with status %d",
+		    WEXITSTATUS(w->exit_status));
+}
+
+static void
+drain_stderr(struct nw_master *m, struct nw_worker *w);
+
+static void
+on_exit_event(struct nw_master *m, struct nw_worker *w)
+{
+	char how[64];
+	double respawn;
+
+	drain_stderr(m, w);
+	ev_timer_stop(m->loop, &w->timer);
+	ev_timer_stop(m->loop, &w->watchdog);
+	nw_probe_stop(m, w);
+	nw_spawn_close_fds(m, w);
+	describe_exit(w, how, sizeof how);
+	w->state = NW_EXITED;
+	respawn = nw_supervise_exit_plan(m, w);
+	if (respawn < 0) {
+		log_state(m, w, w->was_stopped ? NW_LOG_INFO : NW_LOG_WARNING,
+		    "%s", how);
+		nw_supervise_mark(m);
+		nw_worker_free(m, w);
+		return;
+	}
+	log_state(m, w, NW_LOG_WARNING, "%s, respawn in %gs", how, respawn);
+	w->pid = 0;
+	w->state = NW_BACKOFF;
+	w->was_stopped = 0;
+	w->hung = 0;
+	w->live_at = 0;
+	w->requests = 0;
+	w->boot_failure[0] = '\0';
+	timer_set(m, w, respawn);
+	nw_supervise_mark(m);
+}
+
+static void
+respawn(struct nw_master *m, struct nw_worker *w)
+{
+	if (nw_spawn(m, w) < 0) {
+		nw_warn("worker %u gen %u: cannot spawn, retry in 1s", w->id,
+		    w->gen->id);
+		timer_set(m, w, 1.);
+		return;
+	}
+	nw_worker_event(m, w, NW_EV_SPAWNED, NULL);
+}
+
+static void
+unexpected(struct nw_worker *w, enum nw_worker_event ev)
+{
+	nw_debug("worker %u pid %d gen %u: ignored '%s' while %s", w->id,
+	    (int)w->pid, w->gen->id, event_names[ev], state_names[w->state]);
+}
+
+void
+nw_worker_event(struct nw_master *m, struct nw_worker *w,
+    enum nw_worker_event ev, const char *why)
+{
+	const struct nw_config *c = w->gen->config;
+	char reason[160];
+
+	switch (ev) {
+	case NW_EV_SPAWNED:
+		if (w->state != NW_BACKOFF)
+			break;
+		w->spawned_at = ev_now(m->loop);
+		timer_set(m, w, c->boot_timeout);
+		set_state(m, w, NW_SPAWNED, why);
+		return;
+	case NW_EV_BOOTED:
+		if (w->state != NW_SPAWNED)
+			break;
+		set_state(m, w, NW_BOOTED, why);
+		if (c->ready_path != NULL) {
+			set_state(m, w, NW_PROBING, c->ready_path);
+			nw_probe_start(m, w);
+		} else {
+			go_live(m, w);
+		}
+		return;
+	case NW_EV_PROBE_OK:
+		if (w->state != NW_PROBING)
+			break;
+		go_live(m, w);
+		return;
+	case NW_EV_RETIRE:
+		if (w->state != NW_LIVE)
+			break;
+		set_state(m, w, NW_RETIRING, why);
+		return;
+	case NW_EV_STOP:
+		if (w->state == NW_BACKOFF) {
+			w->state = NW_EXITED;
+			log_state(m, w, NW_LOG_INFO, "removed (%s)",
+			    why ? why : "not needed");
+			nw_supervise_mark(m);
+			nw_worker_free(m, w);
+			return;
+		}
+		if (w->state == NW_STOPPING || w->state == NW_EXITED)
+			break;
+		if (is_booting(w)) {
+			/* Nothing to drain: it never took public traffic. */
+			begin_stop(m, w, SIGKILL, c->graceful_timeout, why);
+			return;
+		}
+		begin_stop(m, w, SIGTERM, c->graceful_timeout, why);
+		return;
+	case NW_EV_KILL:
+		if (w->state == NW_BACKOFF) {
+			nw_worker_event(m, w, NW_EV_STOP, why);
+			return;
+		}
+		if (w->state == NW_EXITED)
+			break;
+		if (w->state == NW_STOPPING) {
+			signal_worker(w, SIGKILL);
+			return;
+		}
+		begin_stop(m, w, SIGKILL, c->graceful_timeout, why);
+		return;
+	case NW_EV_BOOT_TIMEOUT:
+		if (!is_booting(w))
+			break;
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "not live within boot_timeout %gs (%s)", c->boot_timeout,
+		    state_names[w->state]);
+		snprintf(reason, sizeof reason, "%s, SIGKILL", w->boot_failure);
+		begin_stop(m, w, SIGKILL, c->graceful_timeout, reason);
+		w->was_stopped = 0; /* a failure, not a decision */
+		return;
+	case NW_EV_HANG:
+		if (!nw_worker_counts_as_capacity(w))
+			break;
+		w->hung = 1;
+		snprintf(reason, sizeof reason,
+		    "no heartbeat for %gs, SIGABRT", c->timeout);
+		begin_stop(m, w, SIGABRT, HANG_KILL_GRACE, reason);
+		w->was_stopped = 0;
+		return;
+	case NW_EV_TIMER:
+		if (w->state == NW_BACKOFF) {
+			respawn(m, w);
+			return;
+		}
+		if (w->state == NW_STOPPING) {
+			log_state(m, w, NW_LOG_WARNING,
+			    "stopping (still running, SIGKILL)");
+			signal_worker(w, SIGKILL);
+			return;
+		}
+		if (is_booting(w)) {
+			nw_worker_event(m, w, NW_EV_BOOT_TIMEOUT, NULL);
+			return;
+		}
+		break;
+	case NW_EV_EXITED:
+		if (w->state == NW_EXITED || w->state == NW_BACKOFF)
+			break;
+		if (!w->was_stopped && w->live_at == 0 &&
+		    w->boot_failure[0] == '\0') {
+			char how[64];
+
+			describe_exit(w, how, sizeof how);
+			snprintf(w->boot_failure, sizeof w->boot_failure,
+			    "%s while %s", how, state_names[w->state]);
+		}
+		on_exit_event(m, w);
+		return;
+	}
+	unexpected(w, ev);
+}
+
+/* ---- what the worker says ---- */
+
+static void
+on_control_message(struct nw_master *m, struct nw_worker *w, char *msg)
+{
+	if (strcmp(msg, "booted") == 0) {
+		nw_worker_event(m, w, NW_EV_BOOTED, NULL);
+	} else if (strncmp(msg, "hb ", 3) == 0) {
+		w->requests = strtoul(msg + 3, NULL, 10);
+		if (nw_worker_counts_as_capacity(w) && !w->hung)
+			ev_timer_again(m->loop, &w->watchdog);
+	} else if (strcmp(msg, "retire") == 0) {
+		char why[64];
+
+		snprintf(why, sizeof why, "max_requests %lu reached",
+		    w->budget);
+		nw_worker_event(m, w, NW_EV_RETIRE, why);
+	} else {
+		nw_warn("worker %u pid %d: unknown control message '%.40s'",
+		    w->id, (int)w->pid, msg);
+	}
+}
+
+static void
+on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct nw_worker *w = container_of(io, struct nw_worker, control_io);
+	struct nw_master *m = ev_userdata(loop);
+	char msg[128];
+	ssize_t n;
+
+	for (;;) {
+		n = recv(w->control_fd, msg, sizeof msg - 1, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			/* The worker is going; ev_child will tell how. */
+			ev_io_stop(loop, io);
+			return;
+		}
+		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+			n--;
+		msg[n] = '\0';
+		on_control_message(m, w, msg);
+		/* The message may have moved the worker out of the table. */
+		if (w->control_fd < 0 || !ev_is_active(io))
+			return;
+	}
+}
+
+static void
+keep_stderr_line(struct nw_worker *w, const char *line, size_t len)
+{
+	char *copy = malloc(len + 1);
+
+	if (copy == NULL)
+		return;
+	memcpy(copy, line, len);
+	copy[len] = '\0';
+	free(w->stderr_last[w->stderr_next]);
+	w->stderr_last[w->stderr_next] = copy;
+	w->stderr_next = (w->stderr_next + 1) % NW_STDERR_KEEP;
+}
+
+static void
+relay_stderr_line(struct nw_master *m, struct nw_worker *w, const char *line,
+    size_t len)
+{
+	nw_log(NW_LOG_WARNING, "worker %u pid %d gen %u stderr: %.*s", w->id,
+	    (int)w->pid, w->gen->id, (int)len, line);
+	keep_stderr_line(w, line, len);
+}
+
+/* Splits what arrived into lines; a line longer than the buffer is cut. */
+static void
+take_stderr(struct nw_master *m, struct nw_worker *w, const char *buf,
+    size_t len)
+{
+	size_t cap = sizeof w->stderr_partial;
+
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] == '\n' || w->stderr_partial_len == cap) {
+			relay_stderr_line(m, w, w->stderr_partial,
+			    w->stderr_partial_len);
+			w->stderr_partial_len = 0;
+			if (buf[i] == '\n')
+				continue;
+		}
+		w->stderr_partial[w->stderr_partial_len++] = buf[i];
+	}
+}
+
+static int
+read_stderr(struct nw_master *m, struct nw_worker *w)
+{
+	char buf[4096];
+	ssize_t n;
+
+	for (;;) {
+		n = read(w->stderr_fd, buf, sizeof buf);
+		if (n > 0) {
+			take_stderr(m, w, buf, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (w->stderr_partial_len > 0) {
+			relay_stderr_line(m, w, w->stderr_partial,
+			    w->stderr_partial_len);
+			w->stderr_partial_len = 0;
+		}
+		return -1; /* EOF or error: the pipe is done */
+	}
+}
+
+static void
+drain_stderr(struct nw_master *m, struct nw_worker *w)
+{
+	if (w->stderr_fd >= 0 && read_stderr(m, w) < 0) {
+		ev_io_stop(m->loop, &w->stderr_io);
+		close(w->stderr_fd);
+		w->stderr_fd = -1;
+	}
+}
+
+static void
+on_stderr_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct nw_worker *w = container_of(io, struct nw_worker, stderr_io);
+
+	drain_stderr(ev_userdata(loop), w);
+}
+
+const char *
+nw_worker_last_stderr(struct nw_worker *w, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < NW_STDERR_KEEP; i++) {
+		const char *line =
+		    w->stderr_last[(w->stderr_next + i) % NW_STDERR_KEEP];
+		int n;
+
+		if (line == NULL)
+			continue;
+		n = snprintf(buf + used, len - used, "%s\n", line);
+		if (n < 0 || (size_t)n >= len - used)
+			break;
+		used += (size_t)n;
+	}
+	return buf;
+}
+
+/* ---- timers and the child watcher ---- */
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_worker *w = container_of(t, struct nw_worker, timer);
+
+	nw_worker_event(ev_userdata(loop), w, NW_EV_TIMER, NULL);
+}
+
+static void
+on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_worker *w = container_of(t, struct nw_worker, watchdog);
+
+	ev_timer_stop(loop, t);
+	nw_worker_event(ev_userdata(loop), w, NW_EV_HANG, NULL);
+}
+
+static void
+on_child(struct ev_loop *loop, ev_child *c, int revents)
+{
+	struct nw_worker *w = container_of(c, struct nw_worker, child);
+
+	ev_child_stop(loop, c);
+	w->exit_status = c->rstatus;
+	nw_worker_event(ev_userdata(loop), w, NW_EV_EXITED, NULL);
+}
+
+/* ---- the table ---- */
+
+struct nw_worker *
+nw_worker_new(struct nw_master *m, struct nw_generation *gen,
+    struct nw_worker *replaces)
+{
+	struct nw_worker *w = nw_calloc(1, sizeof *w);
+
+	w->id = ++m->next_worker_id;
+	w->state = NW_BACKOFF; /* no process yet */
+	w->gen = gen;
+	nw_generation_hold(gen);
+	w->control_fd = -1;
+	w->stderr_fd = -1;
+	if (replaces != NULL) {
+		w->replaces = replaces;
+		replaces->replaced_by = w;
+	}
+	ev_io_init(&w->control_io, on_control_readable, -1, EV_READ);
+	ev_io_init(&w->stderr_io, on_stderr_readable, -1, EV_READ);
+	ev_timer_init(&w->timer, on_timer, 0., 0.);
+	ev_timer_init(&w->watchdog, on_watchdog, 0., 0.);
+	ev_child_init(&w->child, on_child, 0, 0);
+	TAILQ_INSERT_TAIL(&m->workers, w, entry);
+	return w;
+}
+
+void
+nw_worker_free(struct nw_master *m, struct nw_worker *w)
+{
+	ev_timer_stop(m->loop, &w->timer);
+	ev_timer_stop(m->loop, &w->watchdog);
+	ev_child_stop(m->loop, &w->child);
+	nw_probe_stop(m, w);
+	nw_spawn_close_fds(m, w);
+	if (w->stderr_fd >= 0) {
+		ev_io_stop(m->loop, &w->stderr_io);
+		close(w->stderr_fd);
+	}
+	if (w->replaces != NULL)
+		w->replaces->replaced_by = NULL;
+	if (w->replaced_by != NULL)
+		w->replaced_by->replaces = NULL;
+	for (unsigned i = 0; i < NW_STDERR_KEEP; i++)
+		free(w->stderr_last[i]);
+	TAILQ_REMOVE(&m->workers, w, entry);
+	nw_generation_release(m, w->gen);
+	free(w);
+}
