@@ -18,6 +18,8 @@ is_usage_error(const char *err)
 {
 	return strncmp(err, "unknown option", 14) == 0 ||
 	    strncmp(err, "usage:", 6) == 0 ||
+	    strncmp(err, "more than one", 13) == 0 ||
+	    strncmp(err, "-c: more than one", 17) == 0 ||
 	    strstr(err, "requires a value") != NULL ||
 	    strstr(err, "requires an argument") != NULL;
 }

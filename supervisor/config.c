@@ -1,0 +1,1017 @@
+/*
+ * config.c: builds one config from the defaults, the INI file and the
+ * command line, in that order, and says where the runtime and state
+ * directories of that config are.
+ *
+ * Every key is described once, in keys[]; the file and the flags both go
+ * through key_apply(), so they accept the same values and fail with the same
+ * words. A load either returns a whole valid config or NULL and one line of
+ * error; it never touches sockets, processes or another config.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "config_internal.h"
+
+enum kind {
+	K_APP,
+	K_INTERFACE,
+	K_LOOP,
+	K_PYTHON,
+	K_DIR,       /* chdir: must exist when loaded */
+	K_PATHLIST,  /* comma-separated */
+	K_BIND,      /* repeatable */
+	K_INT,
+	K_LONG,
+	K_SECONDS,
+	K_SIZE,
+	K_MODE,
+	K_ROLLBACK,
+	K_ARGV,
+	K_LOGLEVEL,
+	K_URLPATH,
+	K_PATH,      /* optional: empty means unset */
+	K_SOCKPATH,
+	K_LOG,       /* a path, or "-" for the standard stream */
+	K_NAME,      /* user, group: resolved by the master */
+};
+
+struct key {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	long min;  /* K_INT, K_LONG; K_SECONDS: 1 means > 0 */
+	long max;
+};
+
+#define F(field) offsetof(struct nw_config, field)
+
+static const struct key keys[] = {
+	{ "app", K_APP, F(app), 0, 0 },
+	{ "interface", K_INTERFACE, F(interface), 0, 0 },
+	{ "asyncio_loop", K_LOOP, F(asyncio_loop), 0, 0 },
+	{ "python", K_PYTHON, F(python), 0, 0 },
+	{ "chdir", K_DIR, F(chdir), 0, 0 },
+	{ "pythonpath", K_PATHLIST, F(pythonpath), 0, 0 },
+	{ "bind", K_BIND, F(binds), 0, 0 },
+	{ "backlog", K_INT, F(backlog), 1, INT_MAX },
+	{ "workers", K_INT, F(workers), 1, 1024 },
+	{ "timeout", K_SECONDS, F(timeout), 1, 0 },
+	{ "graceful_timeout", K_SECONDS, F(graceful_timeout), 0, 0 },
+	{ "keepalive", K_SECONDS, F(keepalive), 0, 0 },
+	{ "header_timeout", K_SECONDS, F(header_timeout), 1, 0 },
+	{ "boot_timeout", K_SECONDS, F(boot_timeout), 1, 0 },
+	{ "max_requests", K_LONG, F(max_requests), 0, LONG_MAX },
+	{ "max_requests_jitter", K_LONG, F(max_requests_jitter), 0, LONG_MAX },
+	{ "max_worker_lifetime", K_SECONDS, F(max_worker_lifetime), 0, 0 },
+	{ "max_worker_memory", K_SIZE, F(max_worker_memory), 0, 0 },
+	{ "max_recycling", K_INT, F(max_recycling), 1, 1024 },
+	{ "ready_path", K_URLPATH, F(ready_path), 0, 0 },
+	{ "ready_interval", K_SECONDS, F(ready_interval), 1, 0 },
+	{ "ready_successes", K_INT, F(ready_successes), 1, INT_MAX },
+	{ "ready_timeout", K_SECONDS, F(ready_timeout), 1, 0 },
+	{ "reload_batch", K_INT, F(reload_batch), 0, INT_MAX },
+	{ "min_uptime", K_SECONDS, F(min_uptime), 0, 0 },
+	{ "boot_retries", K_INT, F(boot_retries), 0, INT_MAX },
+	{ "rollback", K_ROLLBACK, F(rollback), 0, 0 },
+	{ "on_rollback", K_ARGV, F(on_rollback), 0, 0 },
+	{ "limit_request_line", K_LONG, F(limit_request_line), 0, LONG_MAX },
+	{ "limit_request_fields", K_LONG, F(limit_request_fields), 0,
+	    LONG_MAX },
+	{ "limit_request_field_size", K_LONG, F(limit_request_field_size), 0,
+	    LONG_MAX },
+	{ "limit_request_body", K_SIZE, F(limit_request_body), 0, 0 },
+	{ "pidfile", K_PATH, F(pidfile), 0, 0 },
+	{ "user", K_NAME, F(user), 0, 0 },
+	{ "group", K_NAME, F(group), 0, 0 },
+	{ "umask", K_MODE, F(umask), 0, 0 },
+	{ "runtime_dir", K_PATH, F(runtime_dir), 0, 0 },
+	{ "state_dir", K_PATH, F(state_dir), 0, 0 },
+	{ "control_socket", K_SOCKPATH, F(control_socket), 0, 0 },
+	{ "accesslog", K_LOG, F(accesslog), 0, 0 },
+	{ "errorlog", K_LOG, F(errorlog), 1, 0 },
+	{ "loglevel", K_LOGLEVEL, F(loglevel), 0, 0 },
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Where a value came from, for the error that names it. */
+struct origin {
+	int line;         /* in the file; 0: not from the file */
+	const char *flag; /* as written on the command line; NULL: not */
+};
+
+/* One load in progress; gone when nw_config_load() returns. */
+struct load {
+	struct nw_config *config;
+	const char *file;            /* as the user named it: messages */
+	char *file_dir;              /* base of relative paths in the file */
+	char *cwd;                   /* base of relative paths in flags */
+	struct origin origin[NKEYS]; /* of each key's current value */
+	int *env_lines;              /* per config->env entry; 0: a flag */
+	int cli_binds;               /* a flag bind replaced the file's */
+
+	FILE *fp;                    /* the file, read by file_read_line() */
+	char *line;
+	size_t linecap;
+	int lineno;
+	int indented;                /* this line starts with blanks */
+	char last_name[64];          /* key of the previous pair: inih's */
+
+	char *err;
+	size_t errlen;
+	int failed;
+	int failed_line;
+};
+
+static void
+load_fail(struct load *ld, const struct origin *o, const char *name,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ld->failed)
+		return;
+	ld->failed = 1;
+	ld->failed_line = o->line;
+	if (o->line > 0)
+		n = snprintf(ld->err, ld->errlen, "%s:%d: %s: ", ld->file,
+		    o->line, name);
+	else
+		n = snprintf(ld->err, ld->errlen, "%s: ",
+		    o->flag != NULL ? o->flag : name);
+	if (n < 0 || (size_t)n >= ld->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+static void
+load_fail_plain(struct load *ld, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ld->failed)
+		return;
+	ld->failed = 1;
+	va_start(ap, fmt);
+	vsnprintf(ld->err, ld->errlen, fmt, ap);
+	va_end(ap);
+}
+
+static long
+key_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(name, keys[i].name) == 0)
+			return (long)i;
+	return -1;
+}
+
+const char *
+nw_config_key_name(const char *name)
+{
+	long i = key_index(name);
+
+	return i < 0 ? NULL : keys[i].name;
+}
+
+static void
+set_str(void *field, char *s)
+{
+	char **p = field;
+
+	free(*p);
+	*p = s;
+}
+
+static void
+binds_clear(struct nw_config *c)
+{
+	nw_strv_free(c->binds);
+	c->binds = NULL;
+	c->nbinds = 0;
+}
+
+static int
+binds_add(struct nw_config *c, char *bind)
+{
+	char **grown = realloc(c->binds, (c->nbinds + 2) * sizeof(*grown));
+
+	if (grown == NULL) {
+		free(bind);
+		return -1;
+	}
+	c->binds = grown;
+	grown[c->nbinds++] = bind;
+	grown[c->nbinds] = NULL;
+	return 0;
+}
+
+/* An empty value unsets an optional path; anything else is made absolute. */
+static int
+set_path(void *field, const char *value, const char *base)
+{
+	char *abs = NULL;
+
+	if (value[0] != '\0' && (abs = nw_path_resolve(base, value)) == NULL)
+		return -1;
+	set_str(field, abs);
+	return 0;
+}
+
+/* What the value means by its kind; 0 or -1 with why filled in. */
+static int
+kind_apply(struct load *ld, const struct key *k, const char *value,
+    const struct origin *o, const char *base, char *why, size_t whylen)
+{
+	void *field = (char *)ld->config + k->off;
+	char *s = NULL, **v = NULL;
+	size_t n;
+	long l;
+
+	switch (k->kind) {
+	case K_APP:
+		if (nw_parse_app(value, &s, why, whylen) < 0)
+			return -1;
+		set_str(field, s);
+		return 0;
+	case K_INTERFACE:
+		return nw_parse_interface(value, field, why, whylen);
+	case K_LOOP:
+		if (strcmp(value, "auto") != 0 &&
+		    strcmp(value, "asyncio") != 0 &&
+		    strcmp(value, "uvloop") != 0) {
+			snprintf(why, whylen,
+			    "'%s' is not one of auto, asyncio, uvloop", value);
+			return -1;
+		}
+		set_str(field, strdup(value));
+		break;
+	case K_PYTHON:
+	case K_DIR:
+		if (value[0] == '\0') {
+			snprintf(why, whylen, "must not be empty");
+			return -1;
+		}
+		/* A bare "python3" is looked up in PATH when validating. */
+		if (k->kind == K_PYTHON && strchr(value, '/') == NULL)
+			set_str(field, strdup(value));
+		else
+			set_str(field, nw_path_resolve(base, value));
+		break;
+	case K_PATHLIST:
+		if (nw_parse_list(value, base, &v, &n, why, whylen) < 0)
+			return -1;
+		nw_strv_free(ld->config->pythonpath);
+		ld->config->pythonpath = v;
+		ld->config->npythonpath = n;
+		return 0;
+	case K_BIND:
+		if (nw_parse_bind(value, base, &s, why, whylen) < 0)
+			return -1;
+		/* gunicorn: binds on the command line replace the file's. */
+		if (o->flag != NULL && !ld->cli_binds) {
+			binds_clear(ld->config);
+			ld->cli_binds = 1;
+		}
+		if (binds_add(ld->config, s) < 0)
+			goto nomem;
+		return 0;
+	case K_INT:
+		if (nw_parse_long(value, k->min, k->max, &l, why, whylen) < 0)
+			return -1;
+		*(int *)field = (int)l;
+		return 0;
+	case K_LONG:
+		return nw_parse_long(value, k->min, k->max, field, why, whylen);
+	case K_SECONDS:
+		return nw_parse_seconds(value, k->min > 0, field, why, whylen);
+	case K_SIZE:
+		return nw_parse_size(value, field, why, whylen);
+	case K_MODE:
+		if (value[0] == '\0') {
+			*(int *)field = -1;
+			return 0;
+		}
+		return nw_parse_mode(value, field, why, whylen);
+	case K_ROLLBACK:
+		if (strcmp(value, "symlink") == 0)
+			ld->config->rollback = NW_ROLLBACK_SYMLINK;
+		else if (strcmp(value, "none") == 0)
+			ld->config->rollback = NW_ROLLBACK_NONE;
+		else {
+			snprintf(why, whylen,
+			    "'%s' is not one of symlink, none", value);
+			return -1;
+		}
+		return 0;
+	case K_ARGV:
+		if (nw_parse_argv(value, base, &v, why, whylen) < 0)
+			return -1;
+		nw_strv_free(ld->config->on_rollback);
+		ld->config->on_rollback = v;
+		return 0;
+	case K_LOGLEVEL:
+		return nw_parse_loglevel(value, field, why, whylen);
+	case K_URLPATH:
+		if (value[0] == '\0') {
+			set_str(field, NULL);
+			return 0;
+		}
+		if (value[0] != '/' || strpbrk(value, " \t\r\n#") != NULL) {
+			snprintf(why, whylen,
+			    "'%s' is not a URL path starting with /", value);
+			return -1;
+		}
+		set_str(field, strdup(value));
+		break;
+	case K_SOCKPATH:
+	case K_PATH:
+		if (set_path(field, value, base) < 0)
+			goto nomem;
+		s = *(char **)field;
+		if (k->kind == K_SOCKPATH && s != NULL &&
+		    strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			snprintf(why, whylen,
+			    "'%s': a Unix socket path has at most %zu bytes",
+			    value,
+			    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			return -1;
+		}
+		return 0;
+	case K_LOG:
+		if (value[0] == '\0') {
+			if (k->min > 0) {
+				snprintf(why, whylen,
+				    "needs a path, or - for stderr");
+				return -1;
+			}
+			set_str(field, NULL);
+			return 0;
+		}
+		set_str(field, strcmp(value, "-") == 0 ? strdup(value) :
+		    nw_path_resolve(base, value));
+		break;
+	case K_NAME:
+		set_str(field, value[0] == '\0' ? NULL : strdup(value));
+		if (value[0] == '\0')
+			return 0;
+		break;
+	}
+	/* The string kinds that fall through here just stored a copy. */
+	if (*(char **)field == NULL)
+		goto nomem;
+	return 0;
+nomem:
+	snprintf(why, whylen, "out of memory");
+	return -1;
+}
+
+/* name is how the value was named: the key in the file, or the flag. */
+static void
+key_apply(struct load *ld, long idx, const char *name, const char *value,
+    const struct origin *o, const char *base)
+{
+	char why[512];
+
+	if (kind_apply(ld, &keys[idx], value, o, base, why, sizeof(why)) < 0)
+		load_fail(ld, o, name, "%s", why);
+	else
+		ld->origin[idx] = *o;
+}
+
+/*
+ * [env] and -e. A name twice in the file is a mistake worth an error; a
+ * flag replaces the file's value in place, so the order stays the file's.
+ */
+static void
+env_set(struct load *ld, const char *name, size_t namelen, const char *value,
+    const struct origin *o, const char *written)
+{
+	struct nw_config *c = ld->config;
+	struct nw_env_var *grown;
+	int *lines;
+	char *copy;
+	size_t i;
+
+	if (!nw_env_name_ok(name, namelen)) {
+		load_fail(ld, o, written,
+		    "'%.*s' is not a valid environment variable name",
+		    (int)namelen, name);
+		return;
+	}
+	if (namelen >= 8 && strncmp(name, "NARWHAL_", 8) == 0) {
+		load_fail(ld, o, written,
+		    "'%.*s': names starting with NARWHAL_ are narwhal's own",
+		    (int)namelen, name);
+		return;
+	}
+	if ((copy = strdup(value)) == NULL)
+		goto nomem;
+	for (i = 0; i < c->nenv; i++) {
+		if (strlen(c->env[i].name) != namelen ||
+		    strncmp(c->env[i].name, name, namelen) != 0)
+			continue;
+		if (o->line > 0 && ld->env_lines[i] > 0) {
+			free(copy);
+			load_fail(ld, o, written, "already set on line %d",
+			    ld->env_lines[i]);
+			return;
+		}
+		free(c->env[i].value);
+		c->env[i].value = copy;
+		ld->env_lines[i] = o->line;
+		return;
+	}
+	lines = realloc(ld->env_lines, (c->nenv + 1) * sizeof(*lines));
+	if (lines == NULL)
+		goto nomem_copy;
+	ld->env_lines = lines;
+	grown = realloc(c->env, (c->nenv + 1) * sizeof(*grown));
+	if (grown == NULL)
+		goto nomem_copy;
+	c->env = grown;
+	if ((grown[c->nenv].name = strndup(name, namelen)) == NULL)
+		goto nomem_copy;
+	grown[c->nenv].value = copy;
+	lines[c->nenv++] = o->line;
+	return;
+nomem_copy:
+	free(copy);
+nomem:
+	load_fail(ld, o, written, "out of memory");
+}
+
+/*
+ * inih calls the reader for every physical line, and the handler for a
+ * line's pair before reading the next, so the reader's count is the line
+ * of the pair. It also sees what inih would not report: section headers
+ * (the handler is not called for them) and overlong lines (which inih
+ * would silently split in two).
+ */
+static char *
+file_read_line(char *str, int num, void *stream)
+{
+	struct load *ld = stream;
+	struct origin o;
+	ssize_t len;
+	size_t n;
+	char *p, *close, section[64];
+
+	if ((len = getline(&ld->line, &ld->linecap, ld->fp)) < 0)
+		return NULL;
+	o.line = ++ld->lineno;
+	o.flag = NULL;
+	while (len > 0 && (ld->line[len - 1] == '\n' ||
+	    ld->line[len - 1] == '\r'))
+		ld->line[--len] = '\0';
+	if (len + 2 > num) {
+		load_fail_plain(ld, "%s:%d: line is longer than %d characters",
+		    ld->file, o.line, num - 2);
+		ld->failed_line = o.line;
+		strcpy(str, "\n");
+		return str;
+	}
+	ld->indented = ld->line[0] == ' ' || ld->line[0] == '\t';
+	p = ld->line + strspn(ld->line, " \t\f\v");
+	/* An indented line after a pair continues it: not a section. */
+	if (*p == '[' && (!ld->indented || ld->last_name[0] == '\0')) {
+		ld->last_name[0] = '\0';
+		close = strchr(p, ']');
+		n = close != NULL ? (size_t)(close - p) + 1 : 0;
+		if (n > 0 && !(n == 9 && strncmp(p, "[narwhal]", n) == 0) &&
+		    !(n == 5 && strncmp(p, "[env]", n) == 0)) {
+			snprintf(section, sizeof(section), "%.*s", (int)n, p);
+			load_fail(ld, &o, section,
+			    "unknown section (expected [narwhal] or [env])");
+		}
+	}
+	memcpy(str, ld->line, (size_t)len);
+	strcpy(str + len, "\n");
+	return str;
+}
+
+static int
+file_pair(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct load *ld = user;
+	struct origin o = { ld->lineno, NULL };
+	const char *eqname;
+	char dashed[64];
+	long idx;
+	size_t i, n;
+
+	if (ld->failed)
+		return 1;
+	if (ld->indented && strcmp(name, ld->last_name) == 0) {
+		/*
+		 * inih takes an indented line for the previous value's
+		 * continuation; name the key the line itself seems to set.
+		 */
+		n = strcspn(value, "=:");
+		while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+			n--;
+		if (value[strcspn(value, "=:")] != '\0' && n > 0 &&
+		    n < sizeof(dashed)) {
+			memcpy(dashed, value, n);
+			dashed[n] = '\0';
+			name = dashed;
+		}
+		load_fail(ld, &o, name, "unexpected indentation (keys start "
+		    "in the first column; a value fits on one line)");
+		return 0;
+	}
+	snprintf(ld->last_name, sizeof(ld->last_name), "%s", name);
+	if (strcmp(section, "env") == 0) {
+		env_set(ld, name, strlen(name), value, &o, name);
+		return !ld->failed;
+	}
+	if (strcmp(section, "narwhal") != 0) {
+		load_fail(ld, &o, name, section[0] == '\0' ?
+		    "outside any section (put it under [narwhal])" :
+		    "in an unknown section");
+		return 0;
+	}
+	if ((idx = key_index(name)) < 0) {
+		for (i = 0; name[i] != '\0' && i < sizeof(dashed) - 1; i++)
+			dashed[i] = name[i] == '-' ? '_' : name[i];
+		dashed[i] = '\0';
+		if (strchr(name, '-') != NULL &&
+		    (eqname = nw_config_key_name(dashed)) != NULL)
+			load_fail(ld, &o, name,
+			    "unknown key (keys use underscores: %s)", eqname);
+		else
+			load_fail(ld, &o, name, "unknown key");
+		return 0;
+	}
+	if (ld->origin[idx].line > 0 && keys[idx].kind != K_BIND) {
+		load_fail(ld, &o, name, "already set on line %d",
+		    ld->origin[idx].line);
+		return 0;
+	}
+	key_apply(ld, idx, name, value, &o, ld->file_dir);
+	return !ld->failed;
+}
+
+static void
+load_file(struct load *ld)
+{
+	struct stat st;
+	int rc;
+
+	if ((ld->fp = fopen(ld->config->path, "r")) == NULL) {
+		load_fail_plain(ld, "cannot read %s: %s", ld->file,
+		    strerror(errno));
+		return;
+	}
+	if (fstat(fileno(ld->fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+		load_fail_plain(ld, "cannot read %s: %s", ld->file,
+		    strerror(EISDIR));
+		goto out;
+	}
+	rc = ini_parse_stream(file_read_line, ld, file_pair, ld);
+	if (ferror(ld->fp)) {
+		ld->failed = 0;
+		load_fail_plain(ld, "cannot read %s: %s", ld->file,
+		    strerror(errno));
+	} else if (rc == -2) {
+		ld->failed = 0;
+		load_fail_plain(ld, "%s: out of memory", ld->file);
+	} else if (rc > 0 && (!ld->failed || ld->failed_line > rc)) {
+		/* inih found a line that is no pair, section or comment. */
+		ld->failed = 0;
+		load_fail_plain(ld, "%s:%d: syntax error: expected "
+		    "KEY = VALUE, [SECTION] or a comment", ld->file, rc);
+	}
+out:
+	fclose(ld->fp);
+	ld->fp = NULL;
+}
+
+static void
+apply_flags(struct load *ld, const struct nw_cli *cli)
+{
+	const struct nw_cli_opt *opt;
+	struct origin o;
+	const char *eq;
+	char why[512];
+	size_t i;
+	long idx;
+
+	for (i = 0; i < cli->nopts && !ld->failed; i++) {
+		opt = &cli->opts[i];
+		o.line = 0;
+		o.flag = opt->flag;
+		switch (opt->kind) {
+		case NW_CLI_KEY:
+			idx = key_index(opt->key);
+			key_apply(ld, idx, opt->flag, opt->value, &o, ld->cwd);
+			break;
+		case NW_CLI_ENV:
+			if ((eq = strchr(opt->value, '=')) == NULL) {
+				load_fail(ld, &o, opt->flag,
+				    "'%s' is not NAME=VALUE", opt->value);
+				break;
+			}
+			env_set(ld, opt->value, (size_t)(eq - opt->value),
+			    eq + 1, &o, opt->flag);
+			break;
+		case NW_CLI_WORKER_CLASS:
+			idx = key_index("interface");
+			if (nw_parse_worker_class(opt->value,
+			    &ld->config->interface, why, sizeof(why)) < 0)
+				load_fail(ld, &o, opt->flag, "%s", why);
+			else
+				ld->origin[idx] = o;
+			break;
+		}
+	}
+	if (cli->app != NULL && !ld->failed) {
+		o.line = 0;
+		o.flag = NULL;
+		key_apply(ld, key_index("app"), "app", cli->app, &o, ld->cwd);
+	}
+}
+
+static const struct origin *
+origin_of(const struct load *ld, const char *name)
+{
+	return &ld->origin[key_index(name)];
+}
+
+/* The first executable "name" in PATH, or NULL. */
+static char *
+search_path(const char *name)
+{
+	const char *path = getenv("PATH"), *p, *end;
+	struct stat st;
+	char *candidate;
+
+	if (path == NULL || path[0] == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path;; p = end + 1) {
+		end = strchrnul(p, ':');
+		if (end > p && asprintf(&candidate, "%.*s/%s", (int)(end - p),
+		    p, name) >= 0) {
+			if (stat(candidate, &st) == 0 && S_ISREG(st.st_mode) &&
+			    access(candidate, X_OK) == 0)
+				return candidate;
+			free(candidate);
+		}
+		if (*end == '\0')
+			return NULL;
+	}
+}
+
+static void
+check_python(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	const struct origin *o = origin_of(ld, "python");
+	struct stat st;
+	char *found;
+	int error = 0;
+
+	/* Resolved now, so that the master can execve() without a PATH. */
+	if (strchr(c->python, '/') == NULL) {
+		if ((found = search_path(c->python)) == NULL) {
+			load_fail(ld, o, "python", "%s: not found in PATH",
+			    c->python);
+			return;
+		}
+		set_str(&c->python, found);
+		return;
+	}
+	if (stat(c->python, &st) < 0)
+		error = errno;
+	else if (S_ISDIR(st.st_mode))
+		error = EISDIR;
+	else if (access(c->python, X_OK) < 0)
+		error = errno;
+	if (error != 0)
+		load_fail(ld, o, "python", "%s: %s", c->python,
+		    strerror(error));
+}
+
+static void
+check_chdir(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	const struct origin *o = origin_of(ld, "chdir");
+	struct stat st;
+	int error = 0;
+
+	if (stat(c->chdir, &st) < 0)
+		error = errno;
+	else if (!S_ISDIR(st.st_mode))
+		error = ENOTDIR;
+	if (error != 0)
+		load_fail(ld, o, "chdir", "%s: %s", c->chdir, strerror(error));
+}
+
+/*
+ * What no single key can check: the whole, after the flags. A lenient load
+ * (`narwhal reload`, `status`) only needs the paths that find the master, so
+ * it does not insist on an app or look at the code tree and interpreter,
+ * which the operator's shell may not even be allowed to see.
+ */
+static void
+finish(struct load *ld, int lenient)
+{
+	struct nw_config *c = ld->config;
+	char *bind;
+
+	if (c->app == NULL && !lenient) {
+		load_fail_plain(ld, "no app given: set app = module:callable "
+		    "or pass it as an argument");
+		return;
+	}
+	if (c->nbinds == 0) {
+		if ((bind = strdup(NW_DEFAULT_BIND)) == NULL ||
+		    binds_add(c, bind) < 0) {
+			load_fail_plain(ld, "out of memory");
+			return;
+		}
+	}
+	if (c->chdir == NULL && (c->chdir = strdup(ld->cwd)) == NULL) {
+		load_fail_plain(ld, "out of memory");
+		return;
+	}
+	if (lenient)
+		return;
+	check_chdir(ld);
+	check_python(ld);
+}
+
+static struct nw_config *
+config_defaults(void)
+{
+	struct nw_config *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->interface = NW_INTERFACE_AUTO;
+	c->asyncio_loop = strdup("auto");
+	c->python = strdup("/usr/bin/python3");
+	c->backlog = 2048;
+	c->workers = 1;
+	c->timeout = 30;
+	c->graceful_timeout = 30;
+	c->keepalive = 2;
+	c->header_timeout = 10;
+	c->boot_timeout = 60;
+	c->max_recycling = 1;
+	c->ready_interval = 0.5;
+	c->ready_successes = 1;
+	c->ready_timeout = 2;
+	c->min_uptime = 2;
+	c->boot_retries = 1;
+	c->rollback = NW_ROLLBACK_SYMLINK;
+	c->limit_request_line = 4094;
+	c->limit_request_fields = 100;
+	c->limit_request_field_size = 8190;
+	c->umask = -1;
+	c->errorlog = strdup("-");
+	c->loglevel = NW_LOG_INFO;
+	if (c->asyncio_loop == NULL || c->python == NULL ||
+	    c->errorlog == NULL) {
+		nw_config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static struct nw_config *
+load(int argc, char **argv, char *err, size_t errlen, int lenient)
+{
+	struct load ld;
+	struct nw_cli cli;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	memset(&ld, 0, sizeof(ld));
+	ld.err = err;
+	ld.errlen = errlen;
+	if (nw_cli_scan(argc, argv, &cli, err, errlen) < 0)
+		return NULL;
+	if ((ld.config = config_defaults()) == NULL) {
+		load_fail_plain(&ld, "out of memory");
+		goto out;
+	}
+	if ((ld.cwd = nw_logical_cwd()) == NULL) {
+		load_fail_plain(&ld, "cannot find the current directory: %s",
+		    strerror(errno));
+		goto out;
+	}
+	if (cli.config != NULL) {
+		ld.file = cli.config;
+		ld.config->path = nw_path_resolve(ld.cwd, cli.config);
+		if (ld.config->path == NULL ||
+		    (ld.file_dir = nw_path_dirname(ld.config->path)) == NULL) {
+			load_fail_plain(&ld, "out of memory");
+			goto out;
+		}
+		load_file(&ld);
+	}
+	if (!ld.failed)
+		apply_flags(&ld, &cli);
+	if (!ld.failed)
+		finish(&ld, lenient);
+out:
+	nw_cli_free(&cli);
+	free(ld.cwd);
+	free(ld.file_dir);
+	free(ld.env_lines);
+	free(ld.line);
+	if (ld.failed) {
+		nw_config_free(ld.config);
+		return NULL;
+	}
+	return ld.config;
+}
+
+struct nw_config *
+nw_config_load(int argc, char **argv, char *err, size_t errlen)
+{
+	return load(argc, argv, err, errlen, 0);
+}
+
+struct nw_config *
+nw_config_load_lenient(int argc, char **argv, char *err, size_t errlen)
+{
+	return load(argc, argv, err, errlen, 1);
+}
+
+void
+nw_config_free(struct nw_config *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->app);
+	free(c->asyncio_loop);
+	free(c->python);
+	free(c->chdir);
+	nw_strv_free(c->pythonpath);
+	nw_strv_free(c->binds);
+	free(c->ready_path);
+	nw_strv_free(c->on_rollback);
+	free(c->pidfile);
+	free(c->user);
+	free(c->group);
+	free(c->runtime_dir);
+	free(c->state_dir);
+	free(c->control_socket);
+	free(c->accesslog);
+	free(c->errorlog);
+	for (i = 0; i < c->nenv; i++) {
+		free(c->env[i].name);
+		free(c->env[i].value);
+	}
+	free(c->env);
+	free(c);
+}
+
+/*
+ * A name for this instance that a separate `narwhal reload -c app.ini`
+ * computes the same way as the running master: FNV-1a over the pidfile, else
+ * the config file, else the binds. Paths are compared as absolute lexical
+ * paths, not realpath()s, so that redeploying a symlinked config does not
+ * move the control socket.
+ */
+static void
+instance_name(const struct nw_config *c, char out[13])
+{
+	uint64_t h = 14695981039346656037ULL;
+	const char *s;
+	size_t i;
+
+#define FNV(ch) (h = (h ^ (unsigned char)(ch)) * 1099511628211ULL)
+	if (c->pidfile != NULL || c->path != NULL) {
+		for (s = c->pidfile != NULL ? c->pidfile : c->path; *s; s++)
+			FNV(*s);
+	} else {
+		for (i = 0; i < c->nbinds; i++) {
+			for (s = c->binds[i]; *s; s++)
+				FNV(*s);
+			FNV('\n');
+		}
+	}
+#undef FNV
+	snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
+}
+
+/* The first of systemd's colon-separated directories, if it set any. */
+static char *
+systemd_dir(const char *variable)
+{
+	const char *dir = getenv(variable);
+
+	if (dir == NULL || dir[0] != '/')
+		return NULL;
+	return strndup(dir, strcspn(dir, ":"));
+}
+
+static char *
+join_instance(char *parent, const struct nw_config *c)
+{
+	char name[13], *dir;
+
+	if (parent == NULL)
+		return NULL;
+	instance_name(c, name);
+	if (asprintf(&dir, "%s/%s", parent, name) < 0)
+		dir = NULL;
+	free(parent);
+	return dir;
+}
+
+/*
+ * The instance name is added under $RUNTIME_DIRECTORY too: with systemd's
+ * RuntimeDirectory=narwhal, the master and a root shell running
+ * `narwhal reload` then agree on /run/narwhal/<instance> without the shell
+ * knowing the unit.
+ */
+char *
+nw_config_runtime_dir(const struct nw_config *c)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char *parent;
+
+	if (c->runtime_dir != NULL)
+		return strdup(c->runtime_dir);
+	if ((parent = systemd_dir("RUNTIME_DIRECTORY")) != NULL)
+		return join_instance(parent, c);
+	if (geteuid() == 0)
+		parent = strdup("/run/narwhal");
+	else if (xdg != NULL && xdg[0] == '/') {
+		if (asprintf(&parent, "%s/narwhal", xdg) < 0)
+			parent = NULL;
+	} else if (asprintf(&parent, "/tmp/narwhal-%u",
+	    (unsigned)geteuid()) < 0)
+		parent = NULL;
+	return join_instance(parent, c);
+}
+
+char *
+nw_config_state_dir(const struct nw_config *c)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	struct passwd *pw;
+	char *parent;
+
+	if (c->state_dir != NULL)
+		return strdup(c->state_dir);
+	if ((parent = systemd_dir("STATE_DIRECTORY")) != NULL)
+		return join_instance(parent, c);
+	if (geteuid() == 0)
+		return join_instance(strdup("/var/lib/narwhal"), c);
+	if (xdg != NULL && xdg[0] == '/') {
+		if (asprintf(&parent, "%s/narwhal", xdg) < 0)
+			parent = NULL;
+		return join_instance(parent, c);
+	}
+	if ((home == NULL || home[0] != '/') &&
+	    (pw = getpwuid(geteuid())) != NULL)
+		home = pw->pw_dir;
+	if (home == NULL || home[0] != '/')
+		home = "/tmp";
+	if (asprintf(&parent, "%s/.local/state/narwhal", home) < 0)
+		parent = NULL;
+	return join_instance(parent, c);
+}
+
+char *
+nw_config_control_path(const struct nw_config *c)
+{
+	char *dir, *path;
+
+	if (c->control_socket != NULL)
+		return strdup(c->control_socket);
+	if ((dir = nw_config_runtime_dir(c)) == NULL)
+		return NULL;
+	if (asprintf(&path, "%s/control.sock", dir) < 0)
+		path = NULL;
+	free(dir);
+	return path;
+}

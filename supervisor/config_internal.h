@@ -1,0 +1,80 @@
+/*
+ * config_internal.h: what config.c, config_flags.c and config_values.c share.
+ *
+ * Only the config*.c files include it: the rest of the master sees config.h
+ * alone. The value parsers here are pure (no config, no origin, no globals):
+ * on a bad value they return -1 and say why in a buffer that the caller
+ * prefixes with the file, line and key, or the flag.
+ */
+#ifndef NW_CONFIG_INTERNAL_H
+#define NW_CONFIG_INTERNAL_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Longest flag name kept for messages: longer ones are unknown anyway. */
+#define NW_FLAG_MAX 48
+
+/* The defaults that more than one file needs. */
+#define NW_DEFAULT_PORT "8000"
+#define NW_DEFAULT_BIND "127.0.0.1:" NW_DEFAULT_PORT
+
+enum nw_cli_kind {
+	NW_CLI_KEY,          /* --max-requests 5: key "max_requests" */
+	NW_CLI_ENV,          /* -e NAME=VALUE */
+	NW_CLI_WORKER_CLASS, /* -k gunicorn-worker-class */
+};
+
+/* One option from the command line, in the order given. */
+struct nw_cli_opt {
+	enum nw_cli_kind kind;
+	const char *key;         /* canonical key name, for NW_CLI_KEY */
+	char flag[NW_FLAG_MAX];  /* as written, without "=VALUE": messages */
+	const char *value;       /* points into argv */
+};
+
+/* The command line, split but not yet interpreted. */
+struct nw_cli {
+	struct nw_cli_opt *opts;
+	size_t nopts;
+	const char *config;      /* -c FILE, NULL when none */
+	const char *app;         /* the positional MODULE:CALLABLE */
+};
+
+/* config_flags.c */
+int nw_cli_scan(int argc, char **argv, struct nw_cli *cli, char *err,
+    size_t errlen);
+void nw_cli_free(struct nw_cli *cli);
+
+/* config.c: the canonical name of a key, or NULL when there is none. */
+const char *nw_config_key_name(const char *name);
+
+/* config_values.c */
+int nw_parse_long(const char *s, long min, long max, long *out, char *why,
+    size_t whylen);
+int nw_parse_seconds(const char *s, int positive, double *out, char *why,
+    size_t whylen);
+int nw_parse_size(const char *s, long long *out, char *why, size_t whylen);
+int nw_parse_mode(const char *s, int *out, char *why, size_t whylen);
+int nw_parse_interface(const char *s, enum nw_interface *out, char *why,
+    size_t whylen);
+int nw_parse_worker_class(const char *s, enum nw_interface *out, char *why,
+    size_t whylen);
+int nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
+    size_t whylen);
+int nw_parse_app(const char *s, char **out, char *why, size_t whylen);
+int nw_parse_bind(const char *s, const char *base, char **out, char *why,
+    size_t whylen);
+int nw_parse_argv(const char *s, const char *base, char ***out, char *why,
+    size_t whylen);
+int nw_parse_list(const char *s, const char *base, char ***out, size_t *n,
+    char *why, size_t whylen);
+int nw_env_name_ok(const char *name, size_t len);
+
+char *nw_path_resolve(const char *base, const char *path);
+char *nw_path_dirname(const char *path);
+char *nw_logical_cwd(void);
+void nw_strv_free(char **v); /* NULL-terminated */
+
+#endif
