@@ -95,6 +95,17 @@ fmt:
 bench: deps all
 	$(PYTHON) tests/bench/bench.py
 
+# narwhal_<version>_<arch>.deb, with dpkg-deb alone; see packaging/debian/.
+DEB_VERSION := $(shell sed -n 's/^\#define NW_VERSION "\(.*\)"/\1/p' supervisor/master.h)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_ROOT    := debian-build/root
+DEB_FILE    := narwhal_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb: all
+	rm -rf debian-build $(DEB_FILE)
+	$(MAKE) install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr
+	packaging/debian/build-deb.sh $(DEB_ROOT) $(DEB_VERSION) $(DEB_ARCH) $(DEB_FILE)
+
 clean:
 	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

@@ -78,7 +78,7 @@ classify(const char *line)
 
 /* Copies the master's answer to stdout; returns the reload's exit code. */
 static int
-relay(int fd, double timeout)
+relay(int fd, int wait, double timeout)
 {
 	double deadline = timeout > 0 ? now_monotonic() + timeout : 0;
 	char buf[4096], line[4096];
@@ -121,7 +121,10 @@ relay(int fd, double timeout)
 			used = 0;
 		}
 	}
-	return result < 0 ? RELOAD_OK : result;
+	/* Waiting and no outcome: the master went away mid-reload. */
+	if (result < 0)
+		return wait ? RELOAD_ERROR : RELOAD_OK;
+	return result;
 }
 
 static void
@@ -193,7 +196,10 @@ nw_client_main(int argc, char **argv)
 		close(fd);
 		return RELOAD_ERROR;
 	}
-	rc = relay(fd, wait ? timeout : 0);
+	rc = relay(fd, wait, wait ? timeout : 0);
+	if (rc == RELOAD_ERROR && wait)
+		fprintf(stderr, "narwhal reload: the master closed the "
+				"connection without an outcome\n");
 	close(fd);
 	if (rc == RELOAD_TIMEOUT)
 		fprintf(stderr, "narwhal reload: no outcome within %gs\n",

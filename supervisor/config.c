@@ -134,7 +134,26 @@ struct load {
 	size_t errlen;
 	int failed;
 	int failed_line;
+	int lenient;                 /* only keys that locate the master count */
 };
+
+/*
+ * `narwhal reload` must reach the master even when the file is broken (that
+ * is what the master will refuse, with the full error): only the keys that
+ * say where the master is may stop it.
+ */
+static int
+locates_master(const char *name)
+{
+	static const char *const locating[] = { "pidfile", "runtime_dir",
+		"control_socket", "bind", "-p", "--pid", "-b", "--bind",
+		"--runtime-dir", "--control-socket", "-c", "--config" };
+
+	for (size_t i = 0; i < sizeof(locating) / sizeof(*locating); i++)
+		if (strcmp(name, locating[i]) == 0)
+			return 1;
+	return 0;
+}
 
 static void
 load_fail(struct load *ld, const struct origin *o, const char *name,
@@ -144,6 +163,8 @@ load_fail(struct load *ld, const struct origin *o, const char *name,
 	int n;
 
 	if (ld->failed)
+		return;
+	if (ld->lenient && !locates_master(o->flag != NULL ? o->flag : name))
 		return;
 	ld->failed = 1;
 	ld->failed_line = o->line;
@@ -537,7 +558,7 @@ file_pair(void *user, const char *section, const char *name,
 		}
 		load_fail(ld, &o, name, "unexpected indentation (keys start "
 		    "in the first column; a value fits on one line)");
-		return 0;
+		return !ld->failed;
 	}
 	snprintf(ld->last_name, sizeof(ld->last_name), "%s", name);
 	if (strcmp(section, "env") == 0) {
@@ -548,7 +569,7 @@ file_pair(void *user, const char *section, const char *name,
 		load_fail(ld, &o, name, section[0] == '\0' ?
 		    "outside any section (put it under [narwhal])" :
 		    "in an unknown section");
-		return 0;
+		return !ld->failed;
 	}
 	if ((idx = key_index(name)) < 0) {
 		for (i = 0; name[i] != '\0' && i < sizeof(dashed) - 1; i++)
@@ -560,12 +581,12 @@ file_pair(void *user, const char *section, const char *name,
 			    "unknown key (keys use underscores: %s)", eqname);
 		else
 			load_fail(ld, &o, name, "unknown key");
-		return 0;
+		return !ld->failed;
 	}
 	if (ld->origin[idx].line > 0 && keys[idx].kind != K_BIND) {
 		load_fail(ld, &o, name, "already set on line %d",
 		    ld->origin[idx].line);
-		return 0;
+		return !ld->failed;
 	}
 	key_apply(ld, idx, name, value, &o, ld->file_dir);
 	return !ld->failed;
@@ -810,6 +831,7 @@ load(int argc, char **argv, char *err, size_t errlen, int lenient)
 	memset(&ld, 0, sizeof(ld));
 	ld.err = err;
 	ld.errlen = errlen;
+	ld.lenient = lenient;
 	if (nw_cli_scan(argc, argv, &cli, err, errlen) < 0)
 		return NULL;
 	if ((ld.config = config_defaults()) == NULL) {

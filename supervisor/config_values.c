@@ -372,6 +372,20 @@ nw_parse_bind(const char *s, const char *base, char **out, char *why,
 
 	if (strncmp(s, "unix:", 5) == 0)
 		return bind_unix(s, base, out, why, whylen);
+	/* fd://NAME: the socket systemd passes with FileDescriptorName=NAME */
+	if (strncmp(s, "fd://", 5) == 0) {
+		if (s[5] == '\0' || strchr(s + 5, ':') != NULL) {
+			snprintf(why, whylen, "'%s' needs a socket name, as in "
+			    "fd://http", s);
+			return -1;
+		}
+		*out = strdup(s);
+		if (*out == NULL) {
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
 	if (s[0] == '[') {
 		const char *close = strchr(s, ']');
 
@@ -430,7 +444,7 @@ nw_parse_bind(const char *s, const char *base, char **out, char *why,
 	return 0;
 bad:
 	snprintf(why, whylen,
-	    "'%s' is not HOST:PORT, [IPV6]:PORT or unix:PATH", s);
+	    "'%s' is not HOST:PORT, [IPV6]:PORT, unix:PATH or fd://NAME", s);
 	return -1;
 }
 

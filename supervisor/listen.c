@@ -174,29 +174,69 @@ add_listener(struct nw_master *m, int fd, const char *bind_spec,
 	l->name = describe(fd);
 	l->bind = nw_strdup(bind_spec);
 	l->unix_path = unix_path ? nw_strdup(unix_path) : NULL;
-	nw_info("listening at %s", l->name);
+	if (strncmp(bind_spec, "fd://", 5) == 0)
+		nw_info("listening at %s (%s)", l->name, bind_spec);
+	else
+		nw_info("listening at %s", l->name);
 }
 
+static int
+find_name(char **names, int n, const char *name)
+{
+	for (int i = 0; names != NULL && i < n; i++)
+		if (names[i] != NULL && strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Socket activation: every socket systemd passed is adopted; a `bind =
+ * fd://NAME` entry must find its FileDescriptorName=NAME among them. Other
+ * bind entries are systemd's business then, and are not bound.
+ */
 static int
 adopt_activated(struct nw_master *m, const struct nw_config *config)
 {
 	char **names = NULL;
-	int n = sd_listen_fds_with_names(1, &names);
+	int n = sd_listen_fds_with_names(1, &names), rc = n;
 
 	if (n <= 0)
 		return n;
-	for (int i = 0; i < n; i++) {
-		int fd = SD_LISTEN_FDS_START + i;
+	for (size_t i = 0; i < config->nbinds; i++) {
+		const char *spec = config->binds[i];
 
-		nw_set_cloexec(fd, 1);
-		add_listener(m, fd, names && names[i] ? names[i] : "systemd",
-		    NULL);
-		free(names ? names[i] : NULL);
+		if (strncmp(spec, "fd://", 5) == 0 &&
+		    find_name(names, n, spec + 5) < 0) {
+			nw_error("bind %s: systemd passed no socket named '%s'",
+			    spec, spec + 5);
+			rc = -1;
+		} else if (strncmp(spec, "fd://", 5) != 0) {
+			nw_info("bind %s: not bound, systemd passed the sockets",
+			    spec);
+		}
 	}
+	for (int i = 0; i < n && rc > 0; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		char label[300];
+
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			nw_error("socket activation: fd %d (%s) is not a "
+				 "listening stream socket",
+			    fd, names && names[i] ? names[i] : "unnamed");
+			rc = -1;
+			break;
+		}
+		nw_set_cloexec(fd, 1);
+		snprintf(label, sizeof label, "fd://%s",
+		    names && names[i] ? names[i] : "unknown");
+		add_listener(m, fd, label, NULL);
+	}
+	for (int i = 0; names != NULL && i < n; i++)
+		free(names[i]);
 	free(names);
-	nw_info("adopted %d socket%s from systemd; bind entries unused", n,
-	    n == 1 ? "" : "s");
-	return n;
+	if (rc > 0)
+		nw_info("adopted %d socket%s from systemd", n, n == 1 ? "" : "s");
+	return rc;
 }
 
 int
@@ -204,12 +244,20 @@ nw_listen_open(struct nw_master *m, const struct nw_config *config)
 {
 	char err[512];
 
-	if (adopt_activated(m, config) > 0)
-		return 0;
+	int activated = adopt_activated(m, config);
+
+	if (activated != 0)
+		return activated < 0 ? -1 : 0;
 	for (size_t i = 0; i < config->nbinds; i++) {
 		const char *spec = config->binds[i];
 		int fd;
 
+		if (strncmp(spec, "fd://", 5) == 0) {
+			nw_error("bind %s: no sockets passed by systemd "
+				 "(LISTEN_FDS)",
+			    spec);
+			return -1;
+		}
 		if (strncmp(spec, "unix:", 5) == 0) {
 			fd = nw_unix_listen(spec + 5, config->backlog);
 			if (fd < 0) {

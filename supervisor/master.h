@@ -265,6 +265,7 @@ void nw_sd_init(struct nw_master *m);
 void nw_sd_ready(struct nw_master *m);
 void nw_sd_reloading(struct nw_master *m);
 void nw_sd_stopping(struct nw_master *m);
+void nw_sd_extend(struct nw_master *m);
 void nw_sd_status(struct nw_master *m);
 
 /* master.c */

@@ -218,6 +218,7 @@ nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w)
 	m->current = g;
 	m->config = g->config;
 	ev_timer_again(m->loop, &m->cold_deadline);
+	nw_sd_extend(m);
 	return -1;
 }
 

@@ -23,6 +23,22 @@ static const char *const outcome_names[] = {
 	[NW_RELOAD_ROLLED_BACK] = "rolled back",
 };
 
+/*
+ * A slow boot must not trip TimeoutStartSec (systemd times reloads with it
+ * too): allow the longest a generation can take to be judged.
+ */
+void
+nw_sd_extend(struct nw_master *m)
+{
+	const struct nw_config *c = m->current->config;
+	double worst = c->boot_timeout * (c->boot_retries + 1) +
+	    c->min_uptime + 10;
+
+	if (m->sd_notify)
+		sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu",
+		    (unsigned long long)(worst * 1e6));
+}
+
 /* The timer firing at all is the proof that the loop is not stuck. */
 static void
 on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
@@ -40,10 +56,7 @@ nw_sd_init(struct nw_master *m)
 		return;
 	sd_notifyf(0, "MAINPID=%d\nSTATUS=starting generation 1",
 	    (int)getpid());
-	/* A slow first boot must not trip TimeoutStartSec by itself. */
-	sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu",
-	    (unsigned long long)((m->current->config->boot_timeout + 10) *
-		1e6));
+	nw_sd_extend(m);
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
 		ev_timer_init(&m->sd_watchdog, on_watchdog, 0.,
 		    usec / 2e6);
@@ -72,6 +85,7 @@ nw_sd_reloading(struct nw_master *m)
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
 		(unsigned long long)ts.tv_nsec / 1000ULL);
+	nw_sd_extend(m);
 }
 
 void

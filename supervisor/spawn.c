@@ -220,8 +220,11 @@ resolve_user(const struct nw_config *c, struct child_plan *p)
 		p->ngroups = 1;
 	}
 	p->drop_privileges = geteuid() == 0;
-	if (!p->drop_privileges && p->uid != geteuid()) {
-		nw_error("user '%s': only root can switch users", c->user);
+	if (!p->drop_privileges &&
+	    (p->uid != geteuid() || p->gid != getegid())) {
+		nw_error("user '%s' group '%s': only root can switch",
+		    c->user ? c->user : "(unchanged)",
+		    c->group ? c->group : "(unchanged)");
 		return -1;
 	}
 	return 0;
