@@ -40,7 +40,10 @@ nw_generation_new(struct nw_master *m, struct nw_config *config,
 	g->id = ++m->next_generation_id;
 	g->config = config;
 	g->tree = nw_strdup(resolved);
-	n = readlink(config->chdir, target, sizeof target - 1);
+	/* A tree given explicitly (the last good one) is not what the
+	 * link says: keep no link text that would resolve elsewhere. */
+	n = tree == config->chdir
+	    ? readlink(config->chdir, target, sizeof target - 1) : -1;
 	if (n > 0) {
 		target[n] = '\0';
 		g->link_target = nw_strdup(target);

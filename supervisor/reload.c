@@ -113,8 +113,23 @@ nw_reload_step(struct nw_master *m)
 				youngest = w->live_at;
 		}
 	}
-	if (live < m->target)
+	if (live < m->target) {
+		/* Wake up when the first one ends its probation. */
+		double first = 0;
+
+		TAILQ_FOREACH(w, &m->workers, entry)
+			if (w->gen == g && w->state == NW_LIVE &&
+			    w->live_at + g->config->min_uptime > ev_now(m->loop) &&
+			    (first == 0 ||
+			     w->live_at + g->config->min_uptime < first))
+				first = w->live_at + g->config->min_uptime;
+		if (first > 0 && !ev_is_active(&m->reload.settle)) {
+			ev_timer_set(&m->reload.settle,
+			    first - ev_now(m->loop) + 0.01, 0.);
+			ev_timer_start(m->loop, &m->reload.settle);
+		}
 		return;
+	}
 	settle_at = youngest + g->config->min_uptime;
 	if (settle_at > ev_now(m->loop)) {
 		if (!m->reload.done_live) {

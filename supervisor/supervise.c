@@ -44,8 +44,11 @@ count_slots(struct nw_master *m, struct nw_generation *g)
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		if (w->gen != g || w->replaces != NULL)
 			continue;
+		/* A hung worker keeps its slot until reaped; its
+		 * respawn (with backoff) replaces it. */
 		if (is_booting(w) || nw_worker_counts_as_capacity(w) ||
-		    w->state == NW_BACKOFF)
+		    w->state == NW_BACKOFF ||
+		    (w->state == NW_STOPPING && w->hung))
 			n++;
 	}
 	return n;
@@ -143,6 +146,19 @@ replace_retiring(struct nw_master *m, struct nw_generation *g)
 }
 
 /*
+ * A worker of the generation being started is on probation until it has been
+ * live min_uptime: it serves, but relieves no old worker yet, so that its
+ * crash costs no capacity.
+ */
+static int
+on_probation(struct nw_master *m, const struct nw_worker *w)
+{
+	return m->reload.gen != NULL && w->gen == m->reload.gen &&
+	    nw_worker_counts_as_capacity(w) &&
+	    w->live_at + w->gen->config->min_uptime > ev_now(m->loop);
+}
+
+/*
  * Workers of other generations: the ones not serving go now; the serving
  * ones go one by one, oldest first, while the rest still cover `target`.
  */
@@ -151,6 +167,10 @@ retire_leftovers(struct nw_master *m, struct nw_generation *g)
 {
 	struct nw_worker *w, *next;
 	int live = nw_master_live_count(m, NULL);
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (on_probation(m, w))
+			live--;
 
 	for (w = TAILQ_FIRST(&m->workers); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, entry);

@@ -288,8 +288,9 @@ nw_worker_event(struct nw_master *m, struct nw_worker *w,
 		snprintf(w->boot_failure, sizeof w->boot_failure,
 		    "not live within boot_timeout %gs (%s)", c->boot_timeout,
 		    state_names[w->state]);
-		snprintf(reason, sizeof reason, "%s, SIGKILL", w->boot_failure);
-		begin_stop(m, w, SIGKILL, c->graceful_timeout, reason);
+		/* SIGABRT first: faulthandler shows where the import hangs. */
+		snprintf(reason, sizeof reason, "%s, SIGABRT", w->boot_failure);
+		begin_stop(m, w, SIGABRT, HANG_KILL_GRACE, reason);
 		w->was_stopped = 0; /* a failure, not a decision */
 		return;
 	case NW_EV_HANG:
