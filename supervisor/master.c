@@ -110,13 +110,19 @@ nw_master_shutdown(struct nw_master *m, enum nw_stop how)
 	nw_supervise_mark(m);
 }
 
+/*
+ * Only to workers that said `booted`: before that, a worker may not have its
+ * handlers yet, and USR1's default action would kill it. A worker still
+ * booting opens its logs afresh anyway.
+ */
 static void
 forward_signal(struct nw_master *m, int sig)
 {
 	struct nw_worker *w;
 
 	TAILQ_FOREACH(w, &m->workers, entry)
-		if (w->pid > 0)
+		if (w->pid > 0 && w->state != NW_SPAWNED &&
+		    w->state != NW_BACKOFF && w->state != NW_EXITED)
 			kill(w->pid, sig);
 }
 
