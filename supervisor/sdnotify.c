@@ -27,16 +27,20 @@ static const char *const outcome_names[] = {
  * A slow boot must not trip TimeoutStartSec (systemd times reloads with it
  * too): allow the longest a generation can take to be judged.
  */
+static unsigned long long
+worst_boot_usec(struct nw_master *m)
+{
+	const struct nw_config *c = m->current->config;
+
+	return (unsigned long long)((c->boot_timeout * (c->boot_retries + 1) +
+	    c->min_uptime + 10) * 1e6);
+}
+
 void
 nw_sd_extend(struct nw_master *m)
 {
-	const struct nw_config *c = m->current->config;
-	double worst = c->boot_timeout * (c->boot_retries + 1) +
-	    c->min_uptime + 10;
-
 	if (m->sd_notify)
-		sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu",
-		    (unsigned long long)(worst * 1e6));
+		sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu", worst_boot_usec(m));
 }
 
 /* The timer firing at all is the proof that the loop is not stuck. */
@@ -82,10 +86,10 @@ nw_sd_reloading(struct nw_master *m)
 	if (!m->sd_notify)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nEXTEND_TIMEOUT_USEC=%llu",
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
-		(unsigned long long)ts.tv_nsec / 1000ULL);
-	nw_sd_extend(m);
+		(unsigned long long)ts.tv_nsec / 1000ULL,
+	    worst_boot_usec(m));
 }
 
 void

@@ -1,0 +1,4 @@
+"""A healthy release."""
+from release_base import make_app
+
+application = make_app()

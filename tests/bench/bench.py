@@ -1,0 +1,549 @@
+#!/usr/bin/python3
+"""Benchmarks narwhal against the servers it replaces, with wrk.
+
+The `hello` scenario serves a hello-world app (tests/apps/hello) with the same
+number of workers from each server, warms it up, then runs
+`wrk -t2 -c64 -d10s --latency` twice: with keep-alive, and with
+`Connection: close`. It prints requests/s, p50 and p99 latency, errors, the
+ratio to narwhal, and the master's RSS beside the workers'.
+
+Every process is started here, in its own session, and every one is stopped
+here: TERM, a bounded wait, then KILL of the pids it started (the server and
+the descendants seen while it ran). Every step is bounded in time.
+
+Other scenarios (reload under load, recycling under load, ASGI) are functions
+of the same shape; run them with --scenario. Usage:
+
+    bench.py [--duration S] [--quick] [--scenario NAME[,NAME]] [--servers ...]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+HELLO = os.path.join(REPO, "tests", "apps", "hello")
+PYTHON = "/usr/bin/python3"
+NARWHAL = os.environ.get("NARWHAL_BIN", os.path.join(REPO, "narwhal"))
+WORKERS = 2
+
+
+def log(msg):
+    sys.stderr.write("bench: %s\n" % msg)
+    sys.stderr.flush()
+
+
+# Each server gets its own loopback address: the TIME-WAIT sockets that one
+# server's Connection: close run leaves behind then do not slow the next one.
+HOSTS = {"narwhal": "127.0.0.11", "gunicorn-sync": "127.0.0.12",
+         "gunicorn-gthread": "127.0.0.13", "uwsgi": "127.0.0.14",
+         "uvicorn": "127.0.0.15"}
+
+
+def free_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (p, tid)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def start_time(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        return stat[stat.rfind(")") + 2:].split()[19]
+    except OSError:
+        return None
+
+
+def time_wait_sockets(host):
+    """TCP sockets to or from host in TIME-WAIT: tens of thousands of them
+    slow down a Connection: close run."""
+    want = "%02X%02X%02X%02X" % tuple(reversed([int(x) for x in
+                                                 host.split(".")]))
+    n = 0
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if cols[3] == "06" and (cols[1].startswith(want) or
+                                        cols[2].startswith(want)):
+                    n += 1
+    except (OSError, StopIteration, IndexError):
+        pass
+    return n
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class Server:
+    """One server under test: started, checked, measured, stopped."""
+
+    def __init__(self, name, label, argv, port, cwd=None, ready_log=None,
+                 env=None, host="127.0.0.1"):
+        self.host = host
+        self.name = name
+        self.label = label
+        self.argv = argv
+        self.port = port
+        self.cwd = cwd
+        self.ready_log = ready_log
+        self.env = env
+        self.proc = None
+        self.seen = {}  # pid -> start time, for a safe final KILL
+        self.tmp = None
+
+    def start(self, timeout=60):
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.log_file = open(self.log_path, "wb")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(
+            self.argv, cwd=self.cwd or self.tmp, env=env,
+            stdin=subprocess.DEVNULL, stdout=self.log_file,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s:\n%s" % (
+                    self.name, self.proc.returncode, self.tail()))
+            if self.port is None and self.ready_log:
+                m = re.search(self.ready_log[0], self.read_log())
+                if m:
+                    self.port = int(m.group(1))
+            ready = self.port is not None and (
+                self.ready_log is None or
+                re.search(self.ready_log[1], self.read_log()))
+            if ready and self.ok():
+                self.remember()
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("%s not ready within %ds:\n%s"
+                           % (self.name, timeout, self.tail()))
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, n=20):
+        return "\n".join(self.read_log().splitlines()[-n:])
+
+    def ok(self):
+        try:
+            with urllib.request.urlopen(self.url,
+                                        timeout=2) as r:
+                return r.status == 200 and r.read() == b"Hello, world!\n"
+        except OSError:
+            return False
+
+    @property
+    def url(self):
+        return "http://%s:%d/" % (self.host, self.port)
+
+    def remember(self):
+        for pid in [self.proc.pid] + descendants(self.proc.pid):
+            st = start_time(pid)
+            if st:
+                self.seen[pid] = st
+
+    def rss(self):
+        """(master KiB, all workers KiB)."""
+        kids = descendants(self.proc.pid)
+        return rss_kib(self.proc.pid), sum(rss_kib(p) or 0 for p in kids)
+
+    def stop(self, timeout=20):
+        if self.proc is None:
+            return
+        self.remember()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("%s did not stop within %ds: killing it" % (self.name,
+                                                                timeout))
+                self.proc.kill()
+                self.proc.wait(10)
+        time.sleep(0.2)
+        for pid, st in self.seen.items():
+            if start_time(pid) == st:  # still the process we started
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.log_file.close()
+
+
+def narwhal_server(tmp, app="wsgi:application", interface=None, extra=None):
+    ini = os.path.join(tmp, "narwhal.ini")
+    lines = ["[narwhal]", "python = %s" % PYTHON, "app = %s" % app,
+             "chdir = %s" % HELLO, "bind = %s:0" % HOSTS["narwhal"],
+             "workers = %d" % WORKERS, "runtime_dir = %s" % os.path.join(tmp, "run"),
+             "state_dir = %s" % os.path.join(tmp, "state")]
+    if interface:
+        lines.append("interface = %s" % interface)
+    for k, v in (extra or {}).items():
+        lines.append("%s = %s" % (k, v))
+    with open(ini, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return Server("narwhal", "narwhal (%dw)" % WORKERS, [NARWHAL, "-c", ini],
+                  None, host=HOSTS["narwhal"],
+                  ready_log=(r"listening at http://[\d.]+:(\d+)",
+                             r"generation 1: live"))
+
+
+def gunicorn_server(tmp, kind):
+    host = HOSTS["gunicorn-" + kind]
+    port = free_port(host)
+    argv = [PYTHON, "-m", "gunicorn", "-w", str(WORKERS), "-b",
+            "%s:%d" % (host, port), "--chdir", HELLO, "--log-level", "warning"]
+    label = "gunicorn sync (%dw)" % WORKERS
+    if kind == "gthread":
+        argv += ["-k", "gthread", "--threads", "4"]
+        label = "gunicorn gthread (%dw x 4t)" % WORKERS
+    argv.append("wsgi:application")
+    return Server("gunicorn-" + kind, label, argv, port, host=host)
+
+
+def uwsgi_server(tmp):
+    host = HOSTS["uwsgi"]
+    port = free_port(host)
+    # --http11-socket: uWSGI 2.0's HTTP socket with keep-alive
+    argv = ["uwsgi", "--plugin", "python3", "--http11-socket",
+            "%s:%d" % (host, port), "--processes", str(WORKERS), "--master",
+            "--wsgi-file", os.path.join(HELLO, "wsgi.py"), "--disable-logging",
+            "--die-on-term"]
+    return Server("uwsgi", "uWSGI (%dp)" % WORKERS, argv, port, host=host)
+
+
+def uvicorn_server(tmp):
+    host = HOSTS["uvicorn"]
+    port = free_port(host)
+    argv = [PYTHON, "-m", "uvicorn", "--workers", str(WORKERS), "--host",
+            host, "--port", str(port), "--app-dir", HELLO,
+            "--no-access-log", "--log-level", "warning"]
+    if importlib.util.find_spec("httptools"):
+        argv += ["--http", "httptools"]
+        label = "uvicorn httptools (%dw, ASGI)" % WORKERS
+    else:
+        label = "uvicorn h11 (%dw, ASGI)" % WORKERS
+    argv.append("asgi:application")
+    return Server("uvicorn", label, argv, port, host=host)
+
+
+SERVERS = {
+    "narwhal": narwhal_server,
+    "gunicorn-sync": lambda tmp: gunicorn_server(tmp, "sync"),
+    "gunicorn-gthread": lambda tmp: gunicorn_server(tmp, "gthread"),
+    "uwsgi": uwsgi_server,
+    "uvicorn": uvicorn_server,
+}
+
+
+# --- wrk --------------------------------------------------------------------
+
+def to_ms(value):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", value)
+    if not m:
+        return None
+    n = float(m.group(1))
+    return {"us": n / 1000, "ms": n, "s": n * 1000, "m": n * 60000}[m.group(2)]
+
+
+def wrk(url, duration, connections=64, threads=2, close=False):
+    argv = ["wrk", "-t%d" % threads, "-c%d" % connections,
+            "-d%ds" % duration, "--latency"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(url)
+    out = subprocess.run(argv, capture_output=True, text=True,
+                         timeout=duration + 60)
+    text = out.stdout
+    res = {"rps": None, "p50": None, "p99": None, "errors": 0, "non2xx": 0,
+           "requests": 0, "raw": text}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", text)
+    if m:
+        res["requests"] = int(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(r"^\s+%s(?:\.000)?%%\s+(\S+)" % pct, text, re.M)
+        if m:
+            res[key] = to_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", text)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+        res["socket_errors"] = m.group(0)
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    if out.returncode != 0 or res["rps"] is None:
+        res["failed"] = (out.stderr or text).strip()[-300:]
+    return res
+
+
+# --- scenarios ----------------------------------------------------------------
+
+def with_server(make, args, fn):
+    tmp = tempfile.mkdtemp(prefix="nwbench-")
+    srv = make(tmp)
+    srv.tmp = tmp
+    try:
+        srv.start(timeout=60)
+        return fn(srv)
+    finally:
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scenario_hello(args):
+    """Hello world, keep-alive and Connection: close, every server."""
+    results = []
+    for name in args.servers:
+        if name not in SERVERS:
+            log("unknown server %s" % name)
+            continue
+        log("%s: starting" % name)
+
+        def measure(srv):
+            row = {"name": name, "label": srv.label}
+            wrk(srv.url, args.warmup)  # warm up: imports, caches, JIT-less
+            row["rss_master"], row["rss_workers"] = srv.rss()
+            log("%s: keep-alive, %ds" % (name, args.duration))
+            row["keepalive"] = wrk(srv.url, args.duration)
+            log("%s: Connection: close, %ds" % (name, args.duration))
+            row["time_wait"] = time_wait_sockets(srv.host)
+            row["close"] = wrk(srv.url, args.duration, close=True)
+            row["time_wait_after"] = time_wait_sockets(srv.host)
+            return row
+
+        try:
+            results.append(with_server(SERVERS[name], args, measure))
+        except Exception as e:
+            log("%s: skipped: %s" % (name, e))
+            results.append({"name": name, "label": name, "skipped": str(e)})
+    print_hello(results)
+    return results
+
+
+def fmt_ms(v):
+    return "-" if v is None else ("%.2f" % v if v < 100 else "%.0f" % v)
+
+
+def print_hello(results):
+    base = next((r for r in results if r["name"] == "narwhal" and
+                 "skipped" not in r), None)
+    print()
+    print("hello world, %d workers each, wrk -t2 -c64 (p50/p99 in ms)" % WORKERS)
+    hdr = ("%-32s | %9s %6s %7s %7s | %9s %6s %7s %7s | %6s | %s"
+           % ("server", "ka req/s", "ratio", "p50", "p99", "cl req/s",
+              "ratio", "p50", "p99", "errors", "RSS KiB master/workers"))
+    print(hdr)
+    print("-" * len(hdr))
+    for r in results:
+        if "skipped" in r:
+            print("%-32s | skipped: %s" % (r["label"], r["skipped"][:80]))
+            continue
+        cols = []
+        for mode in ("keepalive", "close"):
+            w = r[mode]
+            ref = base[mode]["rps"] if base else None
+            ratio = ("%.2fx" % (w["rps"] / ref)) if ref and w["rps"] else "-"
+            cols.append("%9s %6s %7s %7s" % (
+                "%.0f" % w["rps"] if w["rps"] else "FAIL", ratio,
+                fmt_ms(w["p50"]), fmt_ms(w["p99"])))
+        errors = sum(r[m]["errors"] + r[m]["non2xx"] for m in ("keepalive",
+                                                              "close"))
+        print("%-32s | %s | %s | %6d | %s / %s" % (
+            r["label"], cols[0], cols[1], errors, r["rss_master"],
+            r["rss_workers"]))
+    print()
+    print("ratio: requests/s relative to narwhal; errors: wrk socket errors "
+          "plus non-2xx answers, both runs.")
+    print("gunicorn sync does not keep connections alive, so its keep-alive "
+          "run reconnects.")
+    tw = [(r["label"].split(" (")[0], r["time_wait"], r["time_wait_after"])
+          for r in results if "time_wait" in r]
+    if tw:
+        print("TIME-WAIT sockets on the server's address before/after its "
+              "close run: " + ", ".join("%s %d/%d" % t for t in tw))
+        print("(a server whose connections end without TIME-WAIT skips the "
+              "TCP teardown the others pay; tens of thousands left before a "
+              "run slow it down)")
+
+
+def scenario_reload_under_load(args):
+    """narwhal alone: HUP every 2 s under wrk; no request may fail."""
+    def run(srv):
+        wrk(srv.url, args.warmup)
+        proc = subprocess.Popen(
+            ["wrk", "-t2", "-c64", "-d%ds" % args.duration, "--latency",
+             srv.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        hups = 0
+        deadline = time.monotonic() + args.duration - 1
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            srv.proc.send_signal(signal.SIGHUP)
+            hups += 1
+        out, _ = proc.communicate(timeout=args.duration + 60)
+        srv.remember()
+        res = parse_wrk_text(out)
+        print("reload under load: %d HUPs, %s req/s, p99 %s ms, errors %d, "
+              "non-2xx %d %s" % (hups, res["rps"], fmt_ms(res["p99"]),
+                                 res["errors"], res["non2xx"],
+                                 res.get("socket_errors", "")))
+        return res
+    return with_server(narwhal_server, args, run)
+
+
+def scenario_recycling(args):
+    """narwhal alone with max_requests: recycling must cost no request."""
+    def make(tmp):
+        return narwhal_server(tmp, extra={"max_requests": 2000,
+                                          "max_requests_jitter": 500})
+
+    def run(srv):
+        res = wrk(srv.url, args.duration)
+        srv.remember()
+        print("recycling (max_requests 2000-2500): %s req/s, p99 %s ms, "
+              "errors %d, non-2xx %d %s" % (res["rps"], fmt_ms(res["p99"]),
+                                            res["errors"], res["non2xx"],
+                                            res.get("socket_errors", "")))
+        return res
+    return with_server(make, args, run)
+
+
+def scenario_asgi(args):
+    """The raw ASGI hello app: narwhal's ASGI workers against uvicorn."""
+    results = []
+    for name, make in (("narwhal", lambda tmp: narwhal_server(
+            tmp, app="asgi:application", interface="asgi")),
+            ("uvicorn", uvicorn_server)):
+        def measure(srv):
+            wrk(srv.url, args.warmup)
+            return {"name": name, "label": srv.label + " ASGI",
+                    "rss_master": srv.rss()[0], "rss_workers": srv.rss()[1],
+                    "keepalive": wrk(srv.url, args.duration),
+                    "close": wrk(srv.url, args.duration, close=True)}
+        try:
+            results.append(with_server(make, args, measure))
+        except Exception as e:
+            results.append({"name": name, "label": name, "skipped": str(e)})
+    print_hello(results)
+    return results
+
+
+def parse_wrk_text(text):
+    res = {"rps": None, "p99": None, "errors": 0, "non2xx": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"^\s+99(?:\.000)?%\s+(\S+)", text, re.M)
+    if m:
+        res["p99"] = to_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", text)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+        res["socket_errors"] = m.group(0)
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    return res
+
+
+SCENARIOS = {
+    "hello": scenario_hello,
+    "reload": scenario_reload_under_load,
+    "recycling": scenario_recycling,
+    "asgi": scenario_asgi,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=int, default=10,
+                   help="seconds per measured wrk run (default 10)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 s runs, 1 s warm-up")
+    p.add_argument("--scenario", default="hello",
+                   help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
+    p.add_argument("--servers", default=",".join(SERVERS),
+                   help="comma-separated, for hello (default: all)")
+    p.add_argument("--json", metavar="FILE", help="also write results here")
+    args = p.parse_args()
+    if args.quick:
+        args.duration = min(args.duration, 3)
+    args.warmup = 1 if args.quick else 3
+    args.servers = [s for s in args.servers.split(",") if s]
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk not found (make deps installs it)")
+    if not os.access(NARWHAL, os.X_OK):
+        sys.exit("bench: %s not found: run make" % NARWHAL)
+    names = list(SCENARIOS) if args.scenario == "all" else \
+        args.scenario.split(",")
+    out = {}
+    for name in names:
+        if name not in SCENARIOS:
+            sys.exit("bench: unknown scenario %s" % name)
+        out[name] = SCENARIOS[name](args)
+    if args.json:
+        for rows in out.values():
+            for r in rows if isinstance(rows, list) else [rows]:
+                for mode in ("keepalive", "close"):
+                    if isinstance(r, dict) and mode in r:
+                        r[mode].pop("raw", None)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()

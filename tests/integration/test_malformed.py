@@ -1,0 +1,240 @@
+"""Bad input never kills a worker: malformed and oversized requests, each
+answered with a 4xx status line, and the same worker serving afterwards.
+
+One worker, so "the worker pid is unchanged" means the one process survived
+every case. Limits are set explicitly so the cases do not depend on defaults.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import T, build_request, raw_exchange, status_of
+
+LIMIT_LINE = 4094
+LIMIT_FIELDS = 100
+LIMIT_FIELD_SIZE = 8190
+LIMIT_BODY = 65536
+
+ANY_4XX = tuple(range(400, 500))
+
+
+def head(lines):
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+H = "Host: localhost"
+
+# (id, request bytes, acceptable statuses). One status where the right answer
+# is clear; any 4xx where servers reasonably differ.
+CASES = [
+    ("garbage-request-line", b"GARBAGE\r\n\r\n", (400,)),
+    ("empty-method", b" / HTTP/1.1\r\nHost: x\r\n\r\n", (400,)),
+    ("bad-version", head(["GET / HTTP/1.x", H]), (400, 505)),
+    ("unsupported-version", head(["GET / HTTP/3.7", H]), (400, 505)),
+    ("lowercase-protocol", head(["GET / http/1.1", H]), (400, 505)),
+    ("missing-version-with-headers", head(["GET /", H]), ANY_4XX),
+    ("space-in-uri", head(["GET /a b HTTP/1.1", H]), (400,)),
+    ("control-char-in-uri", head(["GET /a\x01b HTTP/1.1", H]), (400,)),
+    ("bad-method-token", head(["G(T / HTTP/1.1", H]), ANY_4XX),
+    ("request-line-too-long",
+     head(["GET /" + "a" * (LIMIT_LINE + 100) + " HTTP/1.1", H]), (414,)),
+    ("too-many-headers",
+     head(["GET / HTTP/1.1", H] +
+          ["X-H%d: v" % i for i in range(LIMIT_FIELDS + 20)]), (431,)),
+    ("header-field-too-large",
+     head(["GET / HTTP/1.1", H, "X-Big: " + "b" * (LIMIT_FIELD_SIZE + 100)]),
+     (431,)),
+    # RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without
+    # Host, with more than one Host, or with an invalid Host value
+    ("http11-without-host", head(["GET / HTTP/1.1"]), (400,)),
+    ("two-host-headers", head(["GET / HTTP/1.1", H, "Host: other"]), (400,)),
+    ("invalid-host-value", head(["GET / HTTP/1.1", "Host: a b"]), (400,)),
+    ("header-without-colon", head(["GET / HTTP/1.1", H, "NoColonHere"]),
+     (400,)),
+    ("space-before-colon", head(["GET / HTTP/1.1", "Host : localhost"]),
+     (400,)),
+    ("empty-header-name", head(["GET / HTTP/1.1", H, ": value"]), (400,)),
+    ("nul-in-header-value", head(["GET / HTTP/1.1", H, "X-A: a\x00b"]),
+     (400,)),
+    ("cr-in-header-value", head(["GET / HTTP/1.1", H, "X-A: a\rb"]), (400,)),
+    ("obs-fold", head(["GET / HTTP/1.1", H, "X-A: a", " folded"]), ANY_4XX),
+    ("cl-and-te",
+     head(["POST /echo HTTP/1.1", H, "Content-Length: 5",
+           "Transfer-Encoding: chunked"]) + b"0\r\n\r\n", (400,)),
+    ("te-chunked-not-last",
+     head(["POST /echo HTTP/1.1", H, "Transfer-Encoding: chunked, gzip"]) +
+     b"0\r\n\r\n", (400, 501)),
+    ("two-different-content-lengths",
+     head(["POST /echo HTTP/1.1", H, "Content-Length: 3",
+           "Content-Length: 4"]) + b"abcd", (400,)),
+    ("negative-content-length",
+     head(["POST /echo HTTP/1.1", H, "Content-Length: -1"]), (400,)),
+    ("non-numeric-content-length",
+     head(["POST /echo HTTP/1.1", H, "Content-Length: abc"]), (400,)),
+    ("plus-sign-content-length",
+     head(["POST /echo HTTP/1.1", H, "Content-Length: +3"]) + b"abc", (400,)),
+    ("huge-content-length",
+     head(["POST /echo HTTP/1.1", H,
+           "Content-Length: 99999999999999999999999999"]), (400, 413)),
+    ("body-over-limit",
+     head(["POST /echo HTTP/1.1", H, "Content-Length: %d" % (LIMIT_BODY + 1)]),
+     (413,)),
+    ("bad-chunk-size",
+     head(["POST /echo HTTP/1.1", H, "Transfer-Encoding: chunked"]) +
+     b"zz\r\nhello\r\n0\r\n\r\n", (400,)),
+    ("chunk-size-overflow",
+     head(["POST /echo HTTP/1.1", H, "Transfer-Encoding: chunked"]) +
+     b"ffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n", (400, 413)),
+    ("chunk-data-without-crlf",
+     head(["POST /echo HTTP/1.1", H, "Transfer-Encoding: chunked"]) +
+     b"5\r\nhelloXX0\r\n\r\n", (400,)),
+]
+
+
+@pytest.fixture(scope="module")
+def srv(narwhal_module):
+    n = narwhal_module(settings={
+        "workers": 1,
+        "limit_request_line": LIMIT_LINE,
+        "limit_request_fields": LIMIT_FIELDS,
+        "limit_request_field_size": LIMIT_FIELD_SIZE,
+        "limit_request_body": LIMIT_BODY,
+        "header_timeout": 2,
+    })
+    n.first_pid = n.worker_pid_via_http()
+    return n
+
+
+def assert_still_serving(n):
+    r = n.get("/pid", headers={"Connection": "close"})
+    assert r.status == 200
+    assert int(r.body) == n.first_pid, "the worker was replaced"
+
+
+def test_enough_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("data,expected", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_malformed_request(srv, data, expected):
+    mark = srv.mark()
+    got, closed = raw_exchange(srv.addr, data, timeout=10)
+    status = status_of(got)
+    assert status in expected, \
+        "expected %s, got %r" % (expected if len(expected) < 5 else "4xx",
+                                 got[:300])
+    assert closed, "connection left open after a %d" % status
+    assert_still_serving(srv)
+    assert not srv.find_logs(r"exited", since=mark)
+
+
+def send_while_reading(srv, data):
+    """Sends data while a thread reads: a client that reads as it writes
+    gets an early answer even if the server closes without reading it all."""
+    s = socket.create_connection(srv.addr, timeout=T(10))
+    received = []
+
+    def reader():
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                received.append(data)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    t.join(T(10))
+    s.close()
+    return b"".join(received)
+
+
+def test_body_over_limit_while_sending(srv):
+    got = send_while_reading(srv, build_request(
+        "POST", "/echo", body=b"x" * (LIMIT_BODY * 8)))
+    assert status_of(got) == 413, got[:200]
+    assert_still_serving(srv)
+
+
+def test_one_chunk_over_limit(srv):
+    size = LIMIT_BODY * 4
+    got = send_while_reading(srv, build_request(
+        "POST", "/echo", headers=[("Transfer-Encoding", "chunked")]) +
+        b"%x\r\n" % size + b"a" * size + b"\r\n0\r\n\r\n")
+    assert status_of(got) == 413, got[:200]
+    assert_still_serving(srv)
+
+
+def test_chunk_size_over_limit_rejected_before_the_data(srv):
+    """As for a Content-Length over the limit: the declared chunk size alone
+    is enough to answer 413, without waiting for (and buffering) the data."""
+    data = build_request("POST", "/echo",
+                         headers=[("Transfer-Encoding", "chunked")]) + \
+        b"%x\r\n" % (LIMIT_BODY * 4) + b"a" * 1000
+    got, closed = raw_exchange(srv.addr, data, timeout=5)
+    assert status_of(got) == 413, got[:200]
+    assert closed
+    assert_still_serving(srv)
+
+
+def test_chunked_body_over_limit(srv):
+    chunks = b"".join(b"1000\r\n" + b"c" * 4096 + b"\r\n"
+                      for _ in range(LIMIT_BODY // 4096 + 4)) + b"0\r\n\r\n"
+    data = build_request("POST", "/echo",
+                         headers=[("Transfer-Encoding", "chunked")]) + chunks
+    got, _ = raw_exchange(srv.addr, data)
+    assert status_of(got) == 413, got[:200]
+    assert_still_serving(srv)
+
+
+def test_body_at_limit_is_accepted(srv):
+    body = b"y" * LIMIT_BODY
+    r = srv.request("POST", "/echo", body=body)
+    assert (r.status, r.body) == (200, body)
+
+
+def test_header_timeout_closes_idle_half_request(srv):
+    """A client that never finishes its request head is dropped (408 or a
+    plain close) after header_timeout, and the worker goes on serving."""
+    s = socket.create_connection(srv.addr, timeout=T(30))
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        # meanwhile the worker serves others
+        assert_still_serving(srv)
+        start = time.monotonic()
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        waited = time.monotonic() - start
+    finally:
+        s.close()
+    assert data == b"" or status_of(data) == 408, data[:200]
+    assert waited < T(25)
+    assert_still_serving(srv)
+
+
+def test_slowloris_does_not_block_others(srv):
+    """Several connections trickling a head do not starve a normal client."""
+    socks = []
+    try:
+        for _ in range(5):
+            s = socket.create_connection(srv.addr, timeout=T(10))
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            socks.append(s)
+        assert_still_serving(srv)
+    finally:
+        for s in socks:
+            s.close()

@@ -1,0 +1,160 @@
+"""The worker side of the contract: timeouts, graceful stop, environment,
+app loading."""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+from conftest import APPS, T, HTTPReader, build_request, pid_alive
+
+
+def test_idle_keepalive_connection_is_closed(narwhal):
+    n = narwhal(settings={"workers": 1, "keepalive": 1})
+    s = socket.create_connection(n.addr, timeout=T(15))
+    try:
+        s.sendall(build_request("GET", "/"))
+        rd = HTTPReader(s)
+        assert rd.read_response().status == 200
+        start = time.monotonic()
+        assert rd.read_to_eof() == b""
+        assert time.monotonic() - start < T(10)
+    finally:
+        s.close()
+
+
+def test_term_closes_idle_keepalive_connections(narwhal):
+    """Graceful stop does not wait for idle keep-alive clients."""
+    n = narwhal(settings={"workers": 2, "keepalive": 60,
+                          "graceful_timeout": 30})
+    socks = []
+    try:
+        for _ in range(4):
+            s = socket.create_connection(n.addr, timeout=T(30))
+            s.sendall(build_request("GET", "/"))
+            assert HTTPReader(s).read_response().status == 200
+            socks.append(s)
+        start = time.monotonic()
+        n.signal(signal.SIGTERM)
+        assert n.wait_exit(25) == 0
+        assert time.monotonic() - start < T(10), \
+            "waited for idle keep-alive connections"
+        for s in socks:
+            assert s.recv(100) == b""
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_graceful_timeout_bounds_the_drain(narwhal):
+    n = narwhal(settings={"workers": 1, "graceful_timeout": 2})
+    worker = n.worker_pids()[0]
+    mark = n.mark()
+    t = threading.Thread(target=_quietly, args=(n.get, "/slow?s=60&id=gt"),
+                         daemon=True)
+    t.start()
+    n.wait_for_log(r"stderr: slow start gt", 10, since=mark)
+    start = time.monotonic()
+    n.signal(signal.SIGTERM)
+    code = n.wait_exit(20)
+    assert time.monotonic() - start < T(15)
+    assert not pid_alive(worker)
+    n.wait_for_log(r"worker \d+ pid %d gen 1: exited on signal 9" % worker, 5)
+    assert code == 0
+
+
+def _quietly(fn, *a):
+    try:
+        fn(*a, timeout=90)
+    except Exception:
+        pass
+
+
+def test_worker_stopped_behind_the_masters_back_is_replaced(narwhal):
+    n = narwhal(settings={"workers": 1})
+    old = n.worker_pids()[0]
+    mark = n.mark()
+    os.kill(old, signal.SIGTERM)
+    n.wait_for_log(r"worker \d+ pid %d gen 1: exited with status 0" % old, 15,
+                   since=mark)
+    m = n.wait_for_log(r"worker \d+ pid (\d+) gen 1: live", 20, since=mark)
+    assert int(m.group(1)) != old
+    assert n.worker_pid_via_http() == int(m.group(1))
+
+
+def test_app_traceback_reaches_the_log(narwhal):
+    n = narwhal(settings={"workers": 1})
+    pid = n.worker_pids()[0]
+    mark = n.mark()
+    assert n.get("/error").status == 500
+    n.wait_for_log(r"worker \d+ pid %d gen 1 stderr: .*RuntimeError: boom"
+                   % pid, 10, since=mark)
+
+
+def test_shim_path_not_inherited_by_the_app(narwhal):
+    n = narwhal(settings={"workers": 1})
+    r = n.get("/env?name=PYTHONPATH")
+    assert r.status == 404 or b"worker-shim" not in r.body, r.body
+
+
+def test_pythonpath_setting(narwhal):
+    n = narwhal(app="extra_mod:application",
+                settings={"workers": 1,
+                          "pythonpath": os.path.join(APPS, "extra_path")})
+    assert n.get("/").body == b"from the extra path\n"
+
+
+def test_app_factory(narwhal):
+    n = narwhal(app="app:make_app()", settings={"workers": 1})
+    assert n.get("/factory").body == b"made by the factory\n"
+    assert n.get("/").body == b"Hello, world!\n"
+
+
+def test_chdir_symlink_resolves_to_the_tree(narwhal):
+    d = narwhal.workdir()
+    link = os.path.join(d, "current")
+    os.symlink(os.path.join(APPS, "wsgi_basic"), link)
+    n = narwhal(chdir=link, settings={"workers": 1})
+    m = n.wait_for_log(r"generation 1: live, 1 workers?, tree (\S+)", 5)
+    assert m.group(1) == os.path.realpath(link)
+    assert json.loads(n.get("/environ").body)["cwd"] == os.path.realpath(link)
+
+
+def test_request_pending_on_keepalive_connection_at_stop_is_answered(narwhal):
+    """A request the client already sent on an idle keep-alive connection
+    when the worker begins its graceful stop is in flight: it is answered
+    (with `Connection: close`), not dropped by closing the connection under
+    it. Dropping it is what wrk counts as read errors during recycling and
+    reloads under keep-alive load."""
+    n = narwhal(settings={"workers": 1, "keepalive": 30,
+                          "graceful_timeout": 15})
+    b = socket.create_connection(n.addr, timeout=T(20))
+    try:
+        rd = HTTPReader(b)
+        b.sendall(build_request("GET", "/"))
+        assert rd.read_response().status == 200
+        mark = n.mark()
+        slow = {}
+        t = threading.Thread(
+            target=lambda: slow.update(r=n.get("/slow?s=2&id=pending",
+                                                timeout=30)),
+            daemon=True)
+        t.start()
+        n.wait_for_log(r"stderr: slow start pending", 10, since=mark)
+        n.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # the worker is still inside the slow request; this one waits
+        b.sendall(build_request("GET", "/pid"))
+        try:
+            r = rd.read_response()
+        except (EOFError, ConnectionResetError) as e:
+            raise AssertionError("request dropped at graceful stop: %r" % e)
+        assert r.status == 200
+        assert (r.header("Connection") or "").lower() == "close"
+        t.join(T(20))
+        assert slow["r"].status == 200
+    finally:
+        b.close()
+    assert n.wait_exit(20) == 0

@@ -1,0 +1,110 @@
+"""Worker start-up: environment, code tree, sys.path, the app, the loop.
+
+Order matters: the shim leaves PYTHONPATH first (so the app's subprocesses
+do not inherit it), then the worker moves into its code tree, puts the tree
+and NARWHAL_PYTHONPATH first on sys.path, arms faulthandler (SIGABRT from
+the master's watchdog dumps every thread's stack) and loads the app. A
+failure to load exits with status 3 after printing the traceback.
+"""
+
+import faulthandler
+import inspect
+import os
+import sys
+import traceback
+
+from narwhal_worker.config import EXIT_APP_LOAD, Config, ConfigError
+from narwhal_worker.loader import AppLoadError, load_app
+
+
+def log(message):
+    sys.stderr.write("narwhal worker: %s\n" % message)
+    sys.stderr.flush()
+
+
+def _strip_shim_path(shim_path):
+    if not shim_path:
+        return
+    shim = os.path.normpath(shim_path)
+    parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [p for p in parts if p and os.path.normpath(p) != shim]
+    if kept:
+        os.environ["PYTHONPATH"] = os.pathsep.join(kept)
+    else:
+        os.environ.pop("PYTHONPATH", None)
+    os.environ.pop("NARWHAL_SHIM_PATH", None)
+
+
+def _setup_paths(config):
+    start_cwd = os.getcwd()
+    if config.chdir:
+        os.chdir(config.chdir)
+    tree = os.getcwd()
+    # `python -m` put the master's working directory first; that may be an
+    # older code tree, so it goes, and the worker's own tree comes first.
+    if sys.path and sys.path[0] in (start_cwd, "") and start_cwd != tree:
+        del sys.path[0]
+    front = [tree] + [os.path.abspath(p) for p in config.pythonpath]
+    rest = [p for p in sys.path if p not in front]
+    sys.path[:] = front + rest
+
+
+def _close_on_exec(config):
+    # The app's own subprocesses must not hold the sockets: a child that
+    # kept the control socket open would hide this worker's death.
+    for fd in [config.control_fd, config.private_fd] + config.listen_fds:
+        if fd >= 0:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def looks_asgi(app):
+    """True for an ASGI 3 callable: `async def app(scope, receive, send)`."""
+    target = app
+    if not inspect.isfunction(app) and not inspect.ismethod(app):
+        target = getattr(app, "__call__", app)
+    return inspect.iscoroutinefunction(target)
+
+
+def pick_serving_loop(interface, app):
+    """The function that serves `app`: (config, app) -> exit status.
+
+    The ASGI loop is not there yet: asking for it (or an app that is
+    clearly ASGI under `auto`) is a load failure, reported clearly.
+    """
+    if interface == "wsgi" or (interface == "auto" and not looks_asgi(app)):
+        from narwhal_worker.wsgi import serve
+        return serve
+    if interface in ("asgi", "auto"):
+        raise AppLoadError(
+            "this worker cannot serve ASGI apps yet (interface = %s); "
+            "use a WSGI app or interface = wsgi" % interface)
+    raise AppLoadError("unknown interface %r (wsgi, asgi or auto)"
+                       % interface)
+
+
+def main():
+    try:
+        config = Config()
+    except ConfigError as e:
+        log("bad environment: %s" % e)
+        return EXIT_APP_LOAD
+    _strip_shim_path(config.shim_path)
+    _close_on_exec(config)
+    faulthandler.enable(all_threads=True)
+    try:
+        _setup_paths(config)
+        app = load_app(config.app)
+        serve = pick_serving_loop(config.interface, app)
+    except AppLoadError as e:
+        log("cannot load app %r: %s" % (config.app, e))
+        return EXIT_APP_LOAD
+    except BaseException:
+        # The traceback is the reload report: print all of it.
+        traceback.print_exc()
+        sys.stderr.flush()
+        log("cannot load app %r" % config.app)
+        return EXIT_APP_LOAD
+    return serve(config, app)

@@ -1,0 +1,80 @@
+"""The worker's settings, read once from the NARWHAL_* environment.
+
+Only parsing lives here: no side effects, so a serving loop (WSGI today,
+ASGI later) gets one immutable object with everything the master decided.
+"""
+
+import os
+
+# Exit status when the app cannot be loaded (the contract's "3").
+EXIT_APP_LOAD = 3
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _int(env, name, default):
+    value = env.get(name, "")
+    if value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError("%s=%r is not an integer" % (name, value))
+
+
+def _float(env, name, default):
+    value = env.get(name, "")
+    if value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError("%s=%r is not a number" % (name, value))
+
+
+def _fds(env, name):
+    value = env.get(name, "").strip()
+    if not value:
+        return []
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError("%s=%r is not a list of fds" % (name, value))
+
+
+class Config:
+    """Everything the master told this worker, with gunicorn's defaults."""
+
+    def __init__(self, env=None):
+        env = os.environ if env is None else env
+        self.app = env.get("NARWHAL_APP", "")
+        self.interface = (env.get("NARWHAL_INTERFACE", "") or "auto").lower()
+        self.asyncio_loop = env.get("NARWHAL_ASYNCIO_LOOP", "") or "auto"
+        self.worker_id = env.get("NARWHAL_WORKER_ID", "")
+        self.generation = env.get("NARWHAL_GENERATION", "")
+        self.chdir = env.get("NARWHAL_CHDIR", "")
+        self.pythonpath = [p for p in
+                           env.get("NARWHAL_PYTHONPATH", "").split(":") if p]
+        self.shim_path = env.get("NARWHAL_SHIM_PATH", "")
+        self.control_fd = _int(env, "NARWHAL_CONTROL_FD", -1)
+        self.private_fd = _int(env, "NARWHAL_PRIVATE_FD", -1)
+        self.listen_fds = _fds(env, "NARWHAL_LISTEN_FDS")
+        self.max_requests = max(0, _int(env, "NARWHAL_MAX_REQUESTS", 0))
+        self.heartbeat = _float(env, "NARWHAL_HEARTBEAT", 5.0)
+        self.keepalive = _float(env, "NARWHAL_KEEPALIVE", 2.0)
+        self.header_timeout = _float(env, "NARWHAL_HEADER_TIMEOUT", 10.0)
+        self.graceful_timeout = _float(env, "NARWHAL_GRACEFUL_TIMEOUT", 30.0)
+        self.limit_request_line = max(
+            0, _int(env, "NARWHAL_LIMIT_REQUEST_LINE", 4094))
+        self.limit_request_fields = max(
+            0, _int(env, "NARWHAL_LIMIT_REQUEST_FIELDS", 100))
+        self.limit_request_field_size = max(
+            0, _int(env, "NARWHAL_LIMIT_REQUEST_FIELD_SIZE", 8190))
+        self.limit_request_body = max(
+            0, _int(env, "NARWHAL_LIMIT_REQUEST_BODY", 0))
+        self.accesslog = env.get("NARWHAL_ACCESSLOG") or None
+        self.loglevel = (env.get("NARWHAL_LOGLEVEL", "") or "info").lower()
+        # Like gunicorn: SCRIPT_NAME comes from the process environment.
+        self.script_name = env.get("SCRIPT_NAME", "")

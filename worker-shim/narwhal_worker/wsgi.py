@@ -1,0 +1,66 @@
+"""The WSGI serving loop: signals, `booted`, then the C server runs.
+
+Signal handlers only poke the C server (stop, quit, reopen the log); the
+loop wakes up for them through signal.set_wakeup_fd's pipe, so TERM works
+both while the worker sleeps in epoll_wait and while the app runs.
+"""
+
+import os
+import signal
+import sys
+
+from narwhal_worker import control
+from narwhal_worker._http import Server
+
+
+def serve(config, app):
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    server = Server(
+        app,
+        listen_fds=config.listen_fds,
+        private_fd=config.private_fd,
+        control_fd=config.control_fd,
+        wakeup_fd=wake_r,
+        keepalive=config.keepalive,
+        header_timeout=config.header_timeout,
+        graceful_timeout=config.graceful_timeout,
+        heartbeat=config.heartbeat,
+        max_requests=config.max_requests,
+        limit_request_line=config.limit_request_line,
+        limit_request_fields=config.limit_request_fields,
+        limit_request_field_size=config.limit_request_field_size,
+        limit_request_body=config.limit_request_body,
+        accesslog=config.accesslog,
+        script_name=config.script_name,
+        errors=sys.stderr,
+    )
+
+    def on_term(signum, frame):
+        server.stop()
+
+    def on_quit(signum, frame):
+        server.quit()
+        raise SystemExit(0)
+
+    def on_usr1(signum, frame):
+        server.reopen_logs()
+
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_quit)
+    signal.signal(signal.SIGQUIT, on_quit)
+    signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Like gunicorn: TERM and USR1 must not break the app's system calls.
+    signal.siginterrupt(signal.SIGTERM, False)
+    signal.siginterrupt(signal.SIGUSR1, False)
+
+    if not control.send(config.control_fd, "booted") and \
+            config.control_fd >= 0:
+        return 0  # the master is already gone
+    try:
+        server.serve()
+    finally:
+        server.flush_logs()
+        sys.stderr.flush()
+    return 0

@@ -1,0 +1,1267 @@
+/*
+ * wsgi.c: one request through a PEP 3333 application.
+ *
+ * Builds the environ from the parsed head (interned keys, cached values),
+ * provides start_response and write(), iterates the result and frames the
+ * response (Content-Length when known, chunked otherwise, or close for
+ * HTTP/1.0), sends wsgi.file_wrapper files with sendfile, and always calls
+ * the result's close(). It never reads from the socket: server.c hands it a
+ * complete request.
+ */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+/* Interned environ keys and constant values. */
+static PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO,
+    *k_QUERY_STRING, *k_RAW_URI, *k_CONTENT_TYPE, *k_CONTENT_LENGTH,
+    *k_SERVER_NAME, *k_SERVER_PORT, *k_SERVER_PROTOCOL, *k_REMOTE_ADDR,
+    *k_REMOTE_PORT, *k_wsgi_version, *k_wsgi_url_scheme, *k_wsgi_input,
+    *k_wsgi_errors, *k_wsgi_multithread, *k_wsgi_multiprocess, *k_wsgi_run_once,
+    *k_wsgi_file_wrapper, *k_wsgi_input_terminated, *k_x_forwarded_proto,
+    *k_x_forwarded_protocol, *k_x_forwarded_ssl, *v_http, *v_https, *v_http10,
+    *v_http11, *v_empty, *s_close;
+
+static const struct {
+	PyObject **p;
+	const char *s;
+} interned[] = {
+    {&k_REQUEST_METHOD, "REQUEST_METHOD"},
+    {&k_SCRIPT_NAME, "SCRIPT_NAME"},
+    {&k_PATH_INFO, "PATH_INFO"},
+    {&k_QUERY_STRING, "QUERY_STRING"},
+    {&k_RAW_URI, "RAW_URI"},
+    {&k_CONTENT_TYPE, "CONTENT_TYPE"},
+    {&k_CONTENT_LENGTH, "CONTENT_LENGTH"},
+    {&k_SERVER_NAME, "SERVER_NAME"},
+    {&k_SERVER_PORT, "SERVER_PORT"},
+    {&k_SERVER_PROTOCOL, "SERVER_PROTOCOL"},
+    {&k_REMOTE_ADDR, "REMOTE_ADDR"},
+    {&k_REMOTE_PORT, "REMOTE_PORT"},
+    {&k_wsgi_version, "wsgi.version"},
+    {&k_wsgi_url_scheme, "wsgi.url_scheme"},
+    {&k_wsgi_input, "wsgi.input"},
+    {&k_wsgi_errors, "wsgi.errors"},
+    {&k_wsgi_multithread, "wsgi.multithread"},
+    {&k_wsgi_multiprocess, "wsgi.multiprocess"},
+    {&k_wsgi_run_once, "wsgi.run_once"},
+    {&k_wsgi_file_wrapper, "wsgi.file_wrapper"},
+    {&k_wsgi_input_terminated, "wsgi.input_terminated"},
+    {&k_x_forwarded_proto, "HTTP_X_FORWARDED_PROTO"},
+    {&k_x_forwarded_protocol, "HTTP_X_FORWARDED_PROTOCOL"},
+    {&k_x_forwarded_ssl, "HTTP_X_FORWARDED_SSL"},
+    {&v_http, "http"},
+    {&v_https, "https"},
+    {&v_http10, "HTTP/1.0"},
+    {&v_http11, "HTTP/1.1"},
+    {&v_empty, ""},
+    {&s_close, "close"},
+};
+
+static const char *const method_names[] = {
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+static PyObject *methods[sizeof method_names / sizeof method_names[0]];
+
+/*
+ * HTTP_* keys by header name, and short header values by content: both
+ * repeat from request to request, and a hit saves building a str.
+ */
+#define KEYCACHE_SIZE 256
+#define KEYCACHE_NAME 48
+struct keycache_entry {
+	uint32_t hash;
+	uint8_t len;
+	char name[KEYCACHE_NAME]; /* lowercased */
+	PyObject *key;            /* NULL: the header is dropped */
+};
+static struct keycache_entry keycache[KEYCACHE_SIZE];
+
+#define VALCACHE_SIZE 512
+#define VALCACHE_MAX 64
+struct valcache_entry {
+	uint8_t len;
+	char bytes[VALCACHE_MAX];
+	PyObject *str;
+};
+static struct valcache_entry valcache[VALCACHE_SIZE];
+
+/* Latin-1 bytes of the app's status and header strings, by identity. */
+#define STRCACHE_SIZE 512
+#define STRCACHE_MAX 256
+static struct {
+	PyObject *str;
+	PyObject *bytes;
+} strcache[STRCACHE_SIZE];
+
+/* The state of one response, between start_response and the last byte. */
+struct nw_ctx {
+	struct nw_server *srv;
+	struct nw_conn *conn;
+	bool called; /* start_response was called */
+	bool head_sent;
+	bool chunked;   /* we frame the body in chunks */
+	bool is_head;   /* a HEAD request */
+	bool no_body;   /* HEAD, 1xx, 204, 304 */
+	bool close;     /* close the connection afterwards */
+	bool app_close; /* the app said "Connection: close" */
+	bool has_date;
+	bool failed; /* the client is gone or too slow */
+	int status;
+	int64_t content_length; /* the app's, or -1 */
+	uint64_t sent;          /* body bytes sent */
+};
+
+typedef struct {
+	PyObject_HEAD struct nw_ctx *ctx; /* NULL once its request is over */
+	PyObject *write; /* the write() callable, bound to this object */
+} StartResponseObject;
+
+static PyObject *start_response_type;
+
+static inline uint32_t
+hash_bytes(const char *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 16777619u;
+	return h;
+}
+
+/* The latin-1 bytes of str; *tmp gets a reference the caller drops. */
+static int
+latin1(PyObject *str, const char **p, Py_ssize_t *n, PyObject **tmp)
+{
+	size_t i = (size_t)(((uintptr_t)str >> 4) ^ ((uintptr_t)str >> 13)) &
+	    (STRCACHE_SIZE - 1);
+	PyObject *b;
+	char *data;
+
+	*tmp = NULL;
+	if (!PyUnicode_Check(str)) {
+		PyErr_Format(PyExc_TypeError, "expected str, got %R",
+		    (PyObject *)Py_TYPE(str));
+		return -1;
+	}
+	if (strcache[i].str == str) {
+		b = strcache[i].bytes;
+	} else {
+		if ((b = PyUnicode_AsLatin1String(str)) == NULL)
+			return -1;
+		if (PyBytes_Size(b) > STRCACHE_MAX) {
+			*tmp = b;
+		} else {
+			Py_XDECREF(strcache[i].str);
+			Py_XDECREF(strcache[i].bytes);
+			Py_INCREF(str);
+			strcache[i].str = str;
+			strcache[i].bytes = b;
+		}
+	}
+	if (PyBytes_AsStringAndSize(b, &data, n) < 0)
+		return -1;
+	*p = data;
+	return 0;
+}
+
+/* Environ */
+
+static int
+set_new(PyObject *d, PyObject *k, PyObject *v)
+{
+	int r;
+
+	if (v == NULL)
+		return -1;
+	r = PyDict_SetItem(d, k, v);
+	Py_DECREF(v);
+	return r;
+}
+
+static PyObject *
+latin1_str(const char *p, size_t n)
+{
+	struct valcache_entry *e;
+	uint32_t h;
+
+	if (n == 0) {
+		Py_INCREF(v_empty);
+		return v_empty;
+	}
+	if (n > VALCACHE_MAX)
+		return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+	h = hash_bytes(p, n);
+	e = &valcache[h & (VALCACHE_SIZE - 1)];
+	if (e->str == NULL || e->len != n || memcmp(e->bytes, p, n) != 0) {
+		PyObject *s = PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+
+		if (s == NULL)
+			return NULL;
+		Py_XDECREF(e->str);
+		e->str = s;
+		e->len = (uint8_t)n;
+		memcpy(e->bytes, p, n);
+	}
+	Py_INCREF(e->str);
+	return e->str;
+}
+
+static PyObject *
+method_str(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if (strlen(method_names[i]) == n &&
+		    memcmp(method_names[i], p, n) == 0) {
+			Py_INCREF(methods[i]);
+			return methods[i];
+		}
+	return latin1_str(p, n);
+}
+
+static inline int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* PATH_INFO: percent-decoded, as latin-1, SCRIPT_NAME taken off. */
+static PyObject *
+path_info(struct nw_server *s, const char *p, size_t n)
+{
+	if (memchr(p, '%', n) != NULL) {
+		size_t i, o = 0;
+		char *d;
+
+		if (nw_buf_reserve(&s->scratch, n) < 0)
+			return PyErr_NoMemory();
+		d = s->scratch.data;
+		for (i = 0; i < n; i++) {
+			int hi, lo;
+
+			if (p[i] == '%' && i + 2 < n &&
+			    (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
+			    (lo = hexval((unsigned char)p[i + 2])) >= 0) {
+				d[o++] = (char)(hi * 16 + lo);
+				i += 2;
+			} else {
+				d[o++] = p[i];
+			}
+		}
+		p = d;
+		n = o;
+	}
+	if (s->script_name_len && n >= s->script_name_len &&
+	    memcmp(p, s->script_name_b, s->script_name_len) == 0) {
+		p += s->script_name_len;
+		n -= s->script_name_len;
+	}
+	return latin1_str(p, n);
+}
+
+/* The environ key of a header (a new reference); NULL, no error: drop. */
+static PyObject *
+header_key(const char *name, size_t len)
+{
+	struct keycache_entry *e = NULL;
+	char lower[KEYCACHE_NAME];
+	PyObject *key = NULL;
+	uint32_t h = 0;
+	size_t i;
+
+	if (len < KEYCACHE_NAME) {
+		for (i = 0; i < len; i++) {
+			unsigned char ch = (unsigned char)name[i];
+
+			lower[i] =
+			    (char)(ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
+		}
+		h = hash_bytes(lower, len);
+		e = &keycache[h & (KEYCACHE_SIZE - 1)];
+		if (e->len == len && e->hash == h &&
+		    memcmp(e->name, lower, len) == 0) {
+			Py_XINCREF(e->key);
+			return e->key;
+		}
+	}
+
+	if (len == 12 && strncasecmp(name, "content-type", 12) == 0) {
+		key = k_CONTENT_TYPE;
+		Py_INCREF(key);
+	} else if (len == 14 && strncasecmp(name, "content-length", 14) == 0) {
+		key = k_CONTENT_LENGTH;
+		Py_INCREF(key);
+	} else if (memchr(name, '_', len) == NULL) {
+		/* "X_Forwarded_For" could pose as "X-Forwarded-For": dropped */
+		char *k = PyMem_Malloc(len + 5);
+
+		if (k == NULL) {
+			PyErr_NoMemory();
+			return NULL;
+		}
+		memcpy(k, "HTTP_", 5);
+		for (i = 0; i < len; i++) {
+			unsigned char ch = (unsigned char)name[i];
+
+			k[5 + i] = ch == '-'
+			    ? '_'
+			    : (char)(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
+		}
+		key = PyUnicode_FromStringAndSize(k, (Py_ssize_t)len + 5);
+		PyMem_Free(k);
+		if (key == NULL)
+			return NULL;
+		PyUnicode_InternInPlace(&key);
+	}
+	if (e == NULL)
+		return key; /* too long to cache */
+	Py_XDECREF(e->key);
+	Py_XINCREF(key);
+	e->key = key;
+	e->hash = h;
+	e->len = (uint8_t)len;
+	memcpy(e->name, lower, len);
+	return key;
+}
+
+/* REMOTE_ADDR and REMOTE_PORT, made once per connection. */
+static int
+conn_peer(struct nw_conn *c)
+{
+	int port = 0;
+
+	if (c->remote_addr != NULL)
+		return 0;
+	if (c->peer.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&c->peer;
+
+		inet_ntop(AF_INET, &sin->sin_addr, c->host, sizeof c->host);
+		port = ntohs(sin->sin_port);
+	} else if (c->peer.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->peer;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, c->host, sizeof c->host);
+		port = ntohs(sin6->sin6_port);
+	} else {
+		c->host[0] = '\0'; /* Unix socket: like gunicorn, "" */
+	}
+	c->trusted = port == 0 || strcmp(c->host, "127.0.0.1") == 0 ||
+	    strcmp(c->host, "::1") == 0 ||
+	    strcmp(c->host, "::ffff:127.0.0.1") == 0;
+	if ((c->remote_addr = PyUnicode_FromString(c->host)) == NULL)
+		return -1;
+	if (port && (c->remote_port = PyUnicode_FromFormat("%d", port)) == NULL)
+		return -1;
+	return 0;
+}
+
+/*
+ * gunicorn's secure_scheme_headers with its default forwarded_allow_ips: a
+ * proxy on the same host may say the client spoke HTTPS.
+ */
+static bool
+is_secure_scheme(PyObject *key, const char *v, size_t n)
+{
+	if (key == k_x_forwarded_proto)
+		return n == 5 && strncasecmp(v, "https", 5) == 0;
+	if (key == k_x_forwarded_protocol)
+		return n == 3 && strncasecmp(v, "ssl", 3) == 0;
+	if (key == k_x_forwarded_ssl)
+		return n == 2 && strncasecmp(v, "on", 2) == 0;
+	return false;
+}
+
+static PyObject *
+build_environ(struct nw_server *s, struct nw_conn *c, PyObject *input)
+{
+	const char *buf = c->in.data + c->rpos;
+	struct nw_request *r = &c->req;
+	PyObject *env;
+	size_t i;
+
+	if (conn_peer(c) < 0)
+		return NULL;
+	if ((env = PyDict_Copy(c->listener->environ)) == NULL)
+		return NULL;
+	if (set_new(env, k_REQUEST_METHOD,
+	        method_str(buf + r->method.off, r->method.len)) < 0 ||
+	    set_new(env, k_PATH_INFO,
+	        path_info(s, buf + r->path.off, r->path.len)) < 0 ||
+	    set_new(env, k_QUERY_STRING,
+	        latin1_str(buf + r->query.off, r->query.len)) < 0 ||
+	    set_new(env, k_RAW_URI,
+	        latin1_str(buf + r->target.off, r->target.len)) < 0 ||
+	    PyDict_SetItem(
+	        env, k_SERVER_PROTOCOL, r->minor ? v_http11 : v_http10) < 0 ||
+	    PyDict_SetItem(env, k_REMOTE_ADDR, c->remote_addr) < 0 ||
+	    (c->remote_port &&
+	        PyDict_SetItem(env, k_REMOTE_PORT, c->remote_port) < 0) ||
+	    PyDict_SetItem(env, k_wsgi_input, input) < 0)
+		goto fail;
+
+	for (i = 0; i < r->nheaders; i++) {
+		const struct nw_header *h = &r->headers[i];
+		PyObject *key, *value, *old;
+		int rc;
+
+		key = header_key(buf + h->name.off, h->name.len);
+		if (key == NULL) {
+			if (PyErr_Occurred())
+				goto fail;
+			continue;
+		}
+		value = latin1_str(buf + h->value.off, h->value.len);
+		if (value == NULL) {
+			Py_DECREF(key);
+			goto fail;
+		}
+		old = PyDict_GetItem(env, key);
+		if (old != NULL) {
+			PyObject *joined;
+
+			if (key == k_CONTENT_LENGTH) {
+				/* equal, or the parser had rejected them */
+				Py_DECREF(value);
+				Py_DECREF(key);
+				continue;
+			}
+			/* repeated headers are joined with "," (gunicorn) */
+			joined = PyUnicode_FromFormat("%U,%U", old, value);
+			Py_DECREF(value);
+			value = joined;
+		}
+		rc = set_new(env, key, value);
+		if (rc == 0 && c->trusted &&
+		    is_secure_scheme(key, buf + h->value.off, h->value.len))
+			rc = PyDict_SetItem(env, k_wsgi_url_scheme, v_https);
+		Py_DECREF(key);
+		if (rc < 0)
+			goto fail;
+	}
+	if (r->chunked) {
+		/* decoded already: tell apps that ignore input_terminated */
+		PyObject *cl = PyUnicode_FromFormat(
+		    "%llu", (unsigned long long)c->body.size);
+
+		if (set_new(env, k_CONTENT_LENGTH, cl) < 0)
+			goto fail;
+	}
+	return env;
+fail:
+	Py_DECREF(env);
+	return NULL;
+}
+
+PyObject *
+nw_wsgi_base_environ(struct nw_server *s, struct nw_listener *l,
+    PyObject *server_name, PyObject *server_port)
+{
+	PyObject *env = PyDict_New();
+	PyObject *version = Py_BuildValue("(ii)", 1, 0);
+
+	if (env == NULL || version == NULL)
+		goto fail;
+	if (PyDict_SetItem(env, k_wsgi_version, version) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_url_scheme, v_http) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_errors, s->errors) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_multithread, Py_False) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_multiprocess, Py_True) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_run_once, Py_False) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_file_wrapper, nw_filewrapper_type) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_input_terminated, Py_True) < 0 ||
+	    PyDict_SetItem(env, k_SCRIPT_NAME, s->script_name) < 0 ||
+	    PyDict_SetItem(env, k_SERVER_NAME, server_name) < 0 ||
+	    PyDict_SetItem(env, k_SERVER_PORT, server_port) < 0)
+		goto fail;
+	Py_DECREF(version);
+	return env;
+fail:
+	Py_XDECREF(env);
+	Py_XDECREF(version);
+	return NULL;
+}
+
+/* Response head */
+
+static int
+append_date(struct nw_ctx *x, struct nw_buf *h)
+{
+	struct nw_clock *clk = &x->srv->clock;
+
+	return nw_buf_append(h, clk->date, clk->date_len);
+}
+
+/* Adds framing, Connection and Date to the app's head, and the blank line. */
+static int
+head_finish(struct nw_ctx *x, int64_t known)
+{
+	struct nw_server *s = x->srv;
+	struct nw_request *r = &x->conn->req;
+	struct nw_buf *h = &s->head;
+	int rc = 0;
+
+	if (x->content_length < 0 && x->status >= 200 && x->status != 204 &&
+	    x->status != 304) {
+		if (known >= 0) {
+			rc |= nw_buf_append(h, "Content-Length: ", 16);
+			rc |= nw_buf_appendu(h, (uint64_t)known);
+			rc |= nw_buf_append(h, "\r\n", 2);
+		} else if (x->is_head) {
+			/* no body follows, framing or not */
+		} else if (r->minor >= 1) {
+			rc |= nw_buf_append(
+			    h, "Transfer-Encoding: chunked\r\n", 28);
+			x->chunked = true;
+		} else {
+			x->close = true; /* HTTP/1.0: the end is the close */
+		}
+	}
+	if (x->app_close || !r->keep_alive || s->stopping ||
+	    s->keepalive_ms <= 0)
+		x->close = true;
+	if (x->close)
+		rc |= nw_buf_append(h, "Connection: close\r\n", 19);
+	else if (r->minor == 0)
+		rc |= nw_buf_append(h, "Connection: keep-alive\r\n", 24);
+	if (!x->has_date)
+		rc |= append_date(x, h);
+	rc |= nw_buf_append(h, "\r\n", 2);
+	if (rc != 0) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	return 0;
+}
+
+/* Sending */
+
+static void
+ctx_failed(struct nw_ctx *x)
+{
+	x->failed = true;
+	x->close = true;
+}
+
+/* Sends body bytes, the head first if it has not gone yet. */
+static int
+send_data(struct nw_ctx *x, const char *p, size_t n)
+{
+	struct nw_server *s = x->srv;
+	struct iovec iov[4];
+	char size_line[24];
+	int cnt = 0;
+
+	if (x->failed)
+		return -1;
+	if (x->content_length >= 0 && !x->no_body &&
+	    (uint64_t)x->content_length - x->sent < n)
+		n = (size_t)((uint64_t)x->content_length - x->sent);
+	if (n == 0)
+		return 0; /* the head waits for body bytes or the end */
+	if (!x->head_sent) {
+		if (head_finish(x, -1) < 0)
+			return -1;
+		iov[cnt].iov_base = s->head.data;
+		iov[cnt++].iov_len = s->head.len;
+	}
+	if (!x->no_body) {
+		if (x->chunked) {
+			iov[cnt].iov_base = size_line;
+			iov[cnt++].iov_len = (size_t)snprintf(
+			    size_line, sizeof size_line, "%zx\r\n", n);
+		}
+		iov[cnt].iov_base = (void *)p;
+		iov[cnt++].iov_len = n;
+		if (x->chunked) {
+			iov[cnt].iov_base = "\r\n";
+			iov[cnt++].iov_len = 2;
+		}
+	}
+	if (cnt == 0)
+		return 0;
+	if (nw_writev_all(&s->writer, x->conn->fd, iov, cnt) < 0) {
+		ctx_failed(x);
+		return -1;
+	}
+	x->head_sent = true;
+	if (!x->no_body)
+		x->sent += n;
+	return 0;
+}
+
+/* Ends the response: the head if nothing was sent, or the last chunk. */
+static int
+send_end(struct nw_ctx *x)
+{
+	struct nw_server *s = x->srv;
+
+	if (x->failed)
+		return -1;
+	if (!x->head_sent) {
+		if (head_finish(x, x->is_head ? -1 : 0) < 0)
+			return -1;
+		if (nw_send_all(&s->writer, x->conn->fd, s->head.data,
+		        s->head.len) < 0) {
+			ctx_failed(x);
+			return -1;
+		}
+		x->head_sent = true;
+	} else if (x->chunked) {
+		if (nw_send_all(&s->writer, x->conn->fd, "0\r\n\r\n", 5) < 0) {
+			ctx_failed(x);
+			return -1;
+		}
+	}
+	if (x->content_length >= 0 && !x->no_body &&
+	    x->sent < (uint64_t)x->content_length)
+		x->close = true; /* the client still waits for the rest */
+	return 0;
+}
+
+/* start_response and write() */
+
+static int
+parse_status(struct nw_ctx *x, const char *p, Py_ssize_t n)
+{
+	Py_ssize_t i;
+
+	if (n < 3 || (n > 3 && p[3] != ' '))
+		goto bad;
+	for (i = 0; i < 3; i++)
+		if (p[i] < '0' || p[i] > '9')
+			goto bad;
+	for (i = 3; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			goto bad;
+	x->status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+	if (x->status < 100)
+		goto bad;
+	return 0;
+bad:
+	PyErr_Format(PyExc_ValueError, "invalid status line: %.80s", p);
+	return -1;
+}
+
+/* Checks one header, notes what the server must know, appends it. */
+static int
+add_header(struct nw_ctx *x, struct nw_buf *h, PyObject *name, PyObject *value)
+{
+	PyObject *tmpn = NULL, *tmpv = NULL;
+	const char *n, *v;
+	Py_ssize_t nl, vl, i;
+	bool keep = true;
+	int rc = -1;
+
+	if (latin1(name, &n, &nl, &tmpn) < 0 ||
+	    latin1(value, &v, &vl, &tmpv) < 0)
+		goto out;
+	if (nl == 0)
+		goto bad_name;
+	for (i = 0; i < nl; i++)
+		if (!nw_tchar[(unsigned char)n[i]])
+			goto bad_name;
+	for (i = 0; i < vl; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			PyErr_Format(PyExc_ValueError,
+			    "invalid value for header %R", name);
+			goto out;
+		}
+	}
+	switch (nl) {
+	case 14:
+		if (strncasecmp(n, "content-length", 14) == 0) {
+			Py_ssize_t b = 0, e = vl;
+			int64_t cl = 0;
+
+			/* int(" 13 ") is 13: apps get away with it elsewhere */
+			while (b < e && (v[b] == ' ' || v[b] == '\t'))
+				b++;
+			while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+				e--;
+			if (e == b || e - b > 18)
+				goto bad_cl;
+			for (i = b; i < e; i++) {
+				if (v[i] < '0' || v[i] > '9')
+					goto bad_cl;
+				cl = cl * 10 + (v[i] - '0');
+			}
+			if (x->content_length >= 0 && x->content_length != cl)
+				goto bad_cl;
+			if (x->content_length >= 0)
+				keep = false;
+			x->content_length = cl;
+		}
+		break;
+	case 10:
+		if (strncasecmp(n, "connection", 10) == 0) {
+			/* the server owns Connection: it only learns "close" */
+			for (i = 0; i + 5 <= vl; i++)
+				if (strncasecmp(v + i, "close", 5) == 0)
+					x->app_close = true;
+			keep = false;
+		} else if (strncasecmp(n, "keep-alive", 10) == 0) {
+			keep = false;
+		}
+		break;
+	case 17:
+		/* the server frames the body itself */
+		if (strncasecmp(n, "transfer-encoding", 17) == 0)
+			keep = false;
+		break;
+	case 2:
+		if (strncasecmp(n, "te", 2) == 0)
+			keep = false;
+		break;
+	case 7:
+		if (strncasecmp(n, "upgrade", 7) == 0)
+			keep = false;
+		break;
+	case 8:
+		if (strncasecmp(n, "trailers", 8) == 0)
+			keep = false;
+		break;
+	case 4:
+		if (strncasecmp(n, "date", 4) == 0)
+			x->has_date = true;
+		break;
+	}
+	if (keep &&
+	    (nw_buf_append(h, n, (size_t)nl) < 0 ||
+	        nw_buf_append(h, ": ", 2) < 0 ||
+	        nw_buf_append(h, v, (size_t)vl) < 0 ||
+	        nw_buf_append(h, "\r\n", 2) < 0)) {
+		PyErr_NoMemory();
+		goto out;
+	}
+	rc = 0;
+	goto out;
+bad_name:
+	PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
+	goto out;
+bad_cl:
+	PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", value);
+out:
+	Py_XDECREF(tmpn);
+	Py_XDECREF(tmpv);
+	return rc;
+}
+
+static int
+add_headers(struct nw_ctx *x, struct nw_buf *h, PyObject *headers)
+{
+	Py_ssize_t i, n;
+
+	if (!PyList_Check(headers)) {
+		PyErr_SetString(
+		    PyExc_TypeError, "response headers must be a list");
+		return -1;
+	}
+	n = PyList_Size(headers);
+	for (i = 0; i < n; i++) {
+		PyObject *item = PyList_GetItem(headers, i);
+		PyObject *name, *value;
+
+		if (PyTuple_Check(item) && PyTuple_Size(item) == 2) {
+			name = PyTuple_GetItem(item, 0);
+			value = PyTuple_GetItem(item, 1);
+		} else if (PyList_Check(item) && PyList_Size(item) == 2) {
+			name = PyList_GetItem(item, 0);
+			value = PyList_GetItem(item, 1);
+		} else {
+			PyErr_SetString(PyExc_TypeError,
+			    "each response header must be a (name, value) "
+			    "tuple");
+			return -1;
+		}
+		if (!PyUnicode_Check(name) || !PyUnicode_Check(value)) {
+			PyErr_Format(PyExc_TypeError,
+			    "header names and values must be str: %R", item);
+			return -1;
+		}
+		if (add_header(x, h, name, value) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static PyObject *
+start_response_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {
+	    "status", "response_headers", "exc_info", NULL};
+	StartResponseObject *sr = (StartResponseObject *)self;
+	struct nw_ctx *x = sr->ctx;
+	PyObject *status, *headers, *exc_info = Py_None, *tmp;
+	struct nw_buf *h;
+	const char *sp;
+	Py_ssize_t sn;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response",
+	        kwlist, &status, &headers, &exc_info))
+		return NULL;
+	if (x == NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+		    "start_response() called after its request ended");
+		return NULL;
+	}
+	if (exc_info != Py_None) {
+		if (x->head_sent) {
+			PyObject *t, *v, *tb;
+
+			/* too late to change the status: re-raise (PEP 3333) */
+			if (!PyTuple_Check(exc_info) ||
+			    PyTuple_Size(exc_info) != 3) {
+				PyErr_SetString(PyExc_TypeError,
+				    "exc_info must be a 3-tuple");
+				return NULL;
+			}
+			t = PyTuple_GetItem(exc_info, 0);
+			v = PyTuple_GetItem(exc_info, 1);
+			tb = PyTuple_GetItem(exc_info, 2);
+			Py_XINCREF(t);
+			Py_XINCREF(v);
+			Py_XINCREF(tb);
+			PyErr_Restore(t, v, tb == Py_None ? NULL : tb);
+			if (tb == Py_None)
+				Py_DECREF(tb);
+			return NULL;
+		}
+	} else if (x->called) {
+		PyErr_SetString(PyExc_RuntimeError,
+		    "start_response() called twice without exc_info");
+		return NULL;
+	}
+
+	h = &x->srv->head;
+	h->len = 0;
+	x->called = false;
+	x->content_length = -1;
+	x->app_close = x->has_date = false;
+	if (!PyUnicode_Check(status)) {
+		PyErr_SetString(PyExc_TypeError, "status must be a str");
+		return NULL;
+	}
+	if (latin1(status, &sp, &sn, &tmp) < 0)
+		return NULL;
+	if (parse_status(x, sp, sn) < 0 ||
+	    nw_buf_append(h, "HTTP/1.1 ", 9) < 0 ||
+	    nw_buf_append(h, sp, (size_t)sn) < 0 ||
+	    (sn == 3 && nw_buf_append(h, " ", 1) < 0) ||
+	    nw_buf_append(h, "\r\n", 2) < 0) {
+		Py_XDECREF(tmp);
+		if (!PyErr_Occurred())
+			PyErr_NoMemory();
+		return NULL;
+	}
+	Py_XDECREF(tmp);
+	if (add_headers(x, h, headers) < 0)
+		return NULL;
+	x->no_body = x->is_head || x->status < 200 || x->status == 204 ||
+	    x->status == 304;
+	x->called = true;
+	Py_INCREF(sr->write);
+	return sr->write;
+}
+
+static PyObject *
+write_call(PyObject *self, PyObject *data)
+{
+	StartResponseObject *sr = (StartResponseObject *)self;
+	struct nw_ctx *x = sr->ctx;
+	char *p;
+	Py_ssize_t n;
+
+	if (x == NULL || !x->called) {
+		PyErr_SetString(PyExc_RuntimeError,
+		    x == NULL ? "write() called after its request ended"
+		              : "write() called before start_response()");
+		return NULL;
+	}
+	if (PyBytes_Check(data)) {
+		if (PyBytes_AsStringAndSize(data, &p, &n) < 0)
+			return NULL;
+	} else if (PyByteArray_Check(data)) {
+		p = PyByteArray_AsString(data);
+		n = PyByteArray_Size(data);
+	} else {
+		PyErr_Format(PyExc_TypeError, "write() takes bytes, not %R",
+		    (PyObject *)Py_TYPE(data));
+		return NULL;
+	}
+	if (send_data(x, p, (size_t)n) < 0) {
+		if (!PyErr_Occurred())
+			PyErr_SetString(PyExc_OSError, "the client went away");
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef write_def = {
+    "write", write_call, METH_O, "write(data): send body bytes now (PEP 3333)"};
+
+static PyObject *
+start_response_new(void)
+{
+	StartResponseObject *sr;
+
+	sr = PyObject_New(
+	    StartResponseObject, (PyTypeObject *)start_response_type);
+	if (sr == NULL)
+		return NULL;
+	sr->ctx = NULL;
+	sr->write = PyCFunction_New(&write_def, (PyObject *)sr);
+	if (sr->write == NULL) {
+		Py_DECREF(sr);
+		return NULL;
+	}
+	return (PyObject *)sr;
+}
+
+static void
+start_response_dealloc(PyObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+
+	Py_XDECREF(((StartResponseObject *)self)->write);
+	PyObject_Free(self);
+	Py_DECREF(tp);
+}
+
+/*
+ * One start_response object serves request after request while only we
+ * (and its own write callable) hold it; an app that keeps it gets to keep
+ * it, dead, and the next request gets a new one.
+ */
+static PyObject *
+start_response_get(struct nw_server *s, struct nw_ctx *x)
+{
+	StartResponseObject *sr = (StartResponseObject *)s->start_response;
+
+	if (sr != NULL && (Py_REFCNT(sr) != 2 || Py_REFCNT(sr->write) != 1)) {
+		sr->ctx = NULL;
+		Py_CLEAR(sr->write); /* breaks the cycle */
+		Py_CLEAR(s->start_response);
+		sr = NULL;
+	}
+	if (sr == NULL) {
+		if ((s->start_response = start_response_new()) == NULL)
+			return NULL;
+		sr = (StartResponseObject *)s->start_response;
+	}
+	sr->ctx = x;
+	return (PyObject *)sr;
+}
+
+/* The result */
+
+static int
+is_fatal(struct nw_server *s)
+{
+	return s->quit || PyErr_ExceptionMatches(PyExc_SystemExit) ||
+	    PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+/* The app failed: log it, answer 500 if still possible, close. */
+static int
+app_error(struct nw_server *s, struct nw_ctx *x)
+{
+	struct nw_conn *c = x->conn;
+	const char *buf = c->in.data + c->rpos;
+
+	if (is_fatal(s))
+		return NW_HANDLED_FATAL;
+	if (x->failed) {
+		PyErr_Clear(); /* the client left: not the app's fault */
+	} else {
+		nw_server_log(s, "Error handling request %.*s",
+		    (int)c->req.line.len, buf + c->req.line.off);
+		PyErr_PrintEx(0);
+	}
+	if (!x->head_sent && !x->failed) {
+		const char *resp;
+		size_t len;
+
+		resp = nw_error_response(500, &len);
+		if (nw_send_all(&s->writer, c->fd, resp, len) < 0)
+			PyErr_Clear();
+		x->status = 500;
+		x->head_sent = true;
+	}
+	x->close = true;
+	return NW_HANDLED_CLOSE;
+}
+
+/* A FileWrapper around a regular file: sendfile. 0: not possible. */
+static int
+send_file(struct nw_server *s, struct nw_ctx *x, PyObject *wrapper)
+{
+	PyObject *filelike = nw_filewrapper_filelike(wrapper), *r;
+	struct stat st;
+	uint64_t n, sent = 0;
+	long fd;
+	off_t off;
+
+	if ((r = PyObject_CallMethod(filelike, "fileno", NULL)) == NULL) {
+		PyErr_Clear();
+		return 0;
+	}
+	fd = PyLong_AsLong(r);
+	Py_DECREF(r);
+	if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		PyErr_Clear();
+		return 0;
+	}
+	/* tell() knows about Python's read-ahead buffer; lseek does not */
+	if ((r = PyObject_CallMethod(filelike, "tell", NULL)) != NULL) {
+		off = (off_t)PyLong_AsLongLong(r);
+		Py_DECREF(r);
+	} else {
+		off = -1;
+	}
+	if (off < 0) {
+		PyErr_Clear();
+		if ((off = lseek((int)fd, 0, SEEK_CUR)) < 0)
+			return 0;
+	}
+	n = st.st_size > off ? (uint64_t)(st.st_size - off) : 0;
+	if (x->content_length >= 0 && (uint64_t)x->content_length < n)
+		n = (uint64_t)x->content_length;
+	if (head_finish(x, x->content_length >= 0 ? -1 : (int64_t)n) < 0)
+		return -1;
+	if (nw_send_flags(&s->writer, x->conn->fd, s->head.data, s->head.len,
+	        x->no_body || n == 0 ? 0 : MSG_MORE) < 0) {
+		ctx_failed(x);
+		return 1;
+	}
+	x->head_sent = true;
+	if (x->no_body || n == 0)
+		return 1;
+	if (nw_sendfile_all(&s->writer, x->conn->fd, (int)fd, off, n, &sent) <
+	    0)
+		ctx_failed(x);
+	x->sent = sent;
+	return 1;
+}
+
+/* A list of bytes: every length is known, so one writev with a length. */
+static int
+send_list(struct nw_server *s, struct nw_ctx *x, PyObject *list)
+{
+	struct iovec iov[17];
+	Py_ssize_t i, n = PyList_Size(list);
+	uint64_t total = 0;
+	int cnt = 1;
+
+	if (n > 16)
+		return 0;
+	for (i = 0; i < n; i++) {
+		PyObject *item = PyList_GetItem(list, i);
+		char *p;
+		Py_ssize_t len;
+
+		if (!PyBytes_Check(item))
+			return 0;
+		if (PyBytes_AsStringAndSize(item, &p, &len) < 0)
+			return -1;
+		iov[cnt].iov_base = p;
+		iov[cnt++].iov_len = (size_t)len;
+		total += (uint64_t)len;
+	}
+	if (x->content_length >= 0 && (uint64_t)x->content_length != total)
+		return 0; /* truncation or a short body: the slow path */
+	if (head_finish(x, (int64_t)total) < 0)
+		return -1;
+	iov[0].iov_base = s->head.data;
+	iov[0].iov_len = s->head.len;
+	if (x->no_body)
+		cnt = 1;
+	if (nw_writev_all(&s->writer, x->conn->fd, iov, cnt) < 0) {
+		ctx_failed(x);
+		return 1;
+	}
+	x->head_sent = true;
+	if (!x->no_body)
+		x->sent = total;
+	return 1;
+}
+
+/* Sends what the app returned; 0, or -1 with the app's exception set. */
+static int
+send_result(struct nw_server *s, struct nw_ctx *x, PyObject *result)
+{
+	PyObject *it, *item;
+	int rc;
+
+	if (!x->called || x->head_sent) {
+		/* lazy start_response, or write() already sent the head */
+	} else if (PyList_CheckExact(result)) {
+		if ((rc = send_list(s, x, result)) != 0)
+			return rc < 0 ? -1 : 0;
+	} else if (Py_TYPE(result) == (PyTypeObject *)nw_filewrapper_type) {
+		if ((rc = send_file(s, x, result)) != 0)
+			return rc < 0 ? -1 : 0;
+	}
+	if ((it = PyObject_GetIter(result)) == NULL)
+		return -1;
+	while ((item = PyIter_Next(it)) != NULL) {
+		char *p;
+		Py_ssize_t n;
+
+		if (!x->called) {
+			PyErr_SetString(PyExc_RuntimeError,
+			    "the app returned body bytes before calling "
+			    "start_response()");
+		} else if (PyBytes_Check(item)) {
+			if (PyBytes_AsStringAndSize(item, &p, &n) == 0)
+				send_data(x, p, (size_t)n);
+		} else if (PyByteArray_Check(item)) {
+			send_data(x, PyByteArray_AsString(item),
+			    (size_t)PyByteArray_Size(item));
+		} else {
+			PyErr_Format(PyExc_TypeError,
+			    "the app's iterable yielded %R, not bytes",
+			    (PyObject *)Py_TYPE(item));
+		}
+		Py_DECREF(item);
+		if (PyErr_Occurred() || x->failed)
+			break;
+	}
+	Py_DECREF(it);
+	if (PyErr_Occurred())
+		return -1;
+	if (!x->called && !x->failed) {
+		PyErr_SetString(PyExc_RuntimeError,
+		    "the app never called start_response()");
+		return -1;
+	}
+	return 0;
+}
+
+/* PEP 3333: close() is called whatever happened. */
+static int
+close_result(struct nw_server *s, PyObject *result)
+{
+	PyObject *close, *r;
+
+	if (PyList_CheckExact(result) || PyTuple_CheckExact(result) ||
+	    PyBytes_CheckExact(result))
+		return 0;
+	if ((close = PyObject_GetAttr(result, s_close)) == NULL) {
+		if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+			PyErr_Clear();
+			return 0;
+		}
+		return -1;
+	}
+	r = PyObject_CallObject(close, NULL);
+	Py_DECREF(close);
+	if (r == NULL)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+int
+nw_wsgi_handle(struct nw_server *s, struct nw_conn *c, PyObject *input)
+{
+	struct nw_ctx x;
+	PyObject *env, *sr = NULL, *args, *result = NULL;
+	int rc = NW_HANDLED_KEEP;
+
+	memset(&x, 0, sizeof x);
+	x.srv = s;
+	x.conn = c;
+	x.content_length = -1;
+	x.is_head = c->req.is_head;
+
+	env = build_environ(s, c, input);
+	if (env != NULL)
+		sr = start_response_get(s, &x);
+	if (env == NULL || sr == NULL) {
+		rc = app_error(s, &x);
+		goto done;
+	}
+	args = PyTuple_Pack(2, env, sr);
+	if (args != NULL) {
+		result = PyObject_Call(s->app, args, NULL);
+		Py_DECREF(args);
+	}
+	if (result == NULL) {
+		rc = app_error(s, &x);
+		goto done;
+	}
+	if (send_result(s, &x, result) < 0)
+		rc = app_error(s, &x);
+	else if (send_end(&x) < 0 && PyErr_Occurred())
+		rc = app_error(s, &x);
+	if (rc == NW_HANDLED_FATAL) {
+		PyObject *t, *v, *tb;
+
+		PyErr_Fetch(&t, &v, &tb);
+		if (close_result(s, result) < 0)
+			PyErr_Clear();
+		PyErr_Restore(t, v, tb);
+	} else if (close_result(s, result) < 0) {
+		int r = app_error(s, &x);
+
+		if (r == NW_HANDLED_FATAL)
+			rc = r;
+	}
+	Py_DECREF(result);
+done:
+	if (sr != NULL)
+		((StartResponseObject *)sr)->ctx = NULL;
+	Py_XDECREF(env);
+	nw_alog_request(s, c, x.status, x.sent);
+	if (rc == NW_HANDLED_KEEP && (x.close || x.failed))
+		rc = NW_HANDLED_CLOSE;
+	return rc;
+}
+
+static PyType_Slot start_response_slots[] = {
+    {Py_tp_dealloc, start_response_dealloc},
+    {Py_tp_call, start_response_call},
+    {Py_tp_doc, "start_response(status, response_headers, exc_info=None)"},
+    {0, NULL},
+};
+
+static PyType_Spec start_response_spec = {
+    "narwhal_worker._http.StartResponse",
+    sizeof(StartResponseObject),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    start_response_slots,
+};
+
+int
+nw_wsgi_init(PyObject *module)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof interned / sizeof interned[0]; i++)
+		if ((*interned[i].p =
+		            PyUnicode_InternFromString(interned[i].s)) == NULL)
+			return -1;
+	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if ((methods[i] = PyUnicode_InternFromString(
+		         method_names[i])) == NULL)
+			return -1;
+	start_response_type = PyType_FromSpec(&start_response_spec);
+	return start_response_type ? 0 : -1;
+}
