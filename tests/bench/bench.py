@@ -237,7 +237,7 @@ def narwhal_server(tmp, app="wsgi:application", interface=None, extra=None):
                              r"generation 1: live"))
 
 
-def gunicorn_server(tmp, kind):
+def gunicorn_server(tmp, kind, extra=None):
     host = HOSTS["gunicorn-" + kind]
     port = free_port(host)
     argv = [PYTHON, "-m", "gunicorn", "-w", str(WORKERS), "-b",
@@ -246,6 +246,7 @@ def gunicorn_server(tmp, kind):
     if kind == "gthread":
         argv += ["-k", "gthread", "--threads", "4"]
         label = "gunicorn gthread (%dw x 4t)" % WORKERS
+    argv += extra or []
     argv.append("wsgi:application")
     return Server("gunicorn-" + kind, label, argv, port, host=host)
 
@@ -419,46 +420,92 @@ def print_hello(results):
               "run slow it down)")
 
 
-def scenario_reload_under_load(args):
-    """narwhal alone: HUP every 2 s under wrk; no request may fail."""
-    def run(srv):
-        wrk(srv.url, args.warmup)
-        proc = subprocess.Popen(
-            ["wrk", "-t2", "-c64", "-d%ds" % args.duration, "--latency",
-             srv.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        hups = 0
-        deadline = time.monotonic() + args.duration - 1
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            srv.proc.send_signal(signal.SIGHUP)
-            hups += 1
-        out, _ = proc.communicate(timeout=args.duration + 60)
+def wrk_with_hups(srv, duration, every=2.0):
+    """wrk for `duration` s while the master gets HUP every `every` s."""
+    proc = subprocess.Popen(
+        ["wrk", "-t2", "-c64", "-d%ds" % duration, "--latency", srv.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hups = 0
+    deadline = time.monotonic() + duration - 1
+    while time.monotonic() < deadline and hups < 100:
+        time.sleep(every)
+        srv.proc.send_signal(signal.SIGHUP)
         srv.remember()
-        res = parse_wrk_text(out)
-        print("reload under load: %d HUPs, %s req/s, p99 %s ms, errors %d, "
-              "non-2xx %d %s" % (hups, res["rps"], fmt_ms(res["p99"]),
-                                 res["errors"], res["non2xx"],
-                                 res.get("socket_errors", "")))
-        return res
-    return with_server(narwhal_server, args, run)
+        hups += 1
+    out, _ = proc.communicate(timeout=duration + 60)
+    srv.remember()
+    res = parse_wrk_text(out)
+    res["hups"] = hups
+    return res
+
+
+def print_compare(title, rows):
+    """rows: (label, wrk result) with narwhal's first: ratios against it."""
+    base = rows[0][1]["rps"] if rows and rows[0][1] else None
+    print()
+    print(title)
+    hdr = "%-44s | %9s %6s %8s | %7s" % ("run", "req/s", "ratio", "p99 ms",
+                                         "errors")
+    print(hdr)
+    print("-" * len(hdr))
+    for label, res in rows:
+        if res is None or res.get("rps") is None:
+            print("%-44s | failed" % label)
+            continue
+        ratio = "%.2fx" % (res["rps"] / base) if base else "-"
+        print("%-44s | %9.0f %6s %8s | %7d" % (
+            label, res["rps"], ratio, fmt_ms(res["p99"]),
+            res["errors"] + res["non2xx"]))
+    print("errors: wrk socket errors plus non-2xx answers.")
+
+
+def scenario_reload_under_load(args):
+    """HUP every 2 s under wrk: errors and p99 beside steady state, narwhal
+    against gunicorn's own HUP, in one run."""
+    rows = []
+    for name in ("narwhal", "gunicorn-sync"):
+        def run(srv):
+            wrk(srv.url, args.warmup)
+            steady = wrk(srv.url, args.duration)
+            reload = wrk_with_hups(srv, args.duration)
+            return steady, reload
+        try:
+            steady, reload = with_server(SERVERS[name], args, run)
+        except Exception as e:
+            log("%s: skipped: %s" % (name, e))
+            steady = reload = None
+        rows.append(("%s steady" % name, steady))
+        rows.append(("%s HUP every 2 s (%s HUPs)" % (
+            name, reload["hups"] if reload else "-"), reload))
+    print_compare("reload under load, %d workers, wrk -t2 -c64" % WORKERS,
+                  rows)
+    return rows
 
 
 def scenario_recycling(args):
-    """narwhal alone with max_requests: recycling must cost no request."""
-    def make(tmp):
-        return narwhal_server(tmp, extra={"max_requests": 2000,
-                                          "max_requests_jitter": 500})
-
-    def run(srv):
-        res = wrk(srv.url, args.duration)
-        srv.remember()
-        print("recycling (max_requests 2000-2500): %s req/s, p99 %s ms, "
-              "errors %d, non-2xx %d %s" % (res["rps"], fmt_ms(res["p99"]),
-                                            res["errors"], res["non2xx"],
-                                            res.get("socket_errors", "")))
-        return res
-    return with_server(make, args, run)
+    """max_requests 1000 + jitter 50 against no recycling and against
+    gunicorn with the same settings, in one run."""
+    recycle = {"max_requests": 1000, "max_requests_jitter": 50}
+    runs = (
+        ("narwhal max_requests 1000 jitter 50",
+         lambda tmp: narwhal_server(tmp, extra=recycle)),
+        ("narwhal without recycling", narwhal_server),
+        ("gunicorn sync max_requests 1000 jitter 50",
+         lambda tmp: gunicorn_server(tmp, "sync", extra=[
+             "--max-requests", "1000", "--max-requests-jitter", "50"])),
+    )
+    rows = []
+    for label, make in runs:
+        def run(srv):
+            wrk(srv.url, args.warmup)
+            return wrk(srv.url, args.duration)
+        try:
+            rows.append((label, with_server(make, args, run)))
+        except Exception as e:
+            log("%s: skipped: %s" % (label, e))
+            rows.append((label, None))
+    print_compare("recycling, %d workers, wrk -t2 -c64" % WORKERS, rows)
+    return rows
 
 
 def scenario_asgi(args):
