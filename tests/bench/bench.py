@@ -12,9 +12,13 @@ here: TERM, a bounded wait, then KILL of the pids it started (the server and
 the descendants seen while it ran). Every step is bounded in time.
 
 Other scenarios (reload under load, recycling under load, ASGI) are functions
-of the same shape; run them with --scenario. Usage:
+of the same shape; run them with --scenario. The `asgi` scenario serves a raw
+ASGI hello world and a FastAPI JSON endpoint from narwhal, uvicorn
+(`--workers 2 --http httptools`) and gunicorn with uvicorn's worker class,
+all at once, and runs wrk against them in turn for --rounds rounds. Usage:
 
-    bench.py [--duration S] [--quick] [--scenario NAME[,NAME]] [--servers ...]
+    bench.py [--duration S] [--quick] [--rounds N] [--scenario NAME[,NAME]]
+             [--servers ...]
 """
 
 import argparse
@@ -48,7 +52,8 @@ def log(msg):
 # server's Connection: close run leaves behind then do not slow the next one.
 HOSTS = {"narwhal": "127.0.0.11", "gunicorn-sync": "127.0.0.12",
          "gunicorn-gthread": "127.0.0.13", "uwsgi": "127.0.0.14",
-         "uvicorn": "127.0.0.15"}
+         "uvicorn": "127.0.0.15", "narwhal-asgi": "127.0.0.21",
+         "gunicorn-uvicorn": "127.0.0.22"}
 
 
 def free_port(host):
@@ -121,8 +126,9 @@ class Server:
     """One server under test: started, checked, measured, stopped."""
 
     def __init__(self, name, label, argv, port, cwd=None, ready_log=None,
-                 env=None, host="127.0.0.1"):
+                 env=None, host="127.0.0.1", check=("/", b"Hello, world!\n")):
         self.host = host
+        self.check = check  # (path, expected body or None for any 200)
         self.name = name
         self.label = label
         self.argv = argv
@@ -174,10 +180,12 @@ class Server:
         return "\n".join(self.read_log().splitlines()[-n:])
 
     def ok(self):
+        path, body = self.check
         try:
-            with urllib.request.urlopen(self.url,
+            with urllib.request.urlopen(self.url.rstrip("/") + path,
                                         timeout=2) as r:
-                return r.status == 200 and r.read() == b"Hello, world!\n"
+                return r.status == 200 and (body is None or
+                                            r.read() == body)
         except OSError:
             return False
 
@@ -219,10 +227,12 @@ class Server:
         self.log_file.close()
 
 
-def narwhal_server(tmp, app="wsgi:application", interface=None, extra=None):
+def narwhal_server(tmp, app="wsgi:application", interface=None, extra=None,
+                   host=None, check=("/", b"Hello, world!\n")):
     ini = os.path.join(tmp, "narwhal.ini")
+    host = host or HOSTS["narwhal"]
     lines = ["[narwhal]", "python = %s" % PYTHON, "app = %s" % app,
-             "chdir = %s" % HELLO, "bind = %s:0" % HOSTS["narwhal"],
+             "chdir = %s" % HELLO, "bind = %s:0" % host,
              "workers = %d" % WORKERS, "runtime_dir = %s" % os.path.join(tmp, "run"),
              "state_dir = %s" % os.path.join(tmp, "state")]
     if interface:
@@ -232,7 +242,7 @@ def narwhal_server(tmp, app="wsgi:application", interface=None, extra=None):
     with open(ini, "w") as f:
         f.write("\n".join(lines) + "\n")
     return Server("narwhal", "narwhal (%dw)" % WORKERS, [NARWHAL, "-c", ini],
-                  None, host=HOSTS["narwhal"],
+                  None, host=host, check=check,
                   ready_log=(r"listening at http://[\d.]+:(\d+)",
                              r"generation 1: live"))
 
@@ -508,24 +518,166 @@ def scenario_recycling(args):
     return rows
 
 
-def scenario_asgi(args):
-    """The raw ASGI hello app: narwhal's ASGI workers against uvicorn."""
-    results = []
-    for name, make in (("narwhal", lambda tmp: narwhal_server(
-            tmp, app="asgi:application", interface="asgi")),
-            ("uvicorn", uvicorn_server)):
-        def measure(srv):
-            wrk(srv.url, args.warmup)
-            return {"name": name, "label": srv.label + " ASGI",
-                    "rss_master": srv.rss()[0], "rss_workers": srv.rss()[1],
-                    "keepalive": wrk(srv.url, args.duration),
-                    "close": wrk(srv.url, args.duration, close=True)}
+# The ASGI scenario: (name, label, app for narwhal/uvicorn, check).
+ASGI_ENDPOINTS = [
+    ("hello", "hello world (raw ASGI app)", "asgi:application", "/",
+     b"Hello, world!\n"),
+    ("json", "JSON endpoint (FastAPI)", "asgi_json:app", "/json", None),
+]
+
+
+def asgi_servers(app, path, body):
+    """narwhal, uvicorn and gunicorn + UvicornWorker serving one app."""
+    check = (path, body)
+
+    def narwhal(tmp):
+        srv = narwhal_server(tmp, app=app, interface="asgi",
+                             host=HOSTS["narwhal-asgi"], check=check)
+        srv.label = "narwhal asgi (%dw)" % WORKERS
+        return srv
+
+    def uvicorn(tmp):
+        srv = uvicorn_server(tmp)
+        srv.argv[-1] = app
+        srv.check = check
+        srv.label = srv.label.replace(", ASGI", "")
+        return srv
+
+    def gunicorn(tmp):
+        host = HOSTS["gunicorn-uvicorn"]
+        port = free_port(host)
+        argv = [PYTHON, "-m", "gunicorn", "-w", str(WORKERS), "-k",
+                "uvicorn.workers.UvicornWorker", "-b", "%s:%d" % (host, port),
+                "--chdir", HELLO, "--log-level", "warning", app]
+        return Server("gunicorn-uvicorn", "gunicorn + UvicornWorker (%dw)"
+                      % WORKERS, argv, port, host=host, check=check)
+    return [("narwhal", narwhal), ("uvicorn", uvicorn),
+            ("gunicorn-uvicorn", gunicorn)]
+
+
+def worker_cpu_seconds(srv):
+    """utime + stime of the server's processes (master included)."""
+    total = 0
+    for pid in [srv.proc.pid] + descendants(srv.proc.pid):
         try:
-            results.append(with_server(make, args, measure))
-        except Exception as e:
-            results.append({"name": name, "label": name, "skipped": str(e)})
-    print_hello(results)
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        cols = stat[stat.rfind(")") + 2:].split()
+        total += int(cols[11]) + int(cols[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else \
+        (values[mid - 1] + values[mid]) / 2
+
+
+def scenario_asgi(args):
+    """ASGI: narwhal against uvicorn (httptools) and gunicorn with
+    uvicorn's worker, hello world and a FastAPI JSON endpoint.
+
+    All three servers run at once and wrk visits them in turn, round after
+    round, so a noisy machine slows them alike; each figure is the median
+    of the rounds. CPU us/req is the servers' own CPU time per answered
+    request, the figure least disturbed by other load on the machine.
+    """
+    results = {}
+    for key, title, app, path, body in ASGI_ENDPOINTS:
+        started = []
+        rows = []
+        try:
+            for name, make in asgi_servers(app, path, body):
+                tmp = tempfile.mkdtemp(prefix="nwbench-")
+                srv = make(tmp)
+                srv.tmp = tmp
+                log("asgi %s: starting %s" % (key, name))
+                try:
+                    srv.start(timeout=60)
+                except Exception as e:
+                    log("asgi %s: %s skipped: %s" % (key, name, e))
+                    rows.append({"name": name, "label": srv.label,
+                                 "skipped": str(e)})
+                    srv.stop()
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    continue
+                started.append((name, srv))
+            runs = {name: [] for name, _ in started}
+            for name, srv in started:
+                wrk(srv.url.rstrip("/") + path, args.warmup)
+            for r in range(args.rounds):
+                # a different server goes first each round
+                order = started[r % len(started):] + \
+                    started[:r % len(started)]
+                for name, srv in order:
+                    log("asgi %s: round %d/%d, %s, %ds" % (
+                        key, r + 1, args.rounds, name, args.duration))
+                    cpu0 = worker_cpu_seconds(srv)
+                    w = wrk(srv.url.rstrip("/") + path, args.duration)
+                    cpu = worker_cpu_seconds(srv) - cpu0
+                    srv.remember()
+                    w["cpu_us"] = (cpu * 1e6 / w["requests"]
+                                   if w["requests"] else None)
+                    runs[name].append(w)
+            for name, srv in started:
+                ws = runs[name]
+                rows.append({
+                    "name": name, "label": srv.label,
+                    "rps": median([w["rps"] for w in ws]),
+                    "p50": median([w["p50"] for w in ws]),
+                    "p99": median([w["p99"] for w in ws]),
+                    "cpu_us": median([w["cpu_us"] for w in ws]),
+                    "errors": sum(w["errors"] + w["non2xx"] for w in ws),
+                    "rounds": [{k: w.get(k) for k in ("rps", "p50", "p99",
+                                                       "cpu_us", "errors",
+                                                       "non2xx")}
+                               for w in ws]})
+        finally:
+            for name, srv in started:
+                srv.stop()
+                shutil.rmtree(srv.tmp, ignore_errors=True)
+        results[key] = rows
+        print_asgi(title, path, rows, args)
     return results
+
+
+def print_asgi(title, path, rows, args):
+    order = {"narwhal": 0, "uvicorn": 1, "gunicorn-uvicorn": 2}
+    rows = sorted(rows, key=lambda r: order.get(r["name"], 9))
+    base = next((r for r in rows if r["name"] == "narwhal" and
+                 "skipped" not in r and r["rps"]), None)
+    print()
+    print("ASGI %s, GET %s, %d workers each, wrk -t2 -c64 -d%ds, median of "
+          "%d rounds (ms)" % (title, path, WORKERS, args.duration,
+                               args.rounds))
+    hdr = "%-34s | %9s %6s %7s %7s | %10s | %6s" % (
+        "server", "req/s", "ratio", "p50", "p99", "CPU us/req", "errors")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        if "skipped" in r:
+            print("%-34s | skipped: %s" % (r["label"], r["skipped"][:80]))
+            continue
+        ratio = "%.2fx" % (r["rps"] / base["rps"]) if base and r["rps"] \
+            else "-"
+        print("%-34s | %9s %6s %7s %7s | %10s | %6d" % (
+            r["label"], "%.0f" % r["rps"] if r["rps"] else "FAIL", ratio,
+            fmt_ms(r["p50"]), fmt_ms(r["p99"]),
+            "%.1f" % r["cpu_us"] if r["cpu_us"] else "-", r["errors"]))
+    for r in rows:
+        if base and r is not base and "skipped" not in r and r["rps"]:
+            print("narwhal vs %s: %.2fx the requests/s, p99 %s ms vs %s ms, "
+                  "%.2fx the CPU per request" % (
+                      r["name"], base["rps"] / r["rps"], fmt_ms(base["p99"]),
+                      fmt_ms(r["p99"]),
+                      base["cpu_us"] / r["cpu_us"] if base["cpu_us"] and
+                      r["cpu_us"] else float("nan")))
+    print("ratio: requests/s relative to narwhal.")
 
 
 def parse_wrk_text(text):
@@ -565,10 +717,14 @@ def main():
                    help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated, for hello (default: all)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of the asgi scenario; medians are reported "
+                        "(default 3)")
     p.add_argument("--json", metavar="FILE", help="also write results here")
     args = p.parse_args()
     if args.quick:
         args.duration = min(args.duration, 3)
+        args.rounds = 1
     args.warmup = 1 if args.quick else 3
     args.servers = [s for s in args.servers.split(",") if s]
     if not shutil.which("wrk"):
@@ -584,6 +740,8 @@ def main():
         out[name] = SCENARIOS[name](args)
     if args.json:
         for rows in out.values():
+            if isinstance(rows, dict):  # asgi: rows per endpoint
+                rows = [r for v in rows.values() for r in v]
             for r in rows if isinstance(rows, list) else [rows]:
                 for mode in ("keepalive", "close"):
                     if isinstance(r, dict) and mode in r:

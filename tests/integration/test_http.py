@@ -446,3 +446,27 @@ def test_many_idle_connections(srv):
     finally:
         for s in socks:
             s.close()
+
+
+def test_server_500_has_a_date_and_its_size_in_the_access_log(narwhal):
+    """The 500 the server answers for a failed app is a real response: it
+    has a Date, and the access log records its body size (22 bytes:
+    "Internal Server Error\\n"), not 0."""
+    pre = narwhal(start=False)
+    path = os.path.join(pre.dir, "access.log")
+    n = narwhal(settings={"workers": 1, "accesslog": path})
+    word = uuid.uuid4().hex
+    r = n.get("/error?w=" + word)
+    assert r.status == 500
+    assert r.body == b"Internal Server Error\n"
+    assert r.header("Date")
+
+    def logged():
+        try:
+            with open(path) as f:
+                return [l for l in f.read().splitlines() if word in l]
+        except FileNotFoundError:
+            return []
+    lines = wait_until(logged, 10, what="the access log line")
+    assert len(lines) == 1
+    assert lines[0].split('"')[2].split() == ["500", "22"], lines[0]

@@ -5,6 +5,7 @@ One worker, so "the worker pid is unchanged" means the one process survived
 every case. Limits are set explicitly so the cases do not depend on defaults.
 """
 
+import re
 import socket
 import threading
 import time
@@ -52,6 +53,15 @@ CASES = [
     ("http11-without-host", head(["GET / HTTP/1.1"]), (400,)),
     ("two-host-headers", head(["GET / HTTP/1.1", H, "Host: other"]), (400,)),
     ("invalid-host-value", head(["GET / HTTP/1.1", "Host: a b"]), (400,)),
+    ("tab-in-host-value", head(["GET / HTTP/1.1", "Host: a\tb"]), (400,)),
+    ("control-char-in-host", head(["GET / HTTP/1.1", "Host: a\x01b"]),
+     (400,)),
+    ("userinfo-in-host", head(["GET / HTTP/1.1", "Host: u@evil"]), (400,)),
+    ("slash-in-host", head(["GET / HTTP/1.1", "Host: a/b"]), (400,)),
+    ("two-hosts-http10",
+     head(["GET / HTTP/1.0", H, "Host: other"]), (400,)),
+    ("empty-plus-second-host",
+     head(["GET / HTTP/1.1", "Host:", H]), (400,)),
     ("header-without-colon", head(["GET / HTTP/1.1", H, "NoColonHere"]),
      (400,)),
     ("space-before-colon", head(["GET / HTTP/1.1", "Host : localhost"]),
@@ -130,6 +140,48 @@ def test_malformed_request(srv, data, expected):
     assert closed, "connection left open after a %d" % status
     assert_still_serving(srv)
     assert not srv.find_logs(r"exited", since=mark)
+
+
+@pytest.mark.parametrize("lines", [
+    ["GET / HTTP/1.0"],
+    ["GET / HTTP/1.1", "Host: example.com:8080"],
+    ["GET / HTTP/1.1", "Host: [::1]:8000"],
+    ["GET / HTTP/1.1", "Host: 127.0.0.1"],
+    ["GET / HTTP/1.1", "Host: xn--bcher-kva.example"],
+    ["GET / HTTP/1.1", "Host:"],  # empty authority: allowed (RFC 9110 7.2)
+    ["GET / HTTP/1.1", "host:   example.com  "],
+], ids=["http10-without-host", "host-with-port", "ipv6-literal", "ipv4",
+        "punycode", "empty-host", "lowercase-name-ows"])
+def test_good_host_is_accepted(srv, lines):
+    got, _ = raw_exchange(srv.addr, head(lines + ["Connection: close"]))
+    assert status_of(got) == 200, got[:300]
+
+
+DATE_RE = re.compile(
+    rb"\r\nDate: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d "
+    rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    rb"\d\d:\d\d:\d\d GMT\r\n")
+
+
+@pytest.mark.parametrize("data,status", [
+    (head(["GET / HTTP/1.1"]), 400),
+    (head(["GET /" + "a" * (LIMIT_LINE + 1) + " HTTP/1.1", H]), 414),
+    (head(["GET / HTTP/1.1", H, "X-Big: " + "b" * (LIMIT_FIELD_SIZE + 1)]),
+     431),
+    (head(["POST /echo HTTP/1.1", H,
+           "Content-Length: %d" % (LIMIT_BODY + 1)]), 413),
+], ids=["400", "414", "431", "413"])
+def test_error_responses_have_a_date(srv, data, status):
+    """RFC 9110 6.6.1: an origin server with a clock sends Date, in its
+    error answers too."""
+    got, _ = raw_exchange(srv.addr, data)
+    assert status_of(got) == status, got[:300]
+    head_bytes, sep, body = got.partition(b"\r\n\r\n")
+    assert sep, got
+    assert DATE_RE.search(head_bytes + b"\r\n"), head_bytes
+    assert head_bytes.count(b"\r\nDate:") == 1
+    assert re.search(rb"\r\nContent-Length: %d\r\n" % len(body),
+                     head_bytes + b"\r\n"), got
 
 
 def send_while_reading(srv, data):
@@ -224,6 +276,46 @@ def test_header_timeout_closes_idle_half_request(srv):
     assert data == b"" or status_of(data) == 408, data[:200]
     assert waited < T(25)
     assert_still_serving(srv)
+
+
+@pytest.mark.parametrize("data", [
+    head(["POST /echo HTTP/1.1", H, "Content-Length: 100"]) + b"x" * 10,
+    head(["POST /echo HTTP/1.1", H, "Transfer-Encoding: chunked"]) +
+    b"a\r\n0123456789\r\n",
+    head(["POST /echo HTTP/1.1", H, "Content-Length: 100"]),
+], ids=["content-length", "chunked", "no-body-byte"])
+def test_stalled_body_times_out(srv, data):
+    """A request body that stops arriving is answered 408 and closed after
+    header_timeout (2 s here) of silence, not held for 30 s."""
+    start = time.monotonic()
+    got, closed = raw_exchange(srv.addr, data, timeout=15)
+    waited = time.monotonic() - start
+    assert closed, "connection still open after %.1fs" % waited
+    assert status_of(got) == 408, got[:200]
+    assert T(1.5) <= waited < T(8), waited
+    assert_still_serving(srv)
+
+
+def test_slow_steady_body_is_not_cut_off(srv):
+    """The body timeout is silence between reads, not a deadline: a body
+    that trickles in for longer than header_timeout still gets through."""
+    s = socket.create_connection(srv.addr, timeout=T(20))
+    try:
+        s.sendall(head(["POST /echo HTTP/1.1", H, "Content-Length: 8",
+                        "Connection: close"]))
+        for ch in b"abcdefgh":
+            time.sleep(0.5)
+            s.sendall(bytes([ch]))
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert status_of(data) == 200, data[:200]
+    assert data.endswith(b"\r\n\r\nabcdefgh")
 
 
 def test_slowloris_does_not_block_others(srv):

@@ -9,6 +9,7 @@ import threading
 import time
 
 from conftest import APPS, T, HTTPReader, build_request, pid_alive
+from deploy import Client
 
 
 def test_idle_keepalive_connection_is_closed(narwhal):
@@ -158,3 +159,120 @@ def test_request_pending_on_keepalive_connection_at_stop_is_answered(narwhal):
     finally:
         b.close()
     assert n.wait_exit(20) == 0
+
+
+def _stop_idle_setup(narwhal):
+    """One worker, a keep-alive connection that has had one answer (idle
+    now), and the worker stopping: busy with a slow request, so the stop
+    begins when that one ends."""
+    n = narwhal(settings={"workers": 1, "keepalive": 30,
+                          "graceful_timeout": 15})
+    b = socket.create_connection(n.addr, timeout=T(20))
+    rd = HTTPReader(b)
+    b.sendall(build_request("GET", "/"))
+    assert rd.read_response().status == 200
+    return n, b, rd
+
+
+def test_partial_request_pending_at_stop_is_completed_and_answered(narwhal):
+    """Half a request is in the socket when the stop begins; the rest comes
+    after: the request is answered (Connection: close), not cut off."""
+    n, b, rd = _stop_idle_setup(narwhal)
+    try:
+        mark = n.mark()
+        slow = {}
+        t = threading.Thread(
+            target=lambda: slow.update(r=n.get("/slow?s=1&id=partial",
+                                                timeout=30)),
+            daemon=True)
+        t.start()
+        n.wait_for_log(r"stderr: slow start partial", 10, since=mark)
+        n.signal(signal.SIGTERM)
+        req = build_request("GET", "/pid")
+        b.sendall(req[:10])
+        t.join(T(20))
+        assert slow["r"].status == 200
+        time.sleep(0.3)  # the stop has begun: the half request was read
+        b.sendall(req[10:])
+        r = rd.read_response()
+        assert r.status == 200
+        assert (r.header("Connection") or "").lower() == "close"
+        assert rd.read_to_eof() == b""
+    finally:
+        b.close()
+    assert n.wait_exit(20) == 0
+
+
+def test_request_just_after_stop_on_idle_connection_is_answered(narwhal):
+    """A client that sends its next request a moment after the worker began
+    to stop (it had not seen any close) is answered with Connection: close:
+    under load that moment is when most idle connections get their next
+    request."""
+    n, b, rd = _stop_idle_setup(narwhal)
+    try:
+        mark = n.mark()
+        n.signal(signal.SIGTERM)
+        n.wait_for_log(r"worker \d+ pid \d+ gen 1: stopping", 10, since=mark)
+        time.sleep(0.2)
+        b.sendall(build_request("GET", "/pid"))
+        try:
+            r = rd.read_response()
+        except (EOFError, ConnectionResetError) as e:
+            raise AssertionError("request dropped at graceful stop: %r" % e)
+        assert r.status == 200
+        assert (r.header("Connection") or "").lower() == "close"
+    finally:
+        b.close()
+    assert n.wait_exit(20) == 0
+
+
+def test_idle_connection_at_stop_gets_a_lingering_close(narwhal):
+    """An idle keep-alive connection is closed at stop with a FIN, and a
+    request that races with it gets a clean EOF, not a reset: the worker
+    reads and drops it instead of leaving it to the kernel to refuse."""
+    n, b, rd = _stop_idle_setup(narwhal)
+    try:
+        n.signal(signal.SIGTERM)
+        start = time.monotonic()
+        assert rd.read_to_eof() == b""
+        assert time.monotonic() - start < T(5)
+        b.sendall(build_request("GET", "/pid"))
+        time.sleep(0.3)
+        # a reset would show as a socket error (EPIPE after our EOF)
+        err = b.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        assert err == 0, "reset instead of a lingering close: errno %d" % err
+        b.sendall(b"\r\n")
+        assert b.recv(100) == b""
+    finally:
+        b.close()
+    assert n.wait_exit(20) == 0
+
+
+def test_stop_under_keepalive_load_drops_no_request(narwhal):
+    """Reloads while keep-alive clients send without pause: every request
+    is answered, and none finds its connection closed under it (what wrk
+    counts as read errors, and what a client without retries fails on)."""
+    n = narwhal(settings={"workers": 2, "keepalive": 30, "min_uptime": 0,
+                          "graceful_timeout": 10})
+    clients = [Client(n.addr, batch=10 ** 6, singles=0, max_seconds=60)
+               for _ in range(6)]
+    for c in clients:
+        c.start()
+    try:
+        for c in clients:
+            c.wait_requests(20)
+        for gen in (2, 3):
+            mark = n.mark()
+            n.signal(signal.SIGHUP)
+            n.wait_for_log(r"generation %d: live" % gen, 30, since=mark)
+            for _ in range(2):
+                n.wait_for_log(r"worker \d+ pid \d+ gen %d: exited "
+                               r"with status 0" % (gen - 1), 20, since=mark)
+            for c in clients:
+                c.wait_requests(20)
+    finally:
+        for c in clients:
+            c.stop()
+    summaries = [c.summary() for c in clients]
+    assert sum(c.stale_retries for c in clients) == 0, summaries
+    assert not any(c.failures() for c in clients), summaries

@@ -61,26 +61,24 @@ def _close_on_exec(config):
 
 
 def looks_asgi(app):
-    """True for an ASGI 3 callable: `async def app(scope, receive, send)`."""
-    target = app
-    if not inspect.isfunction(app) and not inspect.ismethod(app):
-        target = getattr(app, "__call__", app)
-    return inspect.iscoroutinefunction(target)
+    """True for an ASGI 3 callable: `async def app(scope, receive, send)`,
+    or an object (FastAPI, Starlette, middleware) whose __call__ is one."""
+    if inspect.iscoroutinefunction(app):  # functions, partials of them
+        return True
+    if inspect.isfunction(app) or inspect.ismethod(app) or \
+            inspect.isclass(app):
+        return False
+    return inspect.iscoroutinefunction(getattr(app, "__call__", None))
 
 
 def pick_serving_loop(interface, app):
-    """The function that serves `app`: (config, app) -> exit status.
-
-    The ASGI loop is not there yet: asking for it (or an app that is
-    clearly ASGI under `auto`) is a load failure, reported clearly.
-    """
+    """The function that serves `app`: (config, app) -> exit status."""
     if interface == "wsgi" or (interface == "auto" and not looks_asgi(app)):
         from narwhal_worker.wsgi import serve
         return serve
     if interface in ("asgi", "auto"):
-        raise AppLoadError(
-            "this worker cannot serve ASGI apps yet (interface = %s); "
-            "use a WSGI app or interface = wsgi" % interface)
+        from narwhal_worker.asgi import serve
+        return serve
     raise AppLoadError("unknown interface %r (wsgi, asgi or auto)"
                        % interface)
 

@@ -3,7 +3,9 @@
  *
  * %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s". Lines are
  * buffered and written once per loop turn (or when the buffer fills), so a
- * busy worker does not pay a write per request. USR1 reopens the file.
+ * busy worker does not pay a write per request. USR1 reopens the file. The
+ * nw_alog_*_path/format/write functions hold no loop state: the WSGI and
+ * the ASGI loops both log through them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,51 +14,23 @@
 
 #include "shim.h"
 
-#define ALOG_FLUSH_AT (64 * 1024)
-
+/* The access log at path: fd 1 for "-"; -1 with errno on failure. */
 int
-nw_alog_open(struct nw_server *s)
+nw_alog_open_path(const char *path)
 {
-	if (s->alog_path == NULL)
-		return 0;
-	if (strcmp(s->alog_path, "-") == 0) {
-		s->alog_fd = 1;
-		return 0;
-	}
-	s->alog_fd =
-	    open(s->alog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	return s->alog_fd < 0 ? -1 : 0;
+	if (strcmp(path, "-") == 0)
+		return 1;
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
-int
-nw_alog_reopen(struct nw_server *s)
-{
-	int fd;
-
-	if (s->alog_path == NULL || strcmp(s->alog_path, "-") == 0)
-		return 0;
-	nw_alog_flush(s);
-	fd =
-	    open(s->alog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		nw_server_log(s, "cannot reopen the access log %s: %s",
-		    s->alog_path, strerror(errno));
-		return -1;
-	}
-	if (s->alog_fd > 2)
-		close(s->alog_fd);
-	s->alog_fd = fd;
-	return 0;
-}
-
+/* Writes out the buffered lines and empties the buffer. */
 void
-nw_alog_flush(struct nw_server *s)
+nw_alog_write(int fd, struct nw_buf *b)
 {
 	size_t off = 0;
 
-	while (off < s->alog.len && s->alog_fd >= 0) {
-		ssize_t n =
-		    write(s->alog_fd, s->alog.data + off, s->alog.len - off);
+	while (off < b->len && fd >= 0) {
+		ssize_t n = write(fd, b->data + off, b->len - off);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -65,7 +39,53 @@ nw_alog_flush(struct nw_server *s)
 		}
 		off += (size_t)n;
 	}
-	s->alog.len = 0;
+	b->len = 0;
+}
+
+/* USR1: *fd points at path again (after a rotation); -1 if it cannot. */
+int
+nw_alog_reopen_path(const char *path, int *fd)
+{
+	int nfd;
+
+	if (path == NULL || strcmp(path, "-") == 0)
+		return 0;
+	nfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (nfd < 0)
+		return -1;
+	if (*fd > 2)
+		close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
+int
+nw_alog_open(struct nw_server *s)
+{
+	if (s->alog_path == NULL)
+		return 0;
+	s->alog_fd = nw_alog_open_path(s->alog_path);
+	return s->alog_fd < 0 ? -1 : 0;
+}
+
+int
+nw_alog_reopen(struct nw_server *s)
+{
+	if (s->alog_path == NULL || strcmp(s->alog_path, "-") == 0)
+		return 0;
+	nw_alog_flush(s);
+	if (nw_alog_reopen_path(s->alog_path, &s->alog_fd) < 0) {
+		nw_server_log(s, "cannot reopen the access log %s: %s",
+		    s->alog_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void
+nw_alog_flush(struct nw_server *s)
+{
+	nw_alog_write(s->alog_fd, &s->alog);
 }
 
 /* Appends p[0..n) with quotes, backslashes and control bytes escaped. */
@@ -92,41 +112,50 @@ append_escaped(struct nw_buf *b, const char *p, size_t n)
 }
 
 static void
-append_header(struct nw_buf *b, struct nw_conn *c, const char *buf,
+append_header(struct nw_buf *b, const struct nw_request *req, const char *buf,
     const char *name, size_t namelen)
 {
 	const struct nw_header *h;
 
-	h = nw_request_header(&c->req, buf, name, namelen);
+	h = nw_request_header(req, buf, name, namelen);
 	if (h == NULL || h->value.len == 0)
 		nw_buf_append(b, "-", 1);
 	else
 		append_escaped(b, buf + h->value.off, h->value.len);
 }
 
+/*
+ * One line for the request whose head starts at buf. host: the peer's
+ * address ("" for a Unix socket); logtime: the clock's "[...]" stamp.
+ */
 void
-nw_alog_request(
-    struct nw_server *s, struct nw_conn *c, int status, uint64_t sent)
+nw_alog_format(struct nw_buf *b, const char *host, const struct nw_clock *clk,
+    const char *buf, const struct nw_request *req, int status, uint64_t sent)
 {
-	struct nw_buf *b = &s->alog;
-	const char *buf = c->in.data + c->rpos;
-
-	if (s->alog_fd < 0)
-		return;
-	nw_buf_appendstr(b, c->host[0] ? c->host : "-");
+	nw_buf_appendstr(b, host[0] ? host : "-");
 	nw_buf_append(b, " - - ", 5);
-	nw_buf_append(b, s->clock.logtime, s->clock.logtime_len);
+	nw_buf_append(b, clk->logtime, clk->logtime_len);
 	nw_buf_append(b, " \"", 2);
-	append_escaped(b, buf + c->req.line.off, c->req.line.len);
+	append_escaped(b, buf + req->line.off, req->line.len);
 	nw_buf_append(b, "\" ", 2);
 	nw_buf_appendu(b, (uint64_t)status);
 	nw_buf_append(b, " ", 1);
 	nw_buf_appendu(b, sent);
 	nw_buf_append(b, " \"", 2);
-	append_header(b, c, buf, "referer", 7);
+	append_header(b, req, buf, "referer", 7);
 	nw_buf_append(b, "\" \"", 3);
-	append_header(b, c, buf, "user-agent", 10);
+	append_header(b, req, buf, "user-agent", 10);
 	nw_buf_append(b, "\"\n", 2);
-	if (b->len >= ALOG_FLUSH_AT)
+}
+
+void
+nw_alog_request(
+    struct nw_server *s, struct nw_conn *c, int status, uint64_t sent)
+{
+	if (s->alog_fd < 0)
+		return;
+	nw_alog_format(&s->alog, c->host, &s->clock, c->in.data + c->rpos,
+	    &c->req, status, sent);
+	if (s->alog.len >= NW_ALOG_FLUSH_AT)
 		nw_alog_flush(s);
 }

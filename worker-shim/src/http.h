@@ -149,4 +149,12 @@ struct nw_clock {
 
 void nw_clock_update(struct nw_clock *c);
 
+/*
+ * nw_error_response with the clock's Date header in it, as three pieces
+ * for writev: the head, the Date line, then the blank line and the body.
+ * Returns the body's length, for the access log.
+ */
+size_t nw_error_iov(
+    int status, const struct nw_clock *clock, struct iovec iov[3]);
+
 #endif

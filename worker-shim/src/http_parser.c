@@ -56,6 +56,44 @@ is_value_char(unsigned char c)
 	return c >= 0x20 ? c != 0x7f : c == '\t';
 }
 
+/*
+ * Host = uri-host [ ":" port ] (RFC 9110 7.2), checked by byte as Go's
+ * net/http does: reg-name, IP-literal and port characters. Whitespace,
+ * controls, '@', '/' and the like cannot be part of any host, and a server
+ * that passes them on lets a client poison links and caches built from it.
+ */
+static bool
+is_host_value(const char *p, const char *e)
+{
+	/* clang-format off */
+	static const unsigned char ok[256] = {
+		['!'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+		['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1,
+		['-'] = 1, ['.'] = 1, [':'] = 1, [';'] = 1, ['='] = 1,
+		['['] = 1, [']'] = 1, ['_'] = 1, ['~'] = 1,
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+		['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+		['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+		['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+		['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
+		['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+		['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
+		['Z'] = 1,
+		['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,
+		['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+		['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,
+		['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+		['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,
+		['z'] = 1,
+	};
+	/* clang-format on */
+
+	for (; p < e; p++)
+		if (!ok[(unsigned char)*p])
+			return false;
+	return true;
+}
+
 static inline int
 hexval(unsigned char c)
 {
@@ -251,6 +289,7 @@ parse_head(struct nw_request *r, const char *buf, size_t start)
 	const char *end = buf + r->head_len - 2; /* the final CR LF */
 	struct framing f = {0, 0, false, false};
 	bool te_seen = false;
+	unsigned hosts = 0;
 	const char *lf;
 
 	lf = memchr(p, '\n', (size_t)(end + 2 - p));
@@ -295,6 +334,12 @@ parse_head(struct nw_request *r, const char *buf, size_t start)
 			if (strncasecmp(n, "connection", 10) == 0)
 				each_token(v, ve, connection_token, &f);
 			break;
+		case 4:
+			/* RFC 9112 3.2: one valid Host, or a 400 */
+			if (strncasecmp(n, "host", 4) == 0 &&
+			    (++hosts > 1 || !is_host_value(v, ve)))
+				return fail(r, 400);
+			break;
 		case 6:
 			if (strncasecmp(n, "expect", 6) == 0 && ve - v == 12 &&
 			    strncasecmp(v, "100-continue", 12) == 0)
@@ -303,6 +348,9 @@ parse_head(struct nw_request *r, const char *buf, size_t start)
 		}
 	}
 
+	/* HTTP/1.0 predates Host: only 1.1 must send it */
+	if (hosts == 0 && r->minor >= 1)
+		return fail(r, 400);
 	if (te_seen) {
 		/*
 		 * Only "chunked", once: any other coding cannot be decoded for

@@ -329,7 +329,8 @@ PyInit__http(void)
 	if (m == NULL)
 		return NULL;
 	if (nw_wsgi_init(m) < 0 || nw_input_init(m) < 0 ||
-	    nw_filewrapper_init(m) < 0 || nw_parser_init(m) < 0)
+	    nw_filewrapper_init(m) < 0 || nw_parser_init(m) < 0 ||
+	    nw_asgi_init(m) < 0)
 		goto fail;
 	if ((server_type = PyType_FromSpec(&server_spec)) == NULL ||
 	    PyModule_AddObject(m, "Server", server_type) < 0)

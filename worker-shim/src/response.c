@@ -172,6 +172,23 @@ nw_error_response(int status, size_t *len)
 	return buf[i];
 }
 
+size_t
+nw_error_iov(int status, const struct nw_clock *clock, struct iovec iov[3])
+{
+	size_t len, head;
+	const char *r = nw_error_response(status, &len);
+	const char *blank = memmem(r, len, "\r\n\r\n", 4);
+
+	head = (size_t)(blank - r) + 2;
+	iov[0].iov_base = (void *)r;
+	iov[0].iov_len = head;
+	iov[1].iov_base = (void *)clock->date;
+	iov[1].iov_len = clock->date_len;
+	iov[2].iov_base = (void *)(r + head);
+	iov[2].iov_len = len - head;
+	return len - head - 2;
+}
+
 static const char days[7][4] = {
     "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

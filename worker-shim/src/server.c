@@ -179,12 +179,11 @@ static void
 conn_error(struct nw_server *s, struct nw_conn *c, int status)
 {
 	struct nw_writer w = s->writer;
-	const char *resp;
-	size_t len;
+	struct iovec iov[3];
 
-	resp = nw_error_response(status, &len);
+	nw_error_iov(status, &s->clock, iov);
 	w.timeout_ms = 1000;
-	if (nw_send_all(&w, c->fd, resp, len) < 0) {
+	if (nw_writev_all(&w, c->fd, iov, 3) < 0) {
 		PyErr_Clear();
 		conn_close(s, c);
 		return;
@@ -357,6 +356,8 @@ handle_request(struct nw_server *s, struct nw_conn *c)
 	return rc;
 }
 
+static void conn_stop_idle(struct nw_server *s, struct nw_conn *c);
+
 /* Parses and answers every complete request in the buffer. */
 static void
 conn_process(struct nw_server *s, struct nw_conn *c)
@@ -367,7 +368,9 @@ conn_process(struct nw_server *s, struct nw_conn *c)
 		if (c->state == NW_CONN_HEAD) {
 			if (c->rpos == c->in.len) {
 				c->rpos = c->in.len = 0;
-				if (c->requests > 0)
+				if (c->requests > 0 && s->stopping)
+					conn_stop_idle(s, c);
+				else if (c->requests > 0)
 					timer_set(s, c, NW_TIMER_IDLE);
 				return;
 			}
@@ -426,10 +429,49 @@ conn_process(struct nw_server *s, struct nw_conn *c)
 			conn_close(s, c);
 			return;
 		}
-		if (rc == NW_HANDLED_CLOSE || s->stopping || s->quit) {
+		if (rc == NW_HANDLED_CLOSE || s->quit) {
 			conn_close(s, c);
 			return;
 		}
+		/*
+		 * Kept while stopping: the answer left before the stop began,
+		 * so the client may send another request. It is answered (with
+		 * Connection: close) rather than dropped: see conn_stop_idle.
+		 */
+	}
+}
+
+/*
+ * A kept-alive connection between two requests, when the worker stops. Its
+ * client may have sent the next request already, or be about to: a busy
+ * client sends it the moment it has read our last answer. Closing the
+ * connection under that request drops it (the client reads an EOF or a
+ * reset where it expected an answer), which is how a reload under load
+ * loses requests. So what is already there is read and answered, with
+ * Connection: close; otherwise the connection waits a moment for a request
+ * (GRACE_MS, or less if its keep-alive time ends sooner) and is then closed
+ * with a lingering close, so a request racing with our FIN meets an EOF
+ * rather than a reset.
+ */
+static void
+conn_stop_idle(struct nw_server *s, struct nw_conn *c)
+{
+	ssize_t n;
+
+	if (c->in.cap < BUF_INITIAL &&
+	    nw_buf_reserve(&c->in, BUF_INITIAL) < 0) {
+		conn_close(s, c);
+		return;
+	}
+	n = read(c->fd, c->in.data, c->in.cap);
+	if (n > 0) {
+		c->in.len = (size_t)n;
+		conn_process(s, c);
+	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		conn_close(s, c);
+	} else if (c->timer != NW_TIMER_IDLE ||
+	    c->deadline > s->clock.mono_ms + GRACE_MS) {
+		timer_set(s, c, NW_TIMER_GRACE);
 	}
 }
 
@@ -638,9 +680,15 @@ timers_expire(struct nw_server *s)
 		struct nw_conn *c;
 
 		while ((c = s->timers[t].head) != NULL && c->deadline <= now) {
-			/* a partial head gets a 408; silence otherwise */
-			if (t == NW_TIMER_HEAD && c->in.len > c->rpos)
+			/*
+			 * A partial head or a stalled body gets a 408; an idle
+			 * connection is closed without a word.
+			 */
+			if ((t == NW_TIMER_HEAD && c->in.len > c->rpos) ||
+			    t == NW_TIMER_BODY)
 				conn_error(s, c, 408);
+			else if (t == NW_TIMER_IDLE || t == NW_TIMER_GRACE)
+				conn_linger(s, c); /* see conn_stop_idle */
 			else
 				conn_close(s, c);
 		}
@@ -681,9 +729,12 @@ stop_begin(struct nw_server *s)
 	s->stop_started = true;
 	s->stop_deadline = s->clock.mono_ms + s->graceful_ms;
 	listeners_update(s);
-	/* idle keep-alive connections go now */
-	while ((c = s->timers[NW_TIMER_IDLE].head) != NULL)
-		conn_close(s, c);
+	/* a request on an idle connection is answered, not dropped */
+	for (c = s->timers[NW_TIMER_IDLE].head;
+	     c != NULL && !s->fatal && !s->quit; c = next) {
+		next = c->next; /* c may be closed, or move to another list */
+		conn_stop_idle(s, c);
+	}
 	/* fresh ones get a moment to send the request they connected for */
 	for (c = s->timers[NW_TIMER_HEAD].head; c != NULL; c = next) {
 		next = c->next;
@@ -742,6 +793,13 @@ nw_server_setup(struct nw_server *s)
 		s->timers[t].head = s->timers[t].tail = NULL;
 	s->timers[NW_TIMER_IDLE].timeout_ms = s->keepalive_ms;
 	s->timers[NW_TIMER_HEAD].timeout_ms = s->header_timeout_ms;
+	/*
+	 * A request body that goes silent gets as long as a head gets to
+	 * arrive: header_timeout is the one knob for a client that stalls
+	 * while it sends. It runs between reads, so a slow but steady upload
+	 * is never cut off.
+	 */
+	s->body_timeout_ms = s->header_timeout_ms;
 	s->timers[NW_TIMER_BODY].timeout_ms = s->body_timeout_ms;
 	s->timers[NW_TIMER_LINGER].timeout_ms = LINGER_MS;
 	s->timers[NW_TIMER_GRACE].timeout_ms = GRACE_MS;

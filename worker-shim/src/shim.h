@@ -174,7 +174,17 @@ PyObject *nw_filewrapper_filelike(PyObject *wrapper);
 /* parser.c: RequestParser, the HTTP core for loops written in Python */
 int nw_parser_init(PyObject *module);
 
-/* accesslog.c */
+/* asgi_server.c: the ASGIServer type (asgi.h has the rest) */
+int nw_asgi_init(PyObject *module);
+
+/* accesslog.c: the WSGI loop's log, and the pieces any loop can use */
+#define NW_ALOG_FLUSH_AT (64 * 1024)
+int nw_alog_open_path(const char *path);
+int nw_alog_reopen_path(const char *path, int *fd);
+void nw_alog_write(int fd, struct nw_buf *b);
+void nw_alog_format(struct nw_buf *b, const char *host,
+    const struct nw_clock *clk, const char *buf, const struct nw_request *req,
+    int status, uint64_t sent);
 int nw_alog_open(struct nw_server *s);
 void nw_alog_request(
     struct nw_server *s, struct nw_conn *c, int status, uint64_t sent);

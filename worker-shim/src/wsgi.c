@@ -338,18 +338,46 @@ header_key(const char *name, size_t len)
 	return key;
 }
 
-/* REMOTE_ADDR and REMOTE_PORT, made once per connection. */
+/* The decimal digits of v, without a NUL; returns their count. */
+static size_t
+format_uint(char *out, unsigned v)
+{
+	char tmp[10];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/*
+ * REMOTE_ADDR and REMOTE_PORT, made once per connection. With one request
+ * per connection this is per request, and inet_ntop and
+ * PyUnicode_FromFormat both go through printf: IPv4 and the port are
+ * formatted by hand, and the address string comes from the value cache.
+ */
 static int
 conn_peer(struct nw_conn *c)
 {
+	char digits[8];
 	int port = 0;
 
 	if (c->remote_addr != NULL)
 		return 0;
 	if (c->peer.ss_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&c->peer;
+		const unsigned char *a = (const unsigned char *)&sin->sin_addr;
+		size_t n = 0;
+		int i;
 
-		inet_ntop(AF_INET, &sin->sin_addr, c->host, sizeof c->host);
+		for (i = 0; i < 4; i++) {
+			n += format_uint(c->host + n, a[i]);
+			c->host[n++] = i < 3 ? '.' : '\0';
+		}
 		port = ntohs(sin->sin_port);
 	} else if (c->peer.ss_family == AF_INET6) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->peer;
@@ -362,9 +390,11 @@ conn_peer(struct nw_conn *c)
 	c->trusted = port == 0 || strcmp(c->host, "127.0.0.1") == 0 ||
 	    strcmp(c->host, "::1") == 0 ||
 	    strcmp(c->host, "::ffff:127.0.0.1") == 0;
-	if ((c->remote_addr = PyUnicode_FromString(c->host)) == NULL)
+	if ((c->remote_addr = latin1_str(c->host, strlen(c->host))) == NULL)
 		return -1;
-	if (port && (c->remote_port = PyUnicode_FromFormat("%d", port)) == NULL)
+	if (port &&
+	    (c->remote_port = PyUnicode_FromStringAndSize(digits,
+	         (Py_ssize_t)format_uint(digits, (unsigned)port))) == NULL)
 		return -1;
 	return 0;
 }
@@ -994,14 +1024,15 @@ app_error(struct nw_server *s, struct nw_ctx *x)
 		PyErr_PrintEx(0);
 	}
 	if (!x->head_sent && !x->failed) {
-		const char *resp;
-		size_t len;
+		struct iovec iov[3];
+		size_t len = nw_error_iov(500, &s->clock, iov);
 
-		resp = nw_error_response(500, &len);
-		if (nw_send_all(&s->writer, c->fd, resp, len) < 0)
-			PyErr_Clear();
 		x->status = 500;
 		x->head_sent = true;
+		if (nw_writev_all(&s->writer, c->fd, iov, 3) < 0)
+			PyErr_Clear();
+		else
+			x->sent = len;
 	}
 	x->close = true;
 	return NW_HANDLED_CLOSE;

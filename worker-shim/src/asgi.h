@@ -1,0 +1,186 @@
+/*
+ * asgi.h: the ASGI worker's state, shared by asgi_server.c and asgi_cycle.c.
+ *
+ * An ASGI worker runs an asyncio loop (uvloop when it can). Its sockets are
+ * not the loop's business: one epoll set of our own holds the listeners and
+ * every connection, and the loop sees it as a single readable fd. The loop
+ * only runs the app's tasks. Each request is a Cycle, which is also the
+ * coroutine its task runs, so the server sees the app's end without a done
+ * callback. Everything here runs with the GIL held, on the loop's thread.
+ */
+#ifndef NW_ASGI_H
+#define NW_ASGI_H
+
+#include "shim.h"
+
+/* What an epoll event points at: the first member of each watched object. */
+enum nw_awatch {
+	NW_AWATCH_LISTENER,
+	NW_AWATCH_CONN,
+};
+
+struct nw_alistener {
+	enum nw_awatch kind;
+	int fd;
+	bool public;     /* shared by all workers: accepted only once live */
+	bool registered; /* in the epoll set */
+	bool tcp;        /* TCP_NODELAY on accepted sockets */
+	PyObject *scope; /* the scope keys that never change for it */
+};
+
+enum nw_aconn_state {
+	NW_ACONN_WAIT,    /* no request yet, or its head is arriving */
+	NW_ACONN_CYCLE,   /* a request is with the app */
+	NW_ACONN_CLOSING, /* the last response is being flushed */
+	NW_ACONN_LINGER,  /* our side is shut: drain input, then close */
+};
+
+/* Each timer list has one timeout, so appending keeps it sorted. */
+enum nw_atimer {
+	NW_ATIMER_IDLE,   /* keep-alive between requests */
+	NW_ATIMER_HEAD,   /* a request head is arriving */
+	NW_ATIMER_BODY,   /* a request body is arriving: time between reads */
+	NW_ATIMER_WRITE,  /* output is waiting for the client to read */
+	NW_ATIMER_LINGER, /* lingering close */
+	NW_ATIMER_GRACE,  /* a fresh connection while stopping */
+	NW_ATIMER_COUNT,
+	NW_ATIMER_NONE = NW_ATIMER_COUNT,
+};
+
+struct nw_cycle; /* CycleObject, asgi_cycle.c */
+
+struct nw_aconn {
+	enum nw_awatch kind;
+	int fd;
+	enum nw_aconn_state state;
+	struct nw_aserver *srv;
+	struct nw_alistener *listener;
+	/*
+	 * Input: the current request's head at rpos, then (while a cycle
+	 * runs) bytes that are not its body: the next requests, pipelined.
+	 */
+	struct nw_buf in;
+	size_t rpos;
+	struct nw_request req;
+	/* the running request's body, as it arrives */
+	bool chunked;
+	struct nw_chunked dec;
+	uint64_t remaining; /* Content-Length bytes still to come */
+	bool body_done;
+	uint64_t body_size; /* decoded bytes so far */
+	/* output the socket did not take yet */
+	struct nw_buf out;
+	size_t opos;
+	uint32_t events; /* what the epoll set watches for it */
+	bool read_paused;
+	struct nw_cycle *cycle; /* a strong reference while a request runs */
+	uint64_t requests;      /* answered on this connection */
+	bool queued;            /* on the server's run queue */
+	struct nw_aconn *qnext;
+	int timer;        /* which list it is on, or NW_ATIMER_NONE */
+	int64_t deadline; /* monotonic ms */
+	struct nw_aconn *prev, *next;
+	struct nw_aconn *all_prev, *all_next; /* every open connection */
+	PyObject *client; /* scope["client"]: (host, port), or None */
+	char host[64];    /* the peer's address, for the access log */
+	bool trusted;     /* loopback or Unix socket: a local proxy */
+};
+
+struct nw_atimer_list {
+	struct nw_aconn *head, *tail;
+	int64_t timeout_ms;
+};
+
+struct nw_aserver {
+	/* configuration, fixed after start */
+	struct nw_limits limits;
+	int64_t keepalive_ms; /* 0: no keep-alive */
+	int64_t header_timeout_ms;
+	int64_t write_timeout_ms;
+	uint64_t max_requests; /* 0: no budget */
+	int control_fd;        /* -1: none */
+
+	/* the epoll set and its connections */
+	int epfd;
+	struct nw_alistener *listeners; /* [0] is the private socket */
+	size_t nlisteners;
+	struct nw_clock clock;
+	struct nw_atimer_list timers[NW_ATIMER_COUNT];
+	size_t nconns;
+	struct nw_aconn *conns;      /* all open ones, linked */
+	struct nw_aconn *free_conns; /* kept with their buffers, via next */
+	size_t nfree;
+	struct nw_aconn *limbo; /* closed during an event batch, via next */
+	bool in_events;         /* on_events is running */
+	struct nw_aconn *runq_head, *runq_tail; /* pipelined requests waiting */
+	size_t ncycles;                         /* app tasks not finished */
+	struct nw_cycle *cycles;                /* ...all of them, linked */
+	uint64_t served;
+	bool started;
+	bool live;                   /* master said `live`: public sockets on */
+	bool stopping;               /* TERM, or the master is gone */
+	bool closed;                 /* quit(): everything is shut */
+	bool retired;                /* `retire` sent */
+	int64_t accept_paused_until; /* after EMFILE; 0: not paused */
+
+	/* access log */
+	char *alog_path; /* NULL: off; "-": fd 1 */
+	int alog_fd;
+	struct nw_buf alog;
+	bool alog_flush_scheduled;
+
+	/* Python */
+	PyObject *self; /* the ASGIServer object (borrowed: it owns us) */
+	PyObject *app;
+	PyObject *loop;
+	PyObject *create_task; /* loop.create_task, bound */
+	PyObject *call_later;
+	PyObject *call_soon;
+	PyObject *create_future;
+	PyObject *state;     /* the lifespan state, copied into each scope */
+	PyObject *root_path; /* str, "" when unset */
+	char *root_path_b;   /* its UTF-8 bytes, no trailing '/' */
+	size_t root_path_len;
+	PyObject *context; /* an empty contextvars.Context for our callbacks */
+	PyObject *on_events; /* our bound methods, given to the loop */
+	PyObject *on_tick;
+	PyObject *on_runq;
+	PyObject *on_flush;
+	PyObject *tick_handle; /* the loop timer for our timer lists */
+	int64_t tick_due;
+	bool runq_scheduled;
+	PyObject *drained; /* a future, while stopping: resolved when idle */
+	struct nw_buf scratch;
+};
+
+/* asgi_server.c: what a cycle may ask of its connection */
+int nw_aconn_write(struct nw_aconn *c, struct iovec *iov, int cnt);
+size_t nw_aconn_pending(const struct nw_aconn *c);
+void nw_aconn_response_done(struct nw_aconn *c, bool close);
+void nw_aconn_abort(struct nw_aconn *c);
+void nw_aconn_resume_reading(struct nw_aconn *c);
+void nw_aserver_log(const char *fmt, ...);
+void nw_aserver_cycle_ended(struct nw_aserver *s);
+void nw_aserver_alog(
+    struct nw_aserver *s, struct nw_aconn *c, int status, uint64_t sent);
+
+/* asgi_cycle.c: the request side */
+int nw_cycle_init(PyObject *module);
+PyObject *nw_cycle_scope_template(struct nw_aserver *s, PyObject *server);
+int nw_cycle_start(struct nw_aserver *s, struct nw_aconn *c);
+void nw_cycle_body(struct nw_cycle *cy, const char *p, size_t n, bool done);
+void nw_cycle_disconnected(struct nw_cycle *cy);
+void nw_cycle_drained(struct nw_cycle *cy);
+void nw_cycle_detach(struct nw_cycle *cy);
+bool nw_cycle_head_sent(const struct nw_cycle *cy);
+size_t nw_cycle_buffered(const struct nw_cycle *cy);
+void nw_cycle_cancel(struct nw_cycle *cy);
+struct nw_cycle *nw_cycle_next(const struct nw_cycle *cy);
+
+/* Reading stops while this much of a request body waits for receive(). */
+#define NW_ASGI_BODY_HIGH (256 * 1024)
+/* send() waits while this much output waits for the client. */
+#define NW_ASGI_WRITE_HIGH (64 * 1024)
+#define NW_ASGI_WRITE_LOW (16 * 1024)
+
+#endif
