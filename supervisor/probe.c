@@ -167,6 +167,8 @@ on_interval(struct ev_loop *loop, ev_timer *t, int revents)
 	curl_easy_setopt(p->easy, CURLOPT_TIMEOUT_MS,
 	    (long)(c->ready_timeout * 1000));
 	curl_easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
+	/* A kept-alive probe connection would hold a stopping worker open. */
+	curl_easy_setopt(p->easy, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(p->easy, CURLOPT_USERAGENT, "narwhal-probe");
 	curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
 	/* A probe body is not ours to keep. */

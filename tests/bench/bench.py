@@ -11,11 +11,13 @@ Every process is started here, in its own session, and every one is stopped
 here: TERM, a bounded wait, then KILL of the pids it started (the server and
 the descendants seen while it ran). Every step is bounded in time.
 
-Other scenarios (reload under load, recycling under load, ASGI) are functions
-of the same shape; run them with --scenario. The `asgi` scenario serves a raw
-ASGI hello world and a FastAPI JSON endpoint from narwhal, uvicorn
-(`--workers 2 --http httptools`) and gunicorn with uvicorn's worker class,
-all at once, and runs wrk against them in turn for --rounds rounds. Usage:
+The `asgi` scenario serves a raw ASGI hello world and a FastAPI JSON
+endpoint from narwhal, uvicorn (`--workers 2 --http httptools`) and gunicorn
+with uvicorn's worker class, all at once, and runs wrk against them in turn
+for --rounds rounds; it reports medians, ratios and each server's CPU time
+per request. `make bench` runs both; the others (reload under load,
+recycling under load) are functions of the same shape: run them with
+--scenario. Usage:
 
     bench.py [--duration S] [--quick] [--rounds N] [--scenario NAME[,NAME]]
              [--servers ...]
@@ -713,7 +715,7 @@ def main():
                    help="seconds per measured wrk run (default 10)")
     p.add_argument("--quick", action="store_true",
                    help="3 s runs, 1 s warm-up")
-    p.add_argument("--scenario", default="hello",
+    p.add_argument("--scenario", default="hello,asgi",
                    help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated, for hello (default: all)")
