@@ -26,6 +26,24 @@ def test_idle_keepalive_connection_is_closed(narwhal):
         s.close()
 
 
+def test_keepalive_timeout_is_a_lingering_close(narwhal):
+    """A request that races with the keep-alive timeout meets an EOF (which
+    clients retry on a new connection), not a reset."""
+    n = narwhal(settings={"workers": 1, "keepalive": 1})
+    s = socket.create_connection(n.addr, timeout=T(15))
+    try:
+        s.sendall(build_request("GET", "/"))
+        rd = HTTPReader(s)
+        assert rd.read_response().status == 200
+        assert rd.read_to_eof() == b""
+        s.sendall(build_request("GET", "/"))
+        time.sleep(0.3)
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        assert err == 0, "reset instead of a lingering close: errno %d" % err
+    finally:
+        s.close()
+
+
 def test_term_closes_idle_keepalive_connections(narwhal):
     """Graceful stop does not wait for idle keep-alive clients."""
     n = narwhal(settings={"workers": 2, "keepalive": 60,

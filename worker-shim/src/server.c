@@ -681,14 +681,16 @@ timers_expire(struct nw_server *s)
 
 		while ((c = s->timers[t].head) != NULL && c->deadline <= now) {
 			/*
-			 * A partial head or a stalled body gets a 408; an idle
-			 * connection is closed without a word.
+			 * A partial head or a stalled body gets a 408. A
+			 * connection between requests gets a lingering close:
+			 * a request racing with it then meets an EOF, which
+			 * clients retry, rather than a reset.
 			 */
 			if ((t == NW_TIMER_HEAD && c->in.len > c->rpos) ||
 			    t == NW_TIMER_BODY)
 				conn_error(s, c, 408);
 			else if (t == NW_TIMER_IDLE || t == NW_TIMER_GRACE)
-				conn_linger(s, c); /* see conn_stop_idle */
+				conn_linger(s, c);
 			else
 				conn_close(s, c);
 		}
