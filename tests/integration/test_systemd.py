@@ -424,6 +424,10 @@ def test_notify_sequence_start_reload_rollback_stop(sd_narwhal, notify_socket,
     j = ns.wait_for(lambda m: m.fields.get("READY") == "1", 30, since=i,
                     what="READY=1 after a good reload")
     n.wait_live(gen=2, timeout=10)
+    # Retired workers may still answer what reached them as they were told
+    # to stop; once they are gone, only generation 2 answers.
+    for w in (1, 2):
+        n.wait_for_log(r"worker %d pid \d+ gen 1: exited" % w, 15)
     reload_msgs = ns.since(i)[:j - i + 1]
     assert skeleton(reload_msgs)[0].startswith("RELOADING=1\nMONOTONIC_USEC="), \
         reload_msgs
