@@ -684,102 +684,42 @@ header_bytes(PyObject *o, const char **p, Py_ssize_t *n, PyObject **tmp)
 static int
 add_header(CycleObject *cy, PyObject *name, PyObject *value)
 {
-	struct nw_buf *h = &cy->head;
 	PyObject *tmpn = NULL, *tmpv = NULL;
 	const char *n, *v;
-	Py_ssize_t nl, vl, i;
-	bool keep = true;
-	int rc = -1;
+	Py_ssize_t nl, vl;
+	struct nw_head_info info;
+	int rc = -1, r;
 
 	if (header_bytes(name, &n, &nl, &tmpn) < 0 ||
 	    header_bytes(value, &v, &vl, &tmpv) < 0)
 		goto out;
-	if (nl == 0)
-		goto bad_name;
-	for (i = 0; i < nl; i++)
-		if (!nw_tchar[(unsigned char)n[i]])
-			goto bad_name;
-	for (i = 0; i < vl; i++) {
-		unsigned char ch = (unsigned char)v[i];
-
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			PyErr_Format(PyExc_ValueError,
-			    "invalid value for header %R", name);
-			goto out;
-		}
-	}
-	switch (nl) {
-	case 14:
-		if (strncasecmp(n, "content-length", 14) == 0) {
-			Py_ssize_t b = 0, e = vl;
-			int64_t cl = 0;
-
-			while (b < e && (v[b] == ' ' || v[b] == '\t'))
-				b++;
-			while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-				e--;
-			if (e == b || e - b > 18)
-				goto bad_cl;
-			for (i = b; i < e; i++) {
-				if (v[i] < '0' || v[i] > '9')
-					goto bad_cl;
-				cl = cl * 10 + (v[i] - '0');
-			}
-			if (cy->content_length >= 0 && cy->content_length != cl)
-				goto bad_cl;
-			if (cy->content_length >= 0)
-				keep = false;
-			cy->content_length = cl;
-		}
+	info.content_length = cy->content_length;
+	info.app_close = cy->app_close;
+	info.has_date = cy->has_date;
+	r = nw_head_add_header(
+	    &cy->head, n, (size_t)nl, v, (size_t)vl, &info);
+	cy->content_length = info.content_length;
+	cy->app_close = info.app_close;
+	cy->has_date = info.has_date;
+	switch (r) {
+	case NW_HEAD_OK:
+		rc = 0;
 		break;
-	case 10:
-		if (strncasecmp(n, "connection", 10) == 0) {
-			/* the server owns Connection: it only learns "close" */
-			for (i = 0; i + 5 <= vl; i++)
-				if (strncasecmp(v + i, "close", 5) == 0)
-					cy->app_close = true;
-			keep = false;
-		} else if (strncasecmp(n, "keep-alive", 10) == 0) {
-			keep = false;
-		}
+	case NW_HEAD_BAD_NAME:
+		PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
 		break;
-	case 17:
-		/* the server frames the body itself */
-		if (strncasecmp(n, "transfer-encoding", 17) == 0)
-			keep = false;
+	case NW_HEAD_BAD_VALUE:
+		PyErr_Format(
+		    PyExc_ValueError, "invalid value for header %R", name);
 		break;
-	case 2:
-		if (strncasecmp(n, "te", 2) == 0)
-			keep = false;
+	case NW_HEAD_BAD_CL:
+		PyErr_Format(
+		    PyExc_ValueError, "invalid Content-Length %R", value);
 		break;
-	case 7:
-		if (strncasecmp(n, "upgrade", 7) == 0)
-			keep = false;
-		break;
-	case 8:
-		if (strncasecmp(n, "trailers", 8) == 0)
-			keep = false;
-		break;
-	case 4:
-		if (strncasecmp(n, "date", 4) == 0)
-			cy->has_date = true;
-		break;
-	}
-	if (keep &&
-	    (nw_buf_append(h, n, (size_t)nl) < 0 ||
-	        nw_buf_append(h, ": ", 2) < 0 ||
-	        nw_buf_append(h, v, (size_t)vl) < 0 ||
-	        nw_buf_append(h, "\r\n", 2) < 0)) {
+	default:
 		PyErr_NoMemory();
-		goto out;
+		break;
 	}
-	rc = 0;
-	goto out;
-bad_name:
-	PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
-	goto out;
-bad_cl:
-	PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", value);
 out:
 	Py_XDECREF(tmpn);
 	Py_XDECREF(tmpv);

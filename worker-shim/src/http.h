@@ -157,4 +157,30 @@ void nw_clock_update(struct nw_clock *c);
 size_t nw_error_iov(
     int status, const struct nw_clock *clock, struct iovec iov[3]);
 
+/*
+ * What nw_head_add_header noticed about an app's response headers. The
+ * caller seeds it (content_length -1 when none yet) and reads it back.
+ */
+struct nw_head_info {
+	int64_t content_length; /* the app's, or -1 */
+	bool app_close;         /* the app said "Connection: close" */
+	bool has_date;
+};
+
+enum {
+	NW_HEAD_OK = 0,
+	NW_HEAD_BAD_NAME = -1,
+	NW_HEAD_BAD_VALUE = -2,
+	NW_HEAD_BAD_CL = -3,
+	NW_HEAD_NOMEM = -4,
+};
+
+/*
+ * Checks one response header, notes in info what the server must know,
+ * drops the hop-by-hop ones the server owns and appends the rest to head
+ * as "name: value\r\n". Returns NW_HEAD_OK or one of the errors above.
+ */
+int nw_head_add_header(struct nw_buf *head, const char *name, size_t namelen,
+    const char *value, size_t valuelen, struct nw_head_info *info);
+
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -222,4 +223,88 @@ nw_clock_update(struct nw_clock *c)
 	    tm.tm_sec, off < 0 ? '-' : '+', (off < 0 ? -off : off) / 60,
 	    (off < 0 ? -off : off) % 60);
 	c->logtime_len = (size_t)n;
+}
+
+int
+nw_head_add_header(struct nw_buf *h, const char *n, size_t nl, const char *v,
+    size_t vl, struct nw_head_info *info)
+{
+	bool keep = true;
+	size_t i;
+
+	if (nl == 0)
+		return NW_HEAD_BAD_NAME;
+	for (i = 0; i < nl; i++)
+		if (!nw_tchar[(unsigned char)n[i]])
+			return NW_HEAD_BAD_NAME;
+	for (i = 0; i < vl; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return NW_HEAD_BAD_VALUE;
+	}
+	switch (nl) {
+	case 14:
+		if (strncasecmp(n, "content-length", 14) == 0) {
+			size_t b = 0, e = vl;
+			int64_t cl = 0;
+
+			/* int(" 13 ") is 13: apps get away with it elsewhere */
+			while (b < e && (v[b] == ' ' || v[b] == '\t'))
+				b++;
+			while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+				e--;
+			if (e == b || e - b > 18)
+				return NW_HEAD_BAD_CL;
+			for (i = b; i < e; i++) {
+				if (v[i] < '0' || v[i] > '9')
+					return NW_HEAD_BAD_CL;
+				cl = cl * 10 + (v[i] - '0');
+			}
+			if (info->content_length >= 0 &&
+			    info->content_length != cl)
+				return NW_HEAD_BAD_CL;
+			if (info->content_length >= 0)
+				keep = false;
+			info->content_length = cl;
+		}
+		break;
+	case 10:
+		if (strncasecmp(n, "connection", 10) == 0) {
+			/* the server owns Connection: it only learns "close" */
+			for (i = 0; i + 5 <= vl; i++)
+				if (strncasecmp(v + i, "close", 5) == 0)
+					info->app_close = true;
+			keep = false;
+		} else if (strncasecmp(n, "keep-alive", 10) == 0) {
+			keep = false;
+		}
+		break;
+	case 17:
+		/* the server frames the body itself */
+		if (strncasecmp(n, "transfer-encoding", 17) == 0)
+			keep = false;
+		break;
+	case 2:
+		if (strncasecmp(n, "te", 2) == 0)
+			keep = false;
+		break;
+	case 7:
+		if (strncasecmp(n, "upgrade", 7) == 0)
+			keep = false;
+		break;
+	case 8:
+		if (strncasecmp(n, "trailers", 8) == 0)
+			keep = false;
+		break;
+	case 4:
+		if (strncasecmp(n, "date", 4) == 0)
+			info->has_date = true;
+		break;
+	}
+	if (keep &&
+	    (nw_buf_append(h, n, nl) < 0 || nw_buf_append(h, ": ", 2) < 0 ||
+	        nw_buf_append(h, v, vl) < 0 || nw_buf_append(h, "\r\n", 2) < 0))
+		return NW_HEAD_NOMEM;
+	return NW_HEAD_OK;
 }
