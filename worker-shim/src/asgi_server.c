@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "asgi.h"
+#include "conn.h"
 
 #define MAX_EVENTS 256
 /*
@@ -51,21 +52,11 @@ static const char ws_response[] = "HTTP/1.1 400 Bad Request\r\n"
 void
 nw_aserver_log(const char *fmt, ...)
 {
-	char line[512];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	nw_vlog(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof line - 2)
-		n = sizeof line - 2;
-	line[n++] = '\n';
-	/* one write per line: the master relays stderr line by line */
-	if (write(2, line, (size_t)n) < 0)
-		(void)0;
 }
 
 /* A Python error where nobody can take it: print it, carry on. */
@@ -984,40 +975,21 @@ accept_some(struct nw_aserver *s, struct nw_alistener *l)
 
 	for (i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
 		struct sockaddr_storage peer;
-		socklen_t plen = sizeof peer;
+		socklen_t plen;
 		struct epoll_event ev;
 		struct nw_aconn *c;
-		int fd, one = 1;
+		int fd;
 
-		fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			switch (errno) {
-			case EAGAIN:
-				return;
-			case EINTR:
-			case ECONNABORTED:
-			case EPROTO:
-				continue;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
-				/* level-triggered: back off instead of spinning
-				 */
-				nw_aserver_log("accept: %s; pausing 100ms",
-				    strerror(errno));
-				s->accept_paused_until = s->clock.mono_ms + 100;
-				listeners_update(s);
-				return;
-			default:
-				nw_aserver_log("accept: %s", strerror(errno));
-				return;
-			}
+		fd = nw_accept(l->fd, l->tcp, &peer, &plen);
+		if (fd == NW_ACCEPT_RETRY)
+			continue;
+		if (fd == NW_ACCEPT_BUSY) {
+			s->accept_paused_until = s->clock.mono_ms + 100;
+			listeners_update(s);
+			return;
 		}
-		if (l->tcp)
-			setsockopt(
-			    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (fd < 0)
+			return;
 		if ((c = conn_new(s, fd, l)) == NULL) {
 			close(fd);
 			return;
@@ -1252,51 +1224,26 @@ ms(double seconds)
 static int
 listener_init(struct nw_aserver *s, struct nw_alistener *l, int fd, bool public)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	char host[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
+	char host[NW_HOST_MAX];
 	PyObject *server = NULL;
-	int fl;
+	int family, port, fl;
 
 	memset(l, 0, sizeof *l);
 	l->kind = NW_AWATCH_LISTENER;
 	l->fd = fd;
 	l->public = public;
-	memset(&ss, 0, sizeof ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+	if ((family = nw_sock_name(fd, host, &port)) < 0) {
 		PyErr_SetFromErrno(PyExc_OSError);
 		return -1;
 	}
 	if ((fl = fcntl(fd, F_GETFL)) >= 0 && !(fl & O_NONBLOCK))
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	host[0] = '\0';
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-		server = Py_BuildValue("(si)", host, ntohs(sin->sin_port));
-		l->tcp = true;
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-		server = Py_BuildValue("(si)", host, ntohs(sin6->sin6_port));
+	if (family == AF_INET || family == AF_INET6) {
+		server = Py_BuildValue("(si)", host, port);
 		l->tcp = true;
 	} else {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-		size_t n = len > offsetof(struct sockaddr_un, sun_path)
-		    ? len - offsetof(struct sockaddr_un, sun_path)
-		    : 0;
 		PyObject *path;
 
-		if (n > 0 && sun->sun_path[0] == '\0') {
-			host[0] = '@'; /* abstract */
-			memcpy(host + 1, sun->sun_path + 1, n - 1);
-			host[n] = '\0';
-		} else {
-			memcpy(host, sun->sun_path, n);
-			host[n] = '\0';
-		}
 		/* the ASGI spec: [path, None] for a Unix socket */
 		path = PyUnicode_DecodeFSDefault(host);
 		if (path != NULL)

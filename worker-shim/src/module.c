@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "conn.h"
 
 typedef struct {
 	PyObject_HEAD struct nw_server s;
@@ -30,48 +31,21 @@ ms(double seconds)
 static int
 listener_init(struct nw_server *s, struct nw_listener *l, int fd, bool public)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	char host[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
+	char host[NW_HOST_MAX];
 	PyObject *name, *port;
-	int portnum = 0;
+	int family, portnum;
 
 	memset(l, 0, sizeof *l);
 	l->kind = NW_WATCH_LISTENER;
 	l->fd = fd;
 	l->public = public;
-	memset(&ss, 0, sizeof ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+	if ((family = nw_sock_name(fd, host, &portnum)) < 0) {
 		PyErr_SetFromErrno(PyExc_OSError);
 		return -1;
 	}
-	host[0] = '\0';
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-		portnum = ntohs(sin->sin_port);
+	if (family == AF_INET || family == AF_INET6) {
 		l->tcp = true;
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-		portnum = ntohs(sin6->sin6_port);
-		l->tcp = true;
-	} else if (ss.ss_family == AF_UNIX) {
-		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-		size_t n = len > offsetof(struct sockaddr_un, sun_path)
-		    ? len - offsetof(struct sockaddr_un, sun_path)
-		    : 0;
-
-		if (n > 0 && sun->sun_path[0] == '\0') {
-			host[0] = '@'; /* abstract */
-			memcpy(host + 1, sun->sun_path + 1, n - 1);
-			host[n] = '\0';
-		} else {
-			memcpy(host, sun->sun_path, n);
-			host[n] = '\0';
-		}
+	} else if (family == AF_UNIX) {
 		/* gunicorn: the socket path, and the scheme's port */
 		portnum = 80;
 	}

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "conn.h"
 
 #define MAX_EVENTS 256
 #define ACCEPTS_PER_WAKEUP 64
@@ -35,21 +36,11 @@
 void
 nw_server_log(struct nw_server *s, const char *fmt, ...)
 {
-	char line[512];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof line - 1, fmt, ap);
+	nw_vlog(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof line - 2)
-		n = sizeof line - 2;
-	line[n++] = '\n';
-	/* one write per line: the master relays stderr line by line */
-	if (write(2, line, (size_t)n) < 0)
-		(void)0;
 }
 
 /* Timers: one sorted list per timeout. */
@@ -554,40 +545,21 @@ accept_some(struct nw_server *s, struct nw_listener *l)
 
 	for (i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
 		struct sockaddr_storage peer;
-		socklen_t plen = sizeof peer;
+		socklen_t plen;
 		struct epoll_event ev;
 		struct nw_conn *c;
-		int fd, one = 1;
+		int fd;
 
-		fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			switch (errno) {
-			case EAGAIN:
-				return;
-			case EINTR:
-			case ECONNABORTED:
-			case EPROTO:
-				continue;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
-				/* level-triggered: back off instead of spinning
-				 */
-				nw_server_log(s, "accept: %s; pausing 100ms",
-				    strerror(errno));
-				s->accept_paused_until = s->clock.mono_ms + 100;
-				listeners_update(s);
-				return;
-			default:
-				nw_server_log(s, "accept: %s", strerror(errno));
-				return;
-			}
+		fd = nw_accept(l->fd, l->tcp, &peer, &plen);
+		if (fd == NW_ACCEPT_RETRY)
+			continue;
+		if (fd == NW_ACCEPT_BUSY) {
+			s->accept_paused_until = s->clock.mono_ms + 100;
+			listeners_update(s);
+			return;
 		}
-		if (l->tcp)
-			setsockopt(
-			    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (fd < 0)
+			return;
 		if ((c = conn_new(s, fd, l)) == NULL) {
 			close(fd);
 			return;
