@@ -1375,42 +1375,17 @@ method_str(const char *p, size_t n)
 	return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
 }
 
-static inline int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* scope["path"]: percent-decoded UTF-8, root_path taken off. */
 static PyObject *
 path_str(struct nw_aserver *s, const char *p, size_t n)
 {
 	if (memchr(p, '%', n) != NULL) {
-		size_t i, o = 0;
-		char *d;
+		const char *src = p;
 
 		if (nw_buf_reserve(&s->scratch, n) < 0)
 			return PyErr_NoMemory();
-		d = s->scratch.data;
-		for (i = 0; i < n; i++) {
-			int hi, lo;
-
-			if (p[i] == '%' && i + 2 < n &&
-			    (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
-			    (lo = hexval((unsigned char)p[i + 2])) >= 0) {
-				d[o++] = (char)(hi * 16 + lo);
-				i += 2;
-			} else {
-				d[o++] = p[i];
-			}
-		}
-		p = d;
-		n = o;
+		p = s->scratch.data;
+		n = nw_percent_decode(src, n, s->scratch.data);
 	}
 	if (s->root_path_len && n >= s->root_path_len &&
 	    memcmp(p, s->root_path_b, s->root_path_len) == 0 &&

@@ -103,6 +103,9 @@ int nw_request_parse(struct nw_request *r, const char *buf, size_t len,
 const struct nw_header *nw_request_header(const struct nw_request *r,
     const char *buf, const char *name, size_t namelen);
 
+/* %XX decoding of a path into out (n bytes at most); returns its length. */
+size_t nw_percent_decode(const char *p, size_t n, char *out);
+
 void nw_chunked_init(struct nw_chunked *c);
 /*
  * Decodes in place: data[0..*len) is replaced by the decoded bytes, and

@@ -592,3 +592,23 @@ nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 	*len = out;
 	return (ssize_t)i;
 }
+
+size_t
+nw_percent_decode(const char *p, size_t n, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (p[i] == '%' && i + 2 < n &&
+		    (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
+		    (lo = hexval((unsigned char)p[i + 2])) >= 0) {
+			out[o++] = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			out[o++] = p[i];
+		}
+	}
+	return o;
+}
