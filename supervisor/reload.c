@@ -38,8 +38,10 @@ finish(struct nw_master *m)
 	m->reload.gen = NULL;
 	m->reload.done_live = 0;
 	nw_generation_release(m, g);
-	nw_control_reload_finished(m);
+	/* READY=1 before `reload --wait` hears the result, so that when
+	 * ExecReload= returns systemd has already seen the reload end. */
 	nw_sd_ready(m);
+	nw_control_reload_finished(m);
 	nw_supervise_mark(m);
 	if (m->reload_pending && m->stopping == NW_RUNNING) {
 		m->reload_pending = 0;

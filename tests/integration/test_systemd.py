@@ -499,10 +499,14 @@ def test_notify_refused_reload_and_reload_wait_exit_codes(
                   "-c", n.config_path]
 
     app_tree.write(APP_V1 % "v2")
+    before = ns.count()
     r = run_client(reload_cmd)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "result: ok" in r.stdout
     assert http_get(n.port) == (200, b"v2\n")
+    # The master sent READY=1 before answering, but the reader thread may
+    # not have picked it up yet: count from after it.
+    ns.wait_for(lambda m: m.fields.get("READY") == "1", 10, since=before)
 
     # An invalid config: refused at once, nothing changes; systemd sees
     # RELOADING=1 then READY=1, and STATUS= says so. (`reload --wait` on an
