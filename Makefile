@@ -14,7 +14,10 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
 ifeq ($(CI),true)
 CFLAGS   += -Werror
 endif
-LDLIBS   += -lev -linih -lsystemd -lcurl -lm
+# No -lcurl: libcurl and its TLS, Kerberos and LDAP libraries would cost the
+# master ~8 MB of RSS from start-up; curl_lib.c dlopens it only for ready_path.
+# (-ldl is empty on glibc >= 2.34, needed before.)
+LDLIBS   += -lev -linih -lsystemd -ldl -lm
 
 PY_INCLUDES := $(shell $(PYTHON)-config --includes 2>/dev/null || $(PYTHON) -c 'import sysconfig;print("-I"+sysconfig.get_paths()["include"])')
 # One build serves every interpreter >= 3.8: the stable ABI.

@@ -64,6 +64,16 @@ main(int argc, char **argv)
 		return is_usage_error(err) ? 2 : 1;
 	}
 	if (check) {
+		struct nw_libcurl libcurl = { 0 };
+
+		/* The master refuses such a config: so does the check. */
+		if (config->ready_path != NULL &&
+		    nw_libcurl_load(&libcurl, err, sizeof err) < 0) {
+			fprintf(stderr, "narwhal: %s\n", err);
+			nw_config_free(config);
+			free(args);
+			return 1;
+		}
 		printf("narwhal: %s: ok\n",
 		    config->path ? config->path : "command line");
 		nw_config_free(config);

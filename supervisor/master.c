@@ -280,6 +280,10 @@ setup(struct nw_master *m, struct nw_config *config)
 		return -1;
 	}
 	chmod(m->runtime_dir, 0700);
+	if (nw_probe_init(m, config, err, sizeof err) < 0) {
+		nw_error("%s", err);
+		return -1;
+	}
 	m->current = nw_generation_new(m, config, NULL, err, sizeof err);
 	if (m->current == NULL) {
 		nw_error("%s", err);
@@ -293,7 +297,7 @@ setup(struct nw_master *m, struct nw_config *config)
 		nw_error("pidfile %s: %s", config->pidfile, strerror(errno));
 		return -1;
 	}
-	if (nw_control_open(m) < 0 || nw_probe_init(m) < 0)
+	if (nw_control_open(m) < 0)
 		return -1;
 	return 0;
 }

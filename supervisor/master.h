@@ -110,6 +110,27 @@ struct nw_listener {
 struct nw_control_client;
 TAILQ_HEAD(nw_client_list, nw_control_client);
 
+/* The libcurl functions probe.c calls, found by curl_lib.c at run time. */
+struct nw_libcurl {
+	void *handle; /* from dlopen; NULL until a config has ready_path */
+	CURLcode (*global_init)(long flags);
+	void (*global_cleanup)(void);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_setopt)(CURLM *multi, CURLMoption option, ...);
+	CURLMcode (*multi_socket_action)(CURLM *multi, curl_socket_t s,
+	    int ev_bitmask, int *running_handles);
+	CURLMsg *(*multi_info_read)(CURLM *multi, int *msgs_in_queue);
+	CURLMcode (*multi_add_handle)(CURLM *multi, CURL *easy);
+	CURLMcode (*multi_remove_handle)(CURLM *multi, CURL *easy);
+	CURLMcode (*multi_assign)(CURLM *multi, curl_socket_t s, void *p);
+	CURLMcode (*multi_cleanup)(CURLM *multi);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *easy, CURLoption option, ...);
+	CURLcode (*easy_getinfo)(CURL *easy, CURLINFO info, ...);
+	void (*easy_cleanup)(CURL *easy);
+	const char *(*easy_strerror)(CURLcode code);
+};
+
 enum nw_reload_outcome {
 	NW_RELOAD_NONE,
 	NW_RELOAD_OK,
@@ -177,7 +198,8 @@ struct nw_master {
 	ev_io control_io;
 	struct nw_client_list clients;
 
-	CURLM *curl;
+	struct nw_libcurl libcurl;     /* loaded with the first ready_path */
+	CURLM *curl;                   /* NULL until then */
 	ev_timer curl_timer;
 
 	ev_timer sd_watchdog;
@@ -238,10 +260,15 @@ int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_coldstart_init(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
-int nw_probe_init(struct nw_master *m);
+/* Readies probes for config, loading libcurl when it first needs it. */
+int nw_probe_init(struct nw_master *m, const struct nw_config *config,
+    char *err, size_t errlen);
 void nw_probe_start(struct nw_master *m, struct nw_worker *w);
 void nw_probe_stop(struct nw_master *m, struct nw_worker *w);
 void nw_probe_cleanup(struct nw_master *m);
+
+/* curl_lib.c: libcurl, loaded only for a config with ready_path */
+int nw_libcurl_load(struct nw_libcurl *lib, char *err, size_t errlen);
 
 /* listen.c */
 int nw_listen_open(struct nw_master *m, const struct nw_config *config);

@@ -4,7 +4,8 @@
  * libcurl's multi interface runs on the master's libev loop (socket and timer
  * callbacks), so a slow or silent worker never blocks the master. A probe
  * repeats every ready_interval until ready_successes 2xx answers in a row;
- * the boot deadline itself is worker.c's.
+ * the boot deadline itself is worker.c's. libcurl is only there once a config
+ * with ready_path was loaded (curl_lib.c); nw_probe_init checks that early.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ on_curl_socket(struct ev_loop *loop, ev_io *io, int revents)
 	    (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
 
-	curl_multi_socket_action(m->curl, io->fd, action, &running);
+	m->libcurl.multi_socket_action(m->curl, io->fd, action, &running);
 	check_done(m);
 }
 
@@ -56,7 +57,7 @@ socket_function(CURL *easy, curl_socket_t s, int what, void *userp,
 		if (cs != NULL) {
 			ev_io_stop(m->loop, &cs->io);
 			free(cs);
-			curl_multi_assign(m->curl, s, NULL);
+			m->libcurl.multi_assign(m->curl, s, NULL);
 		}
 		return 0;
 	}
@@ -64,7 +65,7 @@ socket_function(CURL *easy, curl_socket_t s, int what, void *userp,
 		cs = nw_calloc(1, sizeof *cs);
 		cs->m = m;
 		ev_init(&cs->io, on_curl_socket);
-		curl_multi_assign(m->curl, s, cs);
+		m->libcurl.multi_assign(m->curl, s, cs);
 	}
 	ev_io_stop(m->loop, &cs->io);
 	ev_io_set(&cs->io, s, events);
@@ -78,7 +79,8 @@ on_curl_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	struct nw_master *m = container_of(t, struct nw_master, curl_timer);
 	int running;
 
-	curl_multi_socket_action(m->curl, CURL_SOCKET_TIMEOUT, 0, &running);
+	m->libcurl.multi_socket_action(m->curl, CURL_SOCKET_TIMEOUT, 0,
+	    &running);
 	check_done(m);
 }
 
@@ -102,9 +104,9 @@ request_done(struct nw_master *m, struct nw_probe *p, CURLcode result)
 	struct nw_worker *w = p->worker;
 	long status = 0;
 
-	curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_multi_remove_handle(m->curl, p->easy);
-	curl_easy_cleanup(p->easy);
+	m->libcurl.easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
+	m->libcurl.multi_remove_handle(m->curl, p->easy);
+	m->libcurl.easy_cleanup(p->easy);
 	p->easy = NULL;
 	if (result == CURLE_OK && status >= 200 && status < 300) {
 		if (++p->successes >= w->gen->config->ready_successes)
@@ -122,7 +124,7 @@ request_done(struct nw_master *m, struct nw_probe *p, CURLcode result)
 			nw_info("worker %u pid %d gen %u probe: %s: %s", w->id,
 			    (int)w->pid, w->gen->id,
 			    w->gen->config->ready_path,
-			    curl_easy_strerror(result));
+			    m->libcurl.easy_strerror(result));
 	}
 	p->last_status = status;
 }
@@ -133,12 +135,12 @@ check_done(struct nw_master *m)
 	CURLMsg *msg;
 	int left;
 
-	while ((msg = curl_multi_info_read(m->curl, &left)) != NULL) {
+	while ((msg = m->libcurl.multi_info_read(m->curl, &left)) != NULL) {
 		struct nw_probe *p;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+		m->libcurl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
 		request_done(m, p, msg->data.result);
 	}
 }
@@ -154,26 +156,27 @@ on_interval(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct nw_probe *p = container_of(t, struct nw_probe, interval);
 	struct nw_master *m = ev_userdata(loop);
+	const struct nw_libcurl *lib = &m->libcurl;
 	const struct nw_config *c = p->worker->gen->config;
 
 	if (p->easy != NULL)
 		return; /* the last one is still out: its timeout will tell */
-	p->easy = curl_easy_init();
+	p->easy = lib->easy_init();
 	if (p->easy == NULL)
 		return;
-	curl_easy_setopt(p->easy, CURLOPT_URL, p->url);
-	curl_easy_setopt(p->easy, CURLOPT_UNIX_SOCKET_PATH,
+	lib->easy_setopt(p->easy, CURLOPT_URL, p->url);
+	lib->easy_setopt(p->easy, CURLOPT_UNIX_SOCKET_PATH,
 	    p->worker->private_path);
-	curl_easy_setopt(p->easy, CURLOPT_TIMEOUT_MS,
+	lib->easy_setopt(p->easy, CURLOPT_TIMEOUT_MS,
 	    (long)(c->ready_timeout * 1000));
-	curl_easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
+	lib->easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
 	/* A kept-alive probe connection would hold a stopping worker open. */
-	curl_easy_setopt(p->easy, CURLOPT_FORBID_REUSE, 1L);
-	curl_easy_setopt(p->easy, CURLOPT_USERAGENT, "narwhal-probe");
-	curl_easy_setopt(p->easy, CURLOPT_PRIVATE, p);
+	lib->easy_setopt(p->easy, CURLOPT_FORBID_REUSE, 1L);
+	lib->easy_setopt(p->easy, CURLOPT_USERAGENT, "narwhal-probe");
+	lib->easy_setopt(p->easy, CURLOPT_PRIVATE, p);
 	/* A probe body is not ours to keep. */
-	curl_easy_setopt(p->easy, CURLOPT_WRITEFUNCTION, discard);
-	curl_multi_add_handle(m->curl, p->easy);
+	lib->easy_setopt(p->easy, CURLOPT_WRITEFUNCTION, discard);
+	lib->multi_add_handle(m->curl, p->easy);
 }
 
 void
@@ -181,8 +184,17 @@ nw_probe_start(struct nw_master *m, struct nw_worker *w)
 {
 	const struct nw_config *c = w->gen->config;
 	struct nw_probe *p;
+	char err[512];
 
 	nw_probe_stop(m, w);
+	/* Every config is checked when loaded, but the cold-start fallback
+	 * re-reads the file: it may have gained ready_path since. Without a
+	 * probe the worker's boot deadline fails it. */
+	if (nw_probe_init(m, c, err, sizeof err) < 0) {
+		nw_warn("worker %u pid %d gen %u probe: %s", w->id, (int)w->pid,
+		    w->gen->id, err);
+		return;
+	}
 	p = nw_calloc(1, sizeof *p);
 	p->worker = w;
 	p->last_status = -1;
@@ -201,34 +213,47 @@ nw_probe_stop(struct nw_master *m, struct nw_worker *w)
 		return;
 	ev_timer_stop(m->loop, &p->interval);
 	if (p->easy != NULL) {
-		curl_multi_remove_handle(m->curl, p->easy);
-		curl_easy_cleanup(p->easy);
+		m->libcurl.multi_remove_handle(m->curl, p->easy);
+		m->libcurl.easy_cleanup(p->easy);
 	}
 	free(p);
 	w->probe = NULL;
 }
 
+/*
+ * Called for every config the master loads (start-up, reload), so that a
+ * missing libcurl refuses that config instead of failing its workers. A
+ * config without ready_path loads nothing; once loaded, libcurl stays.
+ */
 int
-nw_probe_init(struct nw_master *m)
+nw_probe_init(struct nw_master *m, const struct nw_config *config, char *err,
+    size_t errlen)
 {
-	if (curl_global_init(CURL_GLOBAL_NOTHING) != 0)
+	struct nw_libcurl *lib = &m->libcurl;
+
+	if (config->ready_path == NULL || m->curl != NULL)
+		return 0;
+	if (nw_libcurl_load(lib, err, errlen) < 0)
 		return -1;
-	m->curl = curl_multi_init();
-	if (m->curl == NULL)
+	if (lib->global_init(CURL_GLOBAL_NOTHING) != 0 ||
+	    (m->curl = lib->multi_init()) == NULL) {
+		snprintf(err, errlen, "ready_path: libcurl failed to start");
 		return -1;
+	}
 	ev_timer_init(&m->curl_timer, on_curl_timer, 0., 0.);
-	curl_multi_setopt(m->curl, CURLMOPT_SOCKETFUNCTION, socket_function);
-	curl_multi_setopt(m->curl, CURLMOPT_SOCKETDATA, m);
-	curl_multi_setopt(m->curl, CURLMOPT_TIMERFUNCTION, timer_function);
-	curl_multi_setopt(m->curl, CURLMOPT_TIMERDATA, m);
+	lib->multi_setopt(m->curl, CURLMOPT_SOCKETFUNCTION, socket_function);
+	lib->multi_setopt(m->curl, CURLMOPT_SOCKETDATA, m);
+	lib->multi_setopt(m->curl, CURLMOPT_TIMERFUNCTION, timer_function);
+	lib->multi_setopt(m->curl, CURLMOPT_TIMERDATA, m);
 	return 0;
 }
 
 void
 nw_probe_cleanup(struct nw_master *m)
 {
-	if (m->curl != NULL)
-		curl_multi_cleanup(m->curl);
+	if (m->curl == NULL)
+		return;
+	m->libcurl.multi_cleanup(m->curl);
 	m->curl = NULL;
-	curl_global_cleanup();
+	m->libcurl.global_cleanup();
 }

@@ -186,7 +186,9 @@ start(struct nw_master *m, const char *why)
 	nw_info("reload (%s): reading %s", why,
 	    m->config->path ? m->config->path : "the command line");
 	config = nw_config_load(m->argc, m->argv, err, sizeof err);
-	if (config != NULL && nw_listen_match(m, config, err, sizeof err) < 0) {
+	if (config != NULL &&
+	    (nw_listen_match(m, config, err, sizeof err) < 0 ||
+	    nw_probe_init(m, config, err, sizeof err) < 0)) {
 		nw_config_free(config);
 		config = NULL;
 	}

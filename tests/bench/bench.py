@@ -5,7 +5,7 @@ The `hello` scenario serves a hello-world app (tests/apps/hello) with the same
 number of workers from each server, warms it up, then runs
 `wrk -t2 -c64 -d10s --latency` twice: with keep-alive, and with
 `Connection: close`. It prints requests/s, p50 and p99 latency, errors, the
-ratio to narwhal, and the master's RSS beside the workers'.
+ratio to narwhal, and the master's RSS and PSS beside the workers' RSS.
 
 Every process is started here, in its own session, and every one is stopped
 here: TERM, a bounded wait, then KILL of the pids it started (the server and
@@ -124,6 +124,22 @@ def rss_kib(pid):
     return None
 
 
+def pss_kib(pid):
+    """Proportional set size: each shared page counts 1/N for N mappers.
+
+    A master's RSS counts every shared-library page it maps in full, though
+    its workers and other processes map the same pages; PSS does not.
+    """
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 class Server:
     """One server under test: started, checked, measured, stopped."""
 
@@ -202,9 +218,10 @@ class Server:
                 self.seen[pid] = st
 
     def rss(self):
-        """(master KiB, all workers KiB)."""
+        """(master RSS KiB, master PSS KiB, all workers' RSS KiB)."""
         kids = descendants(self.proc.pid)
-        return rss_kib(self.proc.pid), sum(rss_kib(p) or 0 for p in kids)
+        return (rss_kib(self.proc.pid), pss_kib(self.proc.pid),
+                sum(rss_kib(p) or 0 for p in kids))
 
     def stop(self, timeout=20):
         if self.proc is None:
@@ -368,7 +385,8 @@ def scenario_hello(args):
         def measure(srv):
             row = {"name": name, "label": srv.label}
             wrk(srv.url, args.warmup)  # warm up: imports, caches, JIT-less
-            row["rss_master"], row["rss_workers"] = srv.rss()
+            (row["rss_master"], row["pss_master"],
+             row["rss_workers"]) = srv.rss()
             log("%s: keep-alive, %ds" % (name, args.duration))
             row["keepalive"] = wrk(srv.url, args.duration)
             log("%s: Connection: close, %ds" % (name, args.duration))
@@ -397,7 +415,8 @@ def print_hello(results):
     print("hello world, %d workers each, wrk -t2 -c64 (p50/p99 in ms)" % WORKERS)
     hdr = ("%-32s | %9s %6s %7s %7s | %9s %6s %7s %7s | %6s | %s"
            % ("server", "ka req/s", "ratio", "p50", "p99", "cl req/s",
-              "ratio", "p50", "p99", "errors", "RSS KiB master/workers"))
+              "ratio", "p50", "p99", "errors",
+              "KiB master RSS (PSS) / workers RSS"))
     print(hdr)
     print("-" * len(hdr))
     for r in results:
@@ -414,12 +433,15 @@ def print_hello(results):
                 fmt_ms(w["p50"]), fmt_ms(w["p99"])))
         errors = sum(r[m]["errors"] + r[m]["non2xx"] for m in ("keepalive",
                                                               "close"))
-        print("%-32s | %s | %s | %6d | %s / %s" % (
+        print("%-32s | %s | %s | %6d | %s (%s) / %s" % (
             r["label"], cols[0], cols[1], errors, r["rss_master"],
+            "-" if r["pss_master"] is None else r["pss_master"],
             r["rss_workers"]))
     print()
     print("ratio: requests/s relative to narwhal; errors: wrk socket errors "
           "plus non-2xx answers, both runs.")
+    print("PSS: the master's RSS with each shared page divided among the "
+          "processes that map it.")
     print("gunicorn sync does not keep connections alive, so its keep-alive "
           "run reconnects.")
     tw = [(r["label"].split(" (")[0], r["time_wait"], r["time_wait_after"])
