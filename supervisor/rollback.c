@@ -200,6 +200,10 @@ nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w)
 	}
 	/* What a restart would read, on the tree that last worked. */
 	config = nw_config_load(m->argc, m->argv, err, sizeof err);
+	if (config != NULL && nw_probe_init(m, config, err, sizeof err) < 0) {
+		nw_config_free(config);
+		config = NULL;
+	}
 	g = config ? nw_generation_new(m, config, good, err, sizeof err) : NULL;
 	if (g == NULL) {
 		nw_warn("cannot fall back to %s: %s; retrying %s", good, err,
