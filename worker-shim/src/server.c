@@ -166,6 +166,21 @@ conn_linger(struct nw_server *s, struct nw_conn *c)
 	timer_set(s, c, NW_TIMER_LINGER);
 }
 
+/*
+ * The last answer on a connection is written. Its tail may still wait in
+ * the kernel for the FIN (wsgi.c sends a closing answer with MSG_MORE), and
+ * close() with unread input would drop it and send a reset instead. So the
+ * shutdown sends the tail and the FIN in one segment first; then a late
+ * pipelined request costs the client at most a reset after the answer, as
+ * before.
+ */
+static void
+conn_finish(struct nw_server *s, struct nw_conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	conn_close(s, c);
+}
+
 static void
 conn_error(struct nw_server *s, struct nw_conn *c, int status)
 {
@@ -415,13 +430,10 @@ conn_process(struct nw_server *s, struct nw_conn *c)
 		c->rpos += c->req.head_len;
 		nw_request_reset(&c->req);
 		body_reset(&c->body);
-		if (rc == NW_HANDLED_FATAL) {
+		if (rc == NW_HANDLED_FATAL)
 			s->fatal = true;
-			conn_close(s, c);
-			return;
-		}
-		if (rc == NW_HANDLED_CLOSE || s->quit) {
-			conn_close(s, c);
+		if (rc != NW_HANDLED_KEEP || s->quit) {
+			conn_finish(s, c);
 			return;
 		}
 		/*
