@@ -54,7 +54,8 @@ def log(msg):
 # server's Connection: close run leaves behind then do not slow the next one.
 HOSTS = {"narwhal": "127.0.0.11", "gunicorn-sync": "127.0.0.12",
          "gunicorn-gthread": "127.0.0.13", "uwsgi": "127.0.0.14",
-         "uvicorn": "127.0.0.15", "narwhal-asgi": "127.0.0.21",
+         "uvicorn": "127.0.0.15", "uwsgi-http": "127.0.0.16",
+         "narwhal-asgi": "127.0.0.21",
          "gunicorn-uvicorn": "127.0.0.22"}
 
 
@@ -91,6 +92,18 @@ def start_time(pid):
             stat = f.read()
         return stat[stat.rfind(")") + 2:].split()[19]
     except OSError:
+        return None
+
+
+def tcp_passive_opens():
+    """Connections the kernel has accepted so far (all addresses): over a
+    run, divided by its requests, it tells whether the server really closed
+    each connection."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Tcp:")]
+        return int(rows[1][rows[0].index("PassiveOpens")])
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -280,15 +293,19 @@ def gunicorn_server(tmp, kind, extra=None):
     return Server("gunicorn-" + kind, label, argv, port, host=host)
 
 
-def uwsgi_server(tmp):
-    host = HOSTS["uwsgi"]
+def uwsgi_server(tmp, socket="--http11-socket"):
+    """--http11-socket keeps connections alive but ignores a client's
+    Connection: close (its close run is really keep-alive: see conn/req);
+    --http-socket closes every connection, whatever the client asks."""
+    name = "uwsgi" if socket == "--http11-socket" else "uwsgi-http"
+    host = HOSTS[name]
     port = free_port(host)
-    # --http11-socket: uWSGI 2.0's HTTP socket with keep-alive
-    argv = ["uwsgi", "--plugin", "python3", "--http11-socket",
+    argv = ["uwsgi", "--plugin", "python3", socket,
             "%s:%d" % (host, port), "--processes", str(WORKERS), "--master",
             "--wsgi-file", os.path.join(HELLO, "wsgi.py"), "--disable-logging",
             "--die-on-term"]
-    return Server("uwsgi", "uWSGI (%dp)" % WORKERS, argv, port, host=host)
+    return Server(name, "uWSGI %s (%dp)" % (socket, WORKERS), argv, port,
+                  host=host)
 
 
 def uvicorn_server(tmp):
@@ -311,6 +328,7 @@ SERVERS = {
     "gunicorn-sync": lambda tmp: gunicorn_server(tmp, "sync"),
     "gunicorn-gthread": lambda tmp: gunicorn_server(tmp, "gthread"),
     "uwsgi": uwsgi_server,
+    "uwsgi-http": lambda tmp: uwsgi_server(tmp, "--http-socket"),
     "uvicorn": uvicorn_server,
 }
 
@@ -391,7 +409,11 @@ def scenario_hello(args):
             row["keepalive"] = wrk(srv.url, args.duration)
             log("%s: Connection: close, %ds" % (name, args.duration))
             row["time_wait"] = time_wait_sockets(srv.host)
+            opens = tcp_passive_opens()
             row["close"] = wrk(srv.url, args.duration, close=True)
+            if opens is not None and row["close"]["requests"]:
+                row["close"]["conn_per_req"] = (
+                    (tcp_passive_opens() - opens) / row["close"]["requests"])
             row["time_wait_after"] = time_wait_sockets(srv.host)
             return row
 
@@ -413,9 +435,9 @@ def print_hello(results):
                  "skipped" not in r), None)
     print()
     print("hello world, %d workers each, wrk -t2 -c64 (p50/p99 in ms)" % WORKERS)
-    hdr = ("%-32s | %9s %6s %7s %7s | %9s %6s %7s %7s | %6s | %s"
+    hdr = ("%-32s | %9s %6s %7s %7s | %9s %6s %7s %7s %8s | %6s | %s"
            % ("server", "ka req/s", "ratio", "p50", "p99", "cl req/s",
-              "ratio", "p50", "p99", "errors",
+              "ratio", "p50", "p99", "conn/req", "errors",
               "KiB master RSS (PSS) / workers RSS"))
     print(hdr)
     print("-" * len(hdr))
@@ -431,6 +453,8 @@ def print_hello(results):
             cols.append("%9s %6s %7s %7s" % (
                 "%.0f" % w["rps"] if w["rps"] else "FAIL", ratio,
                 fmt_ms(w["p50"]), fmt_ms(w["p99"])))
+        cpr = r["close"].get("conn_per_req")
+        cols[1] += " %8s" % ("-" if cpr is None else "%.2f" % cpr)
         errors = sum(r[m]["errors"] + r[m]["non2xx"] for m in ("keepalive",
                                                               "close"))
         print("%-32s | %s | %s | %6d | %s (%s) / %s" % (
@@ -444,6 +468,9 @@ def print_hello(results):
           "processes that map it.")
     print("gunicorn sync does not keep connections alive, so its keep-alive "
           "run reconnects.")
+    print("conn/req: connections accepted per request in the close run; "
+          "well under 1 means the server\nignored Connection: close and "
+          "kept the connection alive (uWSGI --http11-socket does).")
     tw = [(r["label"].split(" (")[0], r["time_wait"], r["time_wait_after"])
           for r in results if "time_wait" in r]
     if tw:
