@@ -282,6 +282,44 @@ def test_connection_close_is_honoured(srv):
     assert data.endswith(b"Hello, world!\n")
 
 
+@pytest.mark.parametrize("who", ["app", "client"])
+def test_closing_answer_arrives_whole_despite_a_late_request(srv, who):
+    """The connection ends after a big answer, and the client sends another
+    request while the answer is still in the worker's send queue. Closing
+    with unread input makes the kernel send a reset, which throws away the
+    unsent tail; so the worker shuts down its side and drains first. When the
+    client itself asked to close, a request after that is its own bug (the
+    reset is allowed), but the answer must still arrive whole when nothing
+    comes after it."""
+    n = 4 << 20
+    if who == "app":
+        req = build_request("GET", "/big?close=1&n=%d" % n)
+    else:
+        req = build_request("GET", "/big?n=%d" % n,
+                            headers=[("Connection", "close")])
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small window keeps most of the answer in the worker's send queue
+    # when it is done writing.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(T(20))
+    with s:
+        s.connect(srv.addr)
+        s.sendall(req)
+        time.sleep(0.3)  # the worker writes what fits, then finishes
+        if who == "app":
+            s.sendall(build_request("GET", "/"))  # pipelined, but late
+        received = b""
+        while True:
+            chunk = s.recv(1 << 16)  # a reset fails the test here
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert status_of(head) == 200
+    assert len(body) == n, "the answer lost its tail: %d of %d bytes" % (
+        len(body), n)
+
+
 def test_http10_closes_by_default(srv):
     data, closed = raw_exchange(srv.addr,
                                 build_request("GET", "/", version="HTTP/1.0"))

@@ -167,12 +167,12 @@ conn_linger(struct nw_server *s, struct nw_conn *c)
 }
 
 /*
- * The last answer on a connection is written. Its tail may still wait in
- * the kernel for the FIN (wsgi.c sends a closing answer with MSG_MORE), and
- * close() with unread input would drop it and send a reset instead. So the
- * shutdown sends the tail and the FIN in one segment first; then a late
- * pipelined request costs the client at most a reset after the answer, as
- * before.
+ * The last answer on a connection the client asked to close is written. Its
+ * tail may still wait in the kernel for the FIN (wsgi.c sends a closing
+ * answer with MSG_MORE), and close() with unread input would drop it and
+ * send a reset instead. So the shutdown sends the tail and the FIN in one
+ * segment first. A client that sends after asking to close may then get a
+ * reset; one that did not ask is drained instead (conn_linger).
  */
 static void
 conn_finish(struct nw_server *s, struct nw_conn *c)
@@ -369,6 +369,7 @@ static void
 conn_process(struct nw_server *s, struct nw_conn *c)
 {
 	for (;;) {
+		bool client_done;
 		int rc;
 
 		if (c->state == NW_CONN_HEAD) {
@@ -426,6 +427,7 @@ conn_process(struct nw_server *s, struct nw_conn *c)
 		}
 
 		rc = handle_request(s, c);
+		client_done = !c->req.keep_alive;
 		c->state = NW_CONN_HEAD;
 		c->rpos += c->req.head_len;
 		nw_request_reset(&c->req);
@@ -433,7 +435,16 @@ conn_process(struct nw_server *s, struct nw_conn *c)
 		if (rc == NW_HANDLED_FATAL)
 			s->fatal = true;
 		if (rc != NW_HANDLED_KEEP || s->quit) {
-			conn_finish(s, c);
+			/*
+			 * A client that asked to close sends nothing more. When
+			 * we end it instead, the client may already be sending
+			 * its next request: drain it, or the reset that close()
+			 * sends for unread input destroys our answer's tail.
+			 */
+			if (client_done)
+				conn_finish(s, c);
+			else
+				conn_linger(s, c);
 			return;
 		}
 		/*

@@ -39,7 +39,7 @@ struct nw_listener {
 enum nw_conn_state {
 	NW_CONN_HEAD,   /* waiting for, or reading, a request head */
 	NW_CONN_BODY,   /* reading the request body */
-	NW_CONN_LINGER, /* answered with an error; draining input, then close */
+	NW_CONN_LINGER, /* our side is shut: draining input, then close */
 };
 
 /* Each timer list has one timeout, so appending keeps it sorted. */
@@ -47,7 +47,7 @@ enum nw_timer {
 	NW_TIMER_IDLE, /* keep-alive between requests */
 	NW_TIMER_HEAD, /* a request head is arriving */
 	NW_TIMER_BODY, /* a request body is arriving: idle time between reads */
-	NW_TIMER_LINGER, /* lingering close after an error */
+	NW_TIMER_LINGER, /* lingering close */
 	NW_TIMER_GRACE,  /* a fresh connection while stopping */
 	NW_TIMER_COUNT,
 	NW_TIMER_NONE = NW_TIMER_COUNT,

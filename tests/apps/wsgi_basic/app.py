@@ -202,8 +202,11 @@ def application(environ, start_response):
         n = int(q.get("n", str(1 << 20)))
         pattern = b"0123456789abcdef" * 4096
         body = (pattern * (n // len(pattern) + 1))[:n]
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  ("Content-Length", str(n))])
+        headers = [("Content-Type", "application/octet-stream"),
+                   ("Content-Length", str(n))]
+        if q.get("close"):
+            headers.append(("Connection", "close"))
+        start_response("200 OK", headers)
         return [body]
 
     if path == "/status":
