@@ -77,6 +77,8 @@ struct nw_aconn {
 	uint64_t requests;      /* answered on this connection */
 	bool queued;            /* on the server's run queue */
 	struct nw_aconn *qnext;
+	bool held; /* out is held until the batch's release */
+	struct nw_aconn *hnext;
 	int timer;        /* which list it is on, or NW_ATIMER_NONE */
 	int64_t deadline; /* monotonic ms */
 	struct nw_aconn *prev, *next;
@@ -146,9 +148,14 @@ struct nw_aserver {
 	PyObject *on_tick;
 	PyObject *on_runq;
 	PyObject *on_flush;
+	PyObject *on_release;
 	PyObject *tick_handle; /* the loop timer for our timer lists */
 	int64_t tick_due;
 	bool runq_scheduled;
+	/* answers written while a batch of requests takes its first step */
+	struct nw_aconn *held; /* connections with held output, via hnext */
+	size_t batch_started;  /* cycles started by this callback */
+	bool release_scheduled;
 	PyObject *drained; /* a future, while stopping: resolved when idle */
 	struct nw_buf scratch;
 };

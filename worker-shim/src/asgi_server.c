@@ -38,16 +38,19 @@
 #define BODY_READ_SIZE (64 * 1024)
 /* Pipelined input kept while a request runs; past it, reading pauses. */
 #define PIPELINE_MAX (64 * 1024)
+/* Output held for a batch's release, per connection; more goes out now. */
+#define HOLD_MAX (16 * 1024)
 
 typedef struct {
 	PyObject_HEAD struct nw_aserver s;
 } ServerObject;
 
-static const char ws_response[] = "HTTP/1.1 400 Bad Request\r\n"
-                                  "Content-Type: text/plain; charset=utf-8\r\n"
-                                  "Content-Length: 31\r\n"
-                                  "Connection: close\r\n\r\n"
-                                  "WebSocket is not supported yet\n";
+/* The answer to a WebSocket upgrade: around the Date line, as nw_error_iov. */
+static const char ws_head[] = "HTTP/1.1 400 Bad Request\r\n"
+                              "Content-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: 31\r\n"
+                              "Connection: close\r\n";
+static const char ws_body[] = "\r\nWebSocket is not supported yet\n";
 
 void
 nw_aserver_log(const char *fmt, ...)
@@ -152,6 +155,7 @@ static void listeners_update(struct nw_aserver *s);
 static void conn_process(struct nw_aserver *s, struct nw_aconn *c);
 static void check_drained(struct nw_aserver *s);
 static void body_timer(struct nw_aserver *s, struct nw_aconn *c);
+static int out_flush(struct nw_aserver *s, struct nw_aconn *c);
 
 static void
 conn_events(struct nw_aserver *s, struct nw_aconn *c, uint32_t events)
@@ -173,7 +177,7 @@ conn_update_events(struct nw_aserver *s, struct nw_aconn *c)
 
 	if (!c->read_paused)
 		ev |= EPOLLIN;
-	if (c->out.len > c->opos)
+	if (c->out.len > c->opos && !c->held)
 		ev |= EPOLLOUT;
 	conn_events(s, c, ev);
 }
@@ -205,6 +209,8 @@ conn_new(struct nw_aserver *s, int fd, struct nw_alistener *l)
 	c->requests = 0;
 	c->queued = false;
 	c->qnext = NULL;
+	c->held = false;
+	c->hnext = NULL;
 	c->timer = NW_ATIMER_NONE;
 	c->prev = c->next = NULL;
 	c->client = NULL;
@@ -239,12 +245,33 @@ runq_remove(struct nw_aserver *s, struct nw_aconn *c)
 }
 
 static void
+held_remove(struct nw_aserver *s, struct nw_aconn *c)
+{
+	struct nw_aconn **pp;
+
+	if (!c->held)
+		return;
+	for (pp = &s->held; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == c) {
+			*pp = c->hnext;
+			break;
+		}
+	c->held = false;
+	c->hnext = NULL;
+}
+
+static void
 conn_close(struct nw_aserver *s, struct nw_aconn *c)
 {
 	struct nw_cycle *cy = c->cycle;
 
 	timer_unlink(s, c);
 	runq_remove(s, c);
+	if (c->held) {
+		/* written before an abort: it goes out, as it would have */
+		held_remove(s, c);
+		(void)out_flush(s, c);
+	}
 	close(c->fd); /* also leaves the epoll set */
 	c->fd = -1;
 	c->state = NW_ACONN_WAIT;
@@ -293,6 +320,7 @@ static void
 conn_linger(struct nw_aserver *s, struct nw_aconn *c)
 {
 	shutdown(c->fd, SHUT_WR);
+	held_remove(s, c);
 	c->state = NW_ACONN_LINGER;
 	c->read_paused = false;
 	c->out.len = c->opos = 0;
@@ -381,6 +409,29 @@ nw_aconn_write(struct nw_aconn *c, struct iovec *iov, int cnt)
 		return -1;
 	for (i = 0; i < cnt; i++)
 		total += iov[i].iov_len;
+	if (s->release_scheduled && (c->held || c->out.len == c->opos) &&
+	    c->out.len - c->opos + total <= HOLD_MAX) {
+		/* see release_schedule */
+		if (out_append(c, iov, cnt, 0) < 0) {
+			PyErr_Clear();
+			conn_lost(s, c);
+			return -1;
+		}
+		if (!c->held) {
+			c->held = true;
+			c->hnext = s->held;
+			s->held = c;
+		}
+		return 0;
+	}
+	if (c->held) {
+		/* too much to hold: what is held goes first */
+		held_remove(s, c);
+		if (out_flush(s, c) < 0) {
+			conn_lost(s, c);
+			return -1;
+		}
+	}
 	if (c->out.len == c->opos) {
 		struct msghdr mh;
 
@@ -645,6 +696,18 @@ conn_error_status(struct nw_aserver *s, struct nw_aconn *c, int status)
 	conn_error(s, c, iov, 3);
 }
 
+static void
+conn_refuse_websocket(struct nw_aserver *s, struct nw_aconn *c)
+{
+	struct iovec iov[3] = {{(void *)ws_head, sizeof ws_head - 1}, {NULL, 0},
+	    {(void *)ws_body, sizeof ws_body - 1}};
+
+	nw_clock_update(&s->clock);
+	iov[1].iov_base = s->clock.date;
+	iov[1].iov_len = s->clock.date_len;
+	conn_error(s, c, iov, 3);
+}
+
 /* Returns 0, or the status to answer. */
 static int
 body_begin(struct nw_aserver *s, struct nw_aconn *c)
@@ -761,7 +824,6 @@ is_websocket(struct nw_aconn *c)
 static void
 conn_process(struct nw_aserver *s, struct nw_aconn *c)
 {
-	struct iovec ws = {(void *)ws_response, sizeof ws_response - 1};
 	int rc;
 
 	if (c->state == NW_ACONN_WAIT) {
@@ -796,12 +858,13 @@ conn_process(struct nw_aserver *s, struct nw_aconn *c)
 			               "400 to %.*s",
 			    (int)c->req.line.len,
 			    c->in.data + c->rpos + c->req.line.off);
-			conn_error(s, c, &ws, 1);
+			conn_refuse_websocket(s, c);
 			return;
 		}
 		if (c->timer != NW_ATIMER_WRITE)
 			timer_unlink(s, c);
 		c->state = NW_ACONN_CYCLE;
+		s->batch_started++;
 		if (nw_cycle_start(s, c) < 0) {
 			print_error("cannot start the request");
 			conn_error_status(s, c, 500);
@@ -871,11 +934,13 @@ conn_readable(struct nw_aserver *s, struct nw_aconn *c)
 static void
 conn_writable(struct nw_aserver *s, struct nw_aconn *c)
 {
+	held_remove(s, c);
 	if (out_flush(s, c) < 0) {
 		conn_lost(s, c);
 		return;
 	}
 	if (c->out.len > c->opos) {
+		conn_update_events(s, c); /* released output is not watched */
 		timer_set(s, c, NW_ATIMER_WRITE); /* it moved: more time */
 		if (c->cycle != NULL &&
 		    c->out.len - c->opos <= NW_ASGI_WRITE_LOW)
@@ -1102,6 +1167,34 @@ nw_aserver_alog(
 	s->alog_flush_scheduled = true;
 }
 
+/*
+ * Answers written while a batch of requests takes its first step (the
+ * tasks on_events or on_runq started) are held and sent together right
+ * after the batch, as uvloop does with its transports' writes: released
+ * one by one, each answer wakes the client, which then preempts the worker
+ * in the middle of the next request and reads one answer per wake-up. The
+ * release is a loop callback queued behind the batch's tasks, so it runs in
+ * the same loop turn, before the loop polls again.
+ */
+static void
+release_schedule(struct nw_aserver *s)
+{
+	PyObject *r;
+
+	if (s->batch_started == 0)
+		return;
+	s->batch_started = 0;
+	if (s->release_scheduled || s->closed)
+		return;
+	r = PyObject_CallFunctionObjArgs(s->call_soon, s->on_release, NULL);
+	if (r == NULL) {
+		print_error("cannot schedule the release of answers");
+		return;
+	}
+	Py_DECREF(r);
+	s->release_scheduled = true;
+}
+
 /* The loop's callbacks */
 
 static PyObject *
@@ -1141,6 +1234,7 @@ server_on_events(PyObject *self, PyObject *unused)
 			conn_readable(s, c);
 	}
 	s->in_events = false;
+	release_schedule(s);
 	while ((c = s->limbo) != NULL) {
 		s->limbo = c->next;
 		if (s->nfree < FREE_CONNS_MAX && c->in.cap <= 16 * 1024 &&
@@ -1190,6 +1284,23 @@ server_on_runq(PyObject *self, PyObject *unused)
 		if (c->fd >= 0 && c->state == NW_ACONN_WAIT)
 			conn_process(s, c);
 	}
+	release_schedule(s);
+	timers_arm(s);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+server_on_release(PyObject *self, PyObject *unused)
+{
+	struct nw_aserver *s = &((ServerObject *)self)->s;
+	struct nw_aconn *c;
+
+	s->release_scheduled = false;
+	if (s->closed)
+		Py_RETURN_NONE;
+	nw_clock_update(&s->clock);
+	while ((c = s->held) != NULL)
+		conn_writable(s, c);
 	timers_arm(s);
 	Py_RETURN_NONE;
 }
@@ -1210,6 +1321,8 @@ static PyMethodDef on_tick_def = {
     "_on_tick", server_on_tick, METH_NOARGS, NULL};
 static PyMethodDef on_runq_def = {
     "_on_runq", server_on_runq, METH_NOARGS, NULL};
+static PyMethodDef on_release_def = {
+    "_on_release", server_on_release, METH_NOARGS, NULL};
 static PyMethodDef on_flush_def = {
     "_on_flush", server_on_flush, METH_NOARGS, NULL};
 
@@ -1359,6 +1472,8 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	         &on_tick_def, (PyObject *)self, NULL)) == NULL ||
 	    (s->on_runq = PyCFunction_NewEx(
 	         &on_runq_def, (PyObject *)self, NULL)) == NULL ||
+	    (s->on_release = PyCFunction_NewEx(
+	         &on_release_def, (PyObject *)self, NULL)) == NULL ||
 	    (s->on_flush = PyCFunction_NewEx(
 	         &on_flush_def, (PyObject *)self, NULL)) == NULL)
 		goto fail;
@@ -1488,6 +1603,7 @@ server_dealloc(PyObject *self)
 	Py_CLEAR(s->on_events);
 	Py_CLEAR(s->on_tick);
 	Py_CLEAR(s->on_runq);
+	Py_CLEAR(s->on_release);
 	Py_CLEAR(s->on_flush);
 	Py_CLEAR(s->drained);
 	tp_free(self);
