@@ -1,5 +1,5 @@
 /*
- * asgi.h: the ASGI worker's state, shared by asgi_server.c and asgi_cycle.c.
+ * asgi.h: the ASGI worker's state, shared by the asgi_*.c files.
  *
  * An ASGI worker runs an asyncio loop (uvloop when it can). Its sockets are
  * not the loop's business: one epoll set of our own holds the listeners and
@@ -36,6 +36,8 @@ enum nw_aconn_state {
 };
 
 /* Each timer list has one timeout, so appending keeps it sorted. */
+#define NW_ALINGER_MS 2000 /* lingering close */
+#define NW_AGRACE_MS 1000  /* see nw_aconn_stop_idle */
 enum nw_atimer {
 	NW_ATIMER_IDLE,   /* keep-alive between requests */
 	NW_ATIMER_HEAD,   /* a request head is arriving */
@@ -47,7 +49,7 @@ enum nw_atimer {
 	NW_ATIMER_NONE = NW_ATIMER_COUNT,
 };
 
-struct nw_cycle; /* CycleObject, asgi_cycle.c */
+struct nw_cycle; /* below */
 
 struct nw_aconn {
 	enum nw_awatch kind;
@@ -160,29 +162,146 @@ struct nw_aserver {
 	struct nw_buf scratch;
 };
 
-/* asgi_server.c: what a cycle may ask of its connection */
-int nw_aconn_write(struct nw_aconn *c, struct iovec *iov, int cnt);
-size_t nw_aconn_pending(const struct nw_aconn *c);
-void nw_aconn_response_done(struct nw_aconn *c, bool close);
-void nw_aconn_abort(struct nw_aconn *c);
-void nw_aconn_resume_reading(struct nw_aconn *c);
+/*
+ * A request: the ASGI Cycle object (asgi_cycle.c), which is also the
+ * coroutine its task runs. asgi_receive.c and asgi_send.c fill in its
+ * request and response halves.
+ */
+struct nw_cycle {
+	PyObject_HEAD struct nw_aserver *srv;
+	PyObject *server;      /* the ASGIServer: srv lives as long as it */
+	struct nw_aconn *conn; /* NULL once the response is done or lost */
+	PyObject *scope;       /* until the app is called */
+	PyObject *app_iter;    /* the app's awaitable, being driven */
+	PyObject *task;        /* while the app runs */
+	struct nw_cycle *prev, *next; /* the server's running cycles */
+	bool linked;
+	bool finished;  /* the app returned or raised */
+	char line[120]; /* the request line (its start), for error messages */
+	int line_len;
+
+	/* the request */
+	struct nw_buf body; /* arrived, not yet given to receive() */
+	bool body_done;     /* all of it arrived */
+	bool body_final;    /* receive() said more_body False */
+	bool expect_continue;
+	bool continue_sent;
+	bool disconnected;
+	bool is_head;
+	bool keep_alive; /* the request allows it */
+	int minor;
+	PyObject *waiters; /* receive() futures, a list, or NULL */
+	PyObject *drain;   /* the future send() waits on, or NULL */
+
+	/* the response */
+	bool started;
+	bool head_sent;
+	bool complete;
+	bool chunked;
+	bool no_body;
+	bool close;
+	bool app_close;
+	bool has_date;
+	int status;
+	int64_t content_length; /* the app's, or -1 */
+	uint64_t sent;          /* body bytes sent */
+	struct nw_buf head;
+};
+
+/* The strings the ASGI side uses as keys and values, interned once. */
+struct nw_astr {
+	PyObject *type, *http, *asgi, *version, *spec_version, *http_version,
+	    *method, *scheme, *path, *raw_path, *query_string, *root_path,
+	    *headers, *client, *server, *state, *body, *more_body, *status,
+	    *http_request, *http_disconnect, *v1_0, *v1_1, *v3_0, *v2_3, *https,
+	    *await_, *send, *throw, *close, *done, *set_result, *result,
+	    *blocking, *cancel;
+	PyObject *empty; /* b"" */
+};
+extern struct nw_astr nw_str;
+
+/* asgi_server.c: the server's own services */
 void nw_aserver_log(const char *fmt, ...);
+void nw_aserver_print_error(const char *what);
+void nw_aserver_control(struct nw_aserver *s, const char *msg);
+void nw_aserver_check_drained(struct nw_aserver *s);
 void nw_aserver_cycle_ended(struct nw_aserver *s);
 void nw_aserver_alog(
     struct nw_aserver *s, struct nw_aconn *c, int status, uint64_t sent);
 
-/* asgi_cycle.c: the request side */
+/* asgi_timer.c */
+void nw_atimer_set(struct nw_aserver *s, struct nw_aconn *c, int timer);
+void nw_atimer_unlink(struct nw_aserver *s, struct nw_aconn *c);
+void nw_atimers_arm(struct nw_aserver *s);
+void nw_atimers_expire(struct nw_aserver *s);
+
+/* asgi_listen.c */
+int nw_alistener_init(
+    struct nw_aserver *s, struct nw_alistener *l, int fd, bool public);
+void nw_alisteners_update(struct nw_aserver *s);
+void nw_alistener_accept(struct nw_aserver *s, struct nw_alistener *l);
+
+/* asgi_conn.c */
+struct nw_aconn *nw_aconn_new(
+    struct nw_aserver *s, int fd, struct nw_alistener *l);
+void nw_aconn_free(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_free_all(struct nw_aserver *s);
+void nw_aconn_close(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_lost(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_linger(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_finish(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_update_events(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_readable(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_process(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_next(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_body_timer(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_stop_idle(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_timed_out(struct nw_aserver *s, struct nw_aconn *c, int timer);
+/* ...what a cycle may ask of its connection */
+void nw_aconn_response_done(struct nw_aconn *c, bool close);
+void nw_aconn_abort(struct nw_aconn *c);
+void nw_aconn_resume_reading(struct nw_aconn *c);
+
+/* asgi_output.c */
+int nw_aconn_write(struct nw_aconn *c, struct iovec *iov, int cnt);
+size_t nw_aconn_pending(const struct nw_aconn *c);
+int nw_aconn_queue(struct nw_aconn *c, struct iovec *iov, int cnt, size_t skip);
+int nw_aconn_flush(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_unhold(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aconn_writable(struct nw_aserver *s, struct nw_aconn *c);
+void nw_aserver_release_schedule(struct nw_aserver *s);
+void nw_aserver_release(struct nw_aserver *s);
+
+/* asgi_cycle.c */
 int nw_cycle_init(PyObject *module);
-PyObject *nw_cycle_scope_template(struct nw_aserver *s, PyObject *server);
 int nw_cycle_start(struct nw_aserver *s, struct nw_aconn *c);
-void nw_cycle_body(struct nw_cycle *cy, const char *p, size_t n, bool done);
-void nw_cycle_disconnected(struct nw_cycle *cy);
-void nw_cycle_drained(struct nw_cycle *cy);
-void nw_cycle_detach(struct nw_cycle *cy);
-bool nw_cycle_head_sent(const struct nw_cycle *cy);
-size_t nw_cycle_buffered(const struct nw_cycle *cy);
 void nw_cycle_cancel(struct nw_cycle *cy);
 struct nw_cycle *nw_cycle_next(const struct nw_cycle *cy);
+
+/* asgi_receive.c */
+PyObject *nw_cycle_receive(PyObject *self, PyObject *unused);
+void nw_cycle_body(struct nw_cycle *cy, const char *p, size_t n, bool done);
+void nw_cycle_disconnected(struct nw_cycle *cy);
+void nw_cycle_detach(struct nw_cycle *cy);
+size_t nw_cycle_buffered(const struct nw_cycle *cy);
+
+/* asgi_send.c */
+PyObject *nw_cycle_send(PyObject *self, PyObject *msg);
+void nw_cycle_drained(struct nw_cycle *cy);
+bool nw_cycle_head_sent(const struct nw_cycle *cy);
+
+/* asgi_scope.c */
+int nw_scope_init(void);
+PyObject *nw_scope_template(struct nw_aserver *s, PyObject *server);
+PyObject *nw_scope_build(struct nw_aserver *s, struct nw_aconn *c);
+
+/* asgi_wait.c */
+int nw_wait_init(void);
+PyObject *nw_wait_new(PyObject *value, PyObject *future);
+PyObject *nw_wait_none(void);
+PyObject *nw_wait_future(struct nw_cycle *cy, PyObject **fut);
+void nw_future_resolve(PyObject *fut, PyObject *value);
+PyObject *nw_raise_thrown(PyObject *args);
 
 /* Reading stops while this much of a request body waits for receive(). */
 #define NW_ASGI_BODY_HIGH (256 * 1024)
