@@ -173,6 +173,7 @@ struct nw_cycle {
 	struct nw_aconn *conn; /* NULL once the response is done or lost */
 	PyObject *scope;       /* until the app is called */
 	PyObject *app_iter;    /* the app's awaitable, being driven */
+	bool native;           /* app_iter is a coroutine, for iter_send */
 	PyObject *task;        /* while the app runs */
 	struct nw_cycle *prev, *next; /* the server's running cycles */
 	bool linked;
