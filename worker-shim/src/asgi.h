@@ -88,6 +88,7 @@ struct nw_aconn {
 	PyObject *client; /* scope["client"]: (host, port), or None */
 	char host[64];    /* the peer's address, for the access log */
 	bool trusted;     /* loopback or Unix socket: a local proxy */
+	bool local;       /* on this host: see nw_aserver_release */
 };
 
 struct nw_atimer_list {

@@ -90,6 +90,7 @@ nw_aconn_new(struct nw_aserver *s, int fd, struct nw_alistener *l)
 	c->client = NULL;
 	c->host[0] = '\0';
 	c->trusted = false;
+	c->local = false;
 	c->all_prev = NULL;
 	c->all_next = s->conns;
 	if (s->conns)

@@ -8,6 +8,7 @@
  * the buffer drains, the connection goes on as asgi_conn.c decides.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -224,15 +225,31 @@ nw_aserver_release_schedule(struct nw_aserver *s)
 	s->release_scheduled = true;
 }
 
-/* The loop callback the batch queued: the held answers go out. */
+/*
+ * The loop callback the batch queued: the held answers go out. An answer
+ * wakes its client, and one on this host (a proxy, a load generator) is
+ * then made to wait for this CPU: a TCP wake-up tells the scheduler that
+ * the writer is about to sleep, but the worker goes on with the next
+ * batch, and the client waits out the worker's time slice, 2 to 5 ms. With
+ * wrk on the same two cores, wrk threads waited over 2 ms for a CPU 225
+ * times in 2 s (22 against uvicorn) and p99 was 4.5 ms where p50 was
+ * 0.9. So after answering a local client, the worker yields the CPU: p99
+ * 1.4 ms at the same throughput. Remote clients cost no yield.
+ */
 void
 nw_aserver_release(struct nw_aserver *s)
 {
+	bool woke_local = false;
+
 	s->release_scheduled = false;
 	if (s->closed)
 		return;
 	nw_clock_update(&s->clock);
-	while (s->held != NULL)
+	while (s->held != NULL) {
+		woke_local |= s->held->local;
 		nw_aconn_writable(s, s->held);
+	}
 	nw_atimers_arm(s);
+	if (woke_local)
+		sched_yield();
 }
