@@ -35,9 +35,10 @@ enum nw_aconn_state {
 	NW_ACONN_LINGER,  /* our side is shut: drain input, then close */
 };
 
-/* Each timer list has one timeout, so appending keeps it sorted. */
 #define NW_ALINGER_MS 2000 /* lingering close */
 #define NW_AGRACE_MS 1000  /* see nw_aconn_stop_idle */
+
+/* Each timer list has one timeout, so appending keeps it sorted. */
 enum nw_atimer {
 	NW_ATIMER_IDLE,   /* keep-alive between requests */
 	NW_ATIMER_HEAD,   /* a request head is arriving */
