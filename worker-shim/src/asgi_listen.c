@@ -97,39 +97,6 @@ nw_alisteners_update(struct nw_aserver *s)
 	}
 }
 
-/* A Unix socket, a loopback address, or this host's own address. */
-static bool
-peer_is_local(int fd, const struct sockaddr_storage *peer)
-{
-	struct sockaddr_storage self;
-	socklen_t len = sizeof self;
-
-	if (peer->ss_family == AF_INET) {
-		const struct sockaddr_in *p = (const void *)peer;
-
-		if ((ntohl(p->sin_addr.s_addr) >> 24) == 127)
-			return true;
-	} else if (peer->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *p = (const void *)peer;
-
-		if (IN6_IS_ADDR_LOOPBACK(&p->sin6_addr) ||
-		    (IN6_IS_ADDR_V4MAPPED(&p->sin6_addr) &&
-		        p->sin6_addr.s6_addr[12] == 127))
-			return true;
-	} else {
-		return true;
-	}
-	if (getsockname(fd, (struct sockaddr *)&self, &len) < 0 ||
-	    self.ss_family != peer->ss_family)
-		return false;
-	if (peer->ss_family == AF_INET)
-		return ((struct sockaddr_in *)&self)->sin_addr.s_addr ==
-		    ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
-	return memcmp(&((struct sockaddr_in6 *)&self)->sin6_addr,
-	           &((const struct sockaddr_in6 *)peer)->sin6_addr,
-	           sizeof(struct in6_addr)) == 0;
-}
-
 /*
  * scope["client"], the access log's host, whether it is a local proxy
  * (trusted with X-Forwarded-Proto) and whether it runs on this host.
@@ -155,7 +122,7 @@ conn_peer(struct nw_aconn *c, struct sockaddr_storage *peer)
 	c->trusted = port == 0 || strcmp(c->host, "127.0.0.1") == 0 ||
 	    strcmp(c->host, "::1") == 0 ||
 	    strcmp(c->host, "::ffff:127.0.0.1") == 0;
-	c->local = peer_is_local(c->fd, peer);
+	c->local = nw_peer_is_local(c->fd, peer);
 	if (port == 0) {
 		Py_INCREF(Py_None);
 		c->client = Py_None;

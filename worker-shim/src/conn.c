@@ -3,7 +3,8 @@
  *
  * It owns the worker's stderr log line, accepting and configuring one
  * connection from a listener, and describing a listening socket's own
- * address. server.c, module.c and asgi_server.c call it; it keeps no state.
+ * address, and telling a client on this host. server.c, module.c and
+ * asgi_listen.c call it; it keeps no state.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -124,4 +125,41 @@ nw_sock_name(int fd, char host[NW_HOST_MAX], int *port)
 		}
 	}
 	return ss.ss_family;
+}
+
+/*
+ * A Unix socket, a loopback address, or this host's own address: a client
+ * that shares our CPUs (a proxy, a load generator). Both loops yield the
+ * CPU after answering one (see nw_aserver_release).
+ */
+bool
+nw_peer_is_local(int fd, const struct sockaddr_storage *peer)
+{
+	struct sockaddr_storage self;
+	socklen_t len = sizeof self;
+
+	if (peer->ss_family == AF_INET) {
+		const struct sockaddr_in *p = (const void *)peer;
+
+		if ((ntohl(p->sin_addr.s_addr) >> 24) == 127)
+			return true;
+	} else if (peer->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *p = (const void *)peer;
+
+		if (IN6_IS_ADDR_LOOPBACK(&p->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&p->sin6_addr) &&
+		        p->sin6_addr.s6_addr[12] == 127))
+			return true;
+	} else {
+		return true;
+	}
+	if (getsockname(fd, (struct sockaddr *)&self, &len) < 0 ||
+	    self.ss_family != peer->ss_family)
+		return false;
+	if (peer->ss_family == AF_INET)
+		return ((struct sockaddr_in *)&self)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+	return memcmp(&((struct sockaddr_in6 *)&self)->sin6_addr,
+	           &((const struct sockaddr_in6 *)peer)->sin6_addr,
+	           sizeof(struct in6_addr)) == 0;
 }

@@ -1,6 +1,6 @@
 /*
  * conn.h: socket helpers shared by the WSGI loop (server.c, module.c) and
- * the ASGI loop (asgi_server.c). Nothing here knows about Python.
+ * the ASGI loop (asgi_listen.c). Nothing here knows about Python.
  */
 #ifndef NW_CONN_H
 #define NW_CONN_H
@@ -23,5 +23,6 @@ void nw_vlog(const char *fmt, va_list ap);
 int nw_accept(int lfd, bool tcp, struct sockaddr_storage *peer,
     socklen_t *plen);
 int nw_sock_name(int fd, char host[NW_HOST_MAX], int *port);
+bool nw_peer_is_local(int fd, const struct sockaddr_storage *peer);
 
 #endif

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,6 +428,7 @@ conn_process(struct nw_server *s, struct nw_conn *c)
 		}
 
 		rc = handle_request(s, c);
+		s->answered_local |= c->local;
 		client_done = !c->req.keep_alive;
 		c->state = NW_CONN_HEAD;
 		c->rpos += c->req.head_len;
@@ -589,6 +591,7 @@ accept_some(struct nw_server *s, struct nw_listener *l)
 		}
 		memcpy(&c->peer, &peer, plen);
 		c->peerlen = plen;
+		c->local = nw_peer_is_local(fd, &peer);
 		timer_set(
 		    s, c, s->stop_started ? NW_TIMER_GRACE : NW_TIMER_HEAD);
 		/*
@@ -880,6 +883,17 @@ nw_server_serve(struct nw_server *s)
 			}
 		}
 		timers_expire(s);
+		/*
+		 * An answer's TCP write wakes its client as if we were about
+		 * to sleep, so a client on this host (a proxy, a load
+		 * generator) is queued on our CPU and waits out our time slice
+		 * while we go on with the next batch: give it the CPU. The
+		 * ASGI loop does the same (nw_aserver_release).
+		 */
+		if (s->answered_local) {
+			s->answered_local = false;
+			sched_yield();
+		}
 	}
 
 	/* leaving: everything still open is closed without an answer */

@@ -83,6 +83,7 @@ struct nw_conn {
 	PyObject *remote_port;
 	char host[64]; /* the peer's address, for the access log */
 	bool trusted;  /* loopback or Unix socket: a local proxy */
+	bool local;    /* on this host: see the yield in serve() */
 };
 
 struct nw_timer_list {
@@ -123,6 +124,7 @@ struct nw_server {
 	bool quit;    /* INT/QUIT: leave the loop now */
 	bool retired; /* `retire` sent */
 	bool fatal;   /* a Python exception must leave serve() */
+	bool answered_local; /* this batch woke a client on this host */
 	int64_t stop_deadline;
 	int64_t next_heartbeat;
 	int64_t accept_paused_until; /* after EMFILE; 0: not paused */
