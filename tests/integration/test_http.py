@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -468,6 +469,23 @@ def test_app_bugs_are_500_and_worker_survives(srv):
         assert r.status == 500, path
     assert srv.get("/").status == 200
     assert not srv.find_logs(r"exited", since=mark)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("name", "invalid header name 'X Bad'"),
+    ("value", "invalid value for header 'X-Bad'"),
+    ("cl", "invalid Content-Length '12abc'")])
+def test_refused_response_header_is_500_naming_it(srv, kind, message):
+    """A header that would break the framing (a space in a name, CR LF in a
+    value, a bad Content-Length) never reaches the client."""
+    mark = srv.mark()
+    with connect(srv) as s:
+        s.sendall(build_request("GET", "/bad-header?kind=" + kind))
+        r = HTTPReader(s).read_response()
+    assert r.status == 500, kind
+    assert b"X-Evil" not in r.body and r.header("X-Evil") is None
+    srv.wait_for_log(r"ValueError: " + re.escape(message), 10, since=mark)
+    assert srv.get("/").status == 200
 
 
 def test_many_idle_connections(srv):

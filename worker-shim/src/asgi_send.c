@@ -124,7 +124,7 @@ add_header(struct nw_cycle *cy, PyObject *name, PyObject *value)
 	const char *n, *v;
 	Py_ssize_t nl, vl;
 	struct nw_head_info info;
-	int rc = -1, r;
+	int rc = -1;
 
 	if (header_bytes(name, &n, &nl, &tmpn) < 0 ||
 	    header_bytes(value, &v, &vl, &tmpv) < 0)
@@ -132,29 +132,11 @@ add_header(struct nw_cycle *cy, PyObject *name, PyObject *value)
 	info.content_length = cy->content_length;
 	info.app_close = cy->app_close;
 	info.has_date = cy->has_date;
-	r = nw_head_add_header(&cy->head, n, (size_t)nl, v, (size_t)vl, &info);
+	rc = nw_head_add_py(&cy->head, name, n, (size_t)nl, value, v,
+	    (size_t)vl, &info);
 	cy->content_length = info.content_length;
 	cy->app_close = info.app_close;
 	cy->has_date = info.has_date;
-	switch (r) {
-	case NW_HEAD_OK:
-		rc = 0;
-		break;
-	case NW_HEAD_BAD_NAME:
-		PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
-		break;
-	case NW_HEAD_BAD_VALUE:
-		PyErr_Format(
-		    PyExc_ValueError, "invalid value for header %R", name);
-		break;
-	case NW_HEAD_BAD_CL:
-		PyErr_Format(
-		    PyExc_ValueError, "invalid Content-Length %R", value);
-		break;
-	default:
-		PyErr_NoMemory();
-		break;
-	}
 out:
 	Py_XDECREF(tmpn);
 	Py_XDECREF(tmpv);

@@ -163,6 +163,11 @@ PyObject *nw_wsgi_base_environ(struct nw_server *s, struct nw_listener *l,
     PyObject *server_name, PyObject *server_port);
 int nw_wsgi_handle(struct nw_server *s, struct nw_conn *c, PyObject *input);
 
+/* headers.c: nw_head_add_header, with a refusal raised as ValueError */
+int nw_head_add_py(struct nw_buf *head, PyObject *name, const char *n,
+    size_t nl, PyObject *value, const char *v, size_t vl,
+    struct nw_head_info *info);
+
 /* input.c: wsgi.input */
 int nw_input_init(PyObject *module);
 PyObject *nw_input_from_mem(const char *p, size_t n);

@@ -669,7 +669,7 @@ add_header(struct nw_ctx *x, struct nw_buf *h, PyObject *name, PyObject *value)
 	const char *n, *v;
 	Py_ssize_t nl, vl;
 	struct nw_head_info info;
-	int rc = -1, r;
+	int rc = -1;
 
 	if (latin1(name, &n, &nl, &tmpn) < 0 ||
 	    latin1(value, &v, &vl, &tmpv) < 0)
@@ -677,30 +677,11 @@ add_header(struct nw_ctx *x, struct nw_buf *h, PyObject *name, PyObject *value)
 	info.content_length = x->content_length;
 	info.app_close = x->app_close;
 	info.has_date = x->has_date;
-	r = nw_head_add_header(
-	    h, n, (size_t)nl, v, (size_t)vl, &info);
+	rc = nw_head_add_py(h, name, n, (size_t)nl, value, v, (size_t)vl,
+	    &info);
 	x->content_length = info.content_length;
 	x->app_close = info.app_close;
 	x->has_date = info.has_date;
-	switch (r) {
-	case NW_HEAD_OK:
-		rc = 0;
-		break;
-	case NW_HEAD_BAD_NAME:
-		PyErr_Format(PyExc_ValueError, "invalid header name %R", name);
-		break;
-	case NW_HEAD_BAD_VALUE:
-		PyErr_Format(
-		    PyExc_ValueError, "invalid value for header %R", name);
-		break;
-	case NW_HEAD_BAD_CL:
-		PyErr_Format(
-		    PyExc_ValueError, "invalid Content-Length %R", value);
-		break;
-	default:
-		PyErr_NoMemory();
-		break;
-	}
 out:
 	Py_XDECREF(tmpn);
 	Py_XDECREF(tmpv);

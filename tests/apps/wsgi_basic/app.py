@@ -209,6 +209,13 @@ def application(environ, start_response):
         start_response("200 OK", headers)
         return [body]
 
+    if path == "/bad-header":
+        # a header the server must refuse: start_response raises ValueError
+        bad = {"name": ("X Bad", "1"), "value": ("X-Bad", "a\r\nX-Evil: 1"),
+               "cl": ("Content-Length", "12abc")}[q.get("kind", "name")]
+        start_response("200 OK", [bad])
+        return [b"must not be sent\n"]
+
     if path == "/status":
         code = int(q.get("code", "200"))
         start_response("%d %s" % (code, STATUS_TEXT.get(code, "Unknown")),
