@@ -191,44 +191,27 @@ static int
 head_finish(struct nw_cycle *cy, int64_t known)
 {
 	struct nw_aserver *s = cy->srv;
-	struct nw_buf *h = &cy->head;
-	int rc = 0;
+	struct nw_head_info info = {
+	    cy->content_length, cy->app_close, cy->has_date};
+	struct nw_head_end e = {
+	    .status = cy->status,
+	    .minor = cy->minor,
+	    .is_head = cy->is_head,
+	    .keep = cy->keep_alive && !s->stopping && s->keepalive_ms > 0,
+	    .known = known,
+	    /* a client waiting for 100 Continue will not send the body now */
+	    .close = cy->close || (cy->expect_continue && !cy->continue_sent &&
+	                              !cy->body_done),
+	};
 
-	if (cy->content_length < 0 && cy->status >= 200 && cy->status != 204 &&
-	    cy->status != 304) {
-		if (known >= 0) {
-			rc |= nw_buf_append(h, "Content-Length: ", 16);
-			rc |= nw_buf_appendu(h, (uint64_t)known);
-			rc |= nw_buf_append(h, "\r\n", 2);
-		} else if (cy->is_head) {
-			/* no body follows, framing or not */
-		} else if (cy->minor >= 1) {
-			rc |= nw_buf_append(
-			    h, "Transfer-Encoding: chunked\r\n", 28);
-			cy->chunked = true;
-		} else {
-			cy->close = true; /* HTTP/1.0: the end is the close */
-		}
-	}
-	/* a client waiting for 100 Continue will not send the body now */
-	if (cy->expect_continue && !cy->continue_sent && !cy->body_done)
-		cy->close = true;
-	if (cy->app_close || !cy->keep_alive || s->stopping ||
-	    s->keepalive_ms <= 0)
-		cy->close = true;
-	if (cy->close)
-		rc |= nw_buf_append(h, "Connection: close\r\n", 19);
-	else if (cy->minor == 0)
-		rc |= nw_buf_append(h, "Connection: keep-alive\r\n", 24);
-	if (!cy->has_date) {
+	if (!cy->has_date)
 		nw_clock_update(&s->clock);
-		rc |= nw_buf_append(h, s->clock.date, s->clock.date_len);
-	}
-	rc |= nw_buf_append(h, "\r\n", 2);
-	if (rc != 0) {
+	if (nw_head_finish(&cy->head, &info, &e, &s->clock) < 0) {
 		PyErr_NoMemory();
 		return -1;
 	}
+	cy->chunked = cy->chunked || e.chunked;
+	cy->close = e.close;
 	return 0;
 }
 

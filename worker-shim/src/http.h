@@ -186,4 +186,23 @@ enum {
 int nw_head_add_header(struct nw_buf *head, const char *name, size_t namelen,
     const char *value, size_t valuelen, struct nw_head_info *info);
 
+/*
+ * What the server adds after the app's headers: framing when the app gave
+ * no Content-Length (the known size; chunks on HTTP/1.1; the close on
+ * HTTP/1.0; nothing for HEAD, 1xx, 204, 304), Connection, the Date unless
+ * the app sent one, and the blank line. Returns 0, or -1 out of memory.
+ */
+struct nw_head_end {
+	int status;
+	int minor;     /* the request's HTTP/1.minor */
+	bool is_head;
+	bool keep;     /* the client and the server would keep it alive */
+	int64_t known; /* the body's size when known, or -1 */
+	bool chunked;  /* out: the body goes in chunks */
+	bool close;    /* in: closing already decided; out: close afterwards */
+};
+
+int nw_head_finish(struct nw_buf *head, const struct nw_head_info *info,
+    struct nw_head_end *e, const struct nw_clock *clock);
+
 #endif

@@ -308,3 +308,38 @@ nw_head_add_header(struct nw_buf *h, const char *n, size_t nl, const char *v,
 		return NW_HEAD_NOMEM;
 	return NW_HEAD_OK;
 }
+
+int
+nw_head_finish(struct nw_buf *h, const struct nw_head_info *info,
+    struct nw_head_end *e, const struct nw_clock *clock)
+{
+	int rc = 0;
+
+	e->chunked = false;
+	if (info->content_length < 0 && e->status >= 200 && e->status != 204 &&
+	    e->status != 304) {
+		if (e->known >= 0) {
+			rc |= nw_buf_append(h, "Content-Length: ", 16);
+			rc |= nw_buf_appendu(h, (uint64_t)e->known);
+			rc |= nw_buf_append(h, "\r\n", 2);
+		} else if (e->is_head) {
+			/* no body follows, framing or not */
+		} else if (e->minor >= 1) {
+			rc |= nw_buf_append(
+			    h, "Transfer-Encoding: chunked\r\n", 28);
+			e->chunked = true;
+		} else {
+			e->close = true; /* HTTP/1.0: the end is the close */
+		}
+	}
+	if (info->app_close || !e->keep)
+		e->close = true;
+	if (e->close)
+		rc |= nw_buf_append(h, "Connection: close\r\n", 19);
+	else if (e->minor == 0)
+		rc |= nw_buf_append(h, "Connection: keep-alive\r\n", 24);
+	if (!info->has_date)
+		rc |= nw_buf_append(h, clock->date, clock->date_len);
+	rc |= nw_buf_append(h, "\r\n", 2);
+	return rc != 0 ? -1 : 0;
+}

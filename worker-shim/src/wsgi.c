@@ -502,53 +502,29 @@ fail:
 
 /* Response head */
 
-static int
-append_date(struct nw_ctx *x, struct nw_buf *h)
-{
-	struct nw_clock *clk = &x->srv->clock;
-
-	return nw_buf_append(h, clk->date, clk->date_len);
-}
-
 /* Adds framing, Connection and Date to the app's head, and the blank line. */
 static int
 head_finish(struct nw_ctx *x, int64_t known)
 {
 	struct nw_server *s = x->srv;
 	struct nw_request *r = &x->conn->req;
-	struct nw_buf *h = &s->head;
-	int rc = 0;
+	struct nw_head_info info = {
+	    x->content_length, x->app_close, x->has_date};
+	struct nw_head_end e = {
+	    .status = x->status,
+	    .minor = r->minor,
+	    .is_head = x->is_head,
+	    .keep = r->keep_alive && !s->stopping && s->keepalive_ms > 0,
+	    .known = known,
+	    .close = x->close,
+	};
 
-	if (x->content_length < 0 && x->status >= 200 && x->status != 204 &&
-	    x->status != 304) {
-		if (known >= 0) {
-			rc |= nw_buf_append(h, "Content-Length: ", 16);
-			rc |= nw_buf_appendu(h, (uint64_t)known);
-			rc |= nw_buf_append(h, "\r\n", 2);
-		} else if (x->is_head) {
-			/* no body follows, framing or not */
-		} else if (r->minor >= 1) {
-			rc |= nw_buf_append(
-			    h, "Transfer-Encoding: chunked\r\n", 28);
-			x->chunked = true;
-		} else {
-			x->close = true; /* HTTP/1.0: the end is the close */
-		}
-	}
-	if (x->app_close || !r->keep_alive || s->stopping ||
-	    s->keepalive_ms <= 0)
-		x->close = true;
-	if (x->close)
-		rc |= nw_buf_append(h, "Connection: close\r\n", 19);
-	else if (r->minor == 0)
-		rc |= nw_buf_append(h, "Connection: keep-alive\r\n", 24);
-	if (!x->has_date)
-		rc |= append_date(x, h);
-	rc |= nw_buf_append(h, "\r\n", 2);
-	if (rc != 0) {
+	if (nw_head_finish(&s->head, &info, &e, &s->clock) < 0) {
 		PyErr_NoMemory();
 		return -1;
 	}
+	x->chunked = x->chunked || e.chunked;
+	x->close = e.close;
 	return 0;
 }
 
