@@ -64,14 +64,8 @@ method_str(const char *p, size_t n)
 static PyObject *
 path_str(struct nw_aserver *s, const char *p, size_t n)
 {
-	if (memchr(p, '%', n) != NULL) {
-		const char *src = p;
-
-		if (nw_buf_reserve(&s->scratch, n) < 0)
-			return PyErr_NoMemory();
-		p = s->scratch.data;
-		n = nw_percent_decode(src, n, s->scratch.data);
-	}
+	if (nw_path_decode(&s->scratch, &p, &n) < 0)
+		return PyErr_NoMemory();
 	if (s->root_path_len && n >= s->root_path_len &&
 	    memcmp(p, s->root_path_b, s->root_path_len) == 0 &&
 	    (n == s->root_path_len || p[s->root_path_len] == '/')) {

@@ -105,6 +105,11 @@ const struct nw_header *nw_request_header(const struct nw_request *r,
 
 /* %XX decoding of a path into out (n bytes at most); returns its length. */
 size_t nw_percent_decode(const char *p, size_t n, char *out);
+/*
+ * A path with a %XX in it, decoded into scratch: *p and *n then point there.
+ * Returns 0, or -1 out of memory.
+ */
+int nw_path_decode(struct nw_buf *scratch, const char **p, size_t *n);
 
 void nw_chunked_init(struct nw_chunked *c);
 /*

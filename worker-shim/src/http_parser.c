@@ -612,3 +612,15 @@ nw_percent_decode(const char *p, size_t n, char *out)
 	}
 	return o;
 }
+
+int
+nw_path_decode(struct nw_buf *scratch, const char **p, size_t *n)
+{
+	if (memchr(*p, '%', *n) == NULL)
+		return 0;
+	if (nw_buf_reserve(scratch, *n) < 0)
+		return -1;
+	*n = nw_percent_decode(*p, *n, scratch->data);
+	*p = scratch->data;
+	return 0;
+}

@@ -232,14 +232,8 @@ method_str(const char *p, size_t n)
 static PyObject *
 path_info(struct nw_server *s, const char *p, size_t n)
 {
-	if (memchr(p, '%', n) != NULL) {
-		const char *src = p;
-
-		if (nw_buf_reserve(&s->scratch, n) < 0)
-			return PyErr_NoMemory();
-		p = s->scratch.data;
-		n = nw_percent_decode(src, n, s->scratch.data);
-	}
+	if (nw_path_decode(&s->scratch, &p, &n) < 0)
+		return PyErr_NoMemory();
 	if (s->script_name_len && n >= s->script_name_len &&
 	    memcmp(p, s->script_name_b, s->script_name_len) == 0) {
 		p += s->script_name_len;
