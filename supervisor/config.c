@@ -28,6 +28,7 @@
 enum kind {
 	K_APP,
 	K_INTERFACE,
+	K_WORKER_CLASS, /* also sets the interface */
 	K_LOOP,
 	K_PYTHON,
 	K_DIR,       /* chdir: must exist when loaded */
@@ -61,6 +62,7 @@ struct key {
 static const struct key keys[] = {
 	{ "app", K_APP, F(app), 0, 0 },
 	{ "interface", K_INTERFACE, F(interface), 0, 0 },
+	{ "worker_class", K_WORKER_CLASS, F(worker_class), 0, 0 },
 	{ "asyncio_loop", K_LOOP, F(asyncio_loop), 0, 0 },
 	{ "python", K_PYTHON, F(python), 0, 0 },
 	{ "chdir", K_DIR, F(chdir), 0, 0 },
@@ -68,6 +70,8 @@ static const struct key keys[] = {
 	{ "bind", K_BIND, F(binds), 0, 0 },
 	{ "backlog", K_INT, F(backlog), 1, INT_MAX },
 	{ "workers", K_INT, F(workers), 1, 1024 },
+	{ "threads", K_INT, F(threads), 1, 4096 },
+	{ "worker_connections", K_INT, F(worker_connections), 1, 1000000 },
 	{ "timeout", K_SECONDS, F(timeout), 1, 0 },
 	{ "graceful_timeout", K_SECONDS, F(graceful_timeout), 0, 0 },
 	{ "keepalive", K_SECONDS, F(keepalive), 0, 0 },
@@ -275,6 +279,9 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		return 0;
 	case K_INTERFACE:
 		return nw_parse_interface(value, field, why, whylen);
+	case K_WORKER_CLASS:
+		return nw_parse_worker_class(value, field,
+		    &ld->config->interface, why, whylen);
 	case K_LOOP:
 		if (strcmp(value, "auto") != 0 &&
 		    strcmp(value, "asyncio") != 0 &&
@@ -633,7 +640,6 @@ apply_flags(struct load *ld, const struct nw_cli *cli)
 	const struct nw_cli_opt *opt;
 	struct origin o;
 	const char *eq;
-	char why[512];
 	size_t i;
 	long idx;
 
@@ -654,14 +660,6 @@ apply_flags(struct load *ld, const struct nw_cli *cli)
 			}
 			env_set(ld, opt->value, (size_t)(eq - opt->value),
 			    eq + 1, &o, opt->flag);
-			break;
-		case NW_CLI_WORKER_CLASS:
-			idx = key_index("interface");
-			if (nw_parse_worker_class(opt->value,
-			    &ld->config->interface, why, sizeof(why)) < 0)
-				load_fail(ld, &o, opt->flag, "%s", why);
-			else
-				ld->origin[idx] = o;
 			break;
 		}
 	}
@@ -732,6 +730,27 @@ check_python(struct load *ld)
 		    strerror(error));
 }
 
+/*
+ * worker_class also sets the interface, so they only disagree when both
+ * were given: gevent and eventlet serve WSGI apps, as in gunicorn.
+ */
+static void
+check_worker_class(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	const struct origin *o = origin_of(ld, "worker_class");
+
+	if (c->interface == NW_INTERFACE_ASGI &&
+	    (c->worker_class == NW_WORKER_GTHREAD ||
+	    c->worker_class == NW_WORKER_GEVENT ||
+	    c->worker_class == NW_WORKER_EVENTLET))
+		load_fail(ld, o, o->flag != NULL ? o->flag : "worker_class",
+		    "a %s worker serves WSGI apps, but interface = asgi",
+		    c->worker_class == NW_WORKER_GTHREAD ? "gthread" :
+		    c->worker_class == NW_WORKER_GEVENT ? "gevent" :
+		    "eventlet");
+}
+
 static void
 check_chdir(struct load *ld)
 {
@@ -778,6 +797,7 @@ finish(struct load *ld, int lenient)
 	}
 	if (lenient)
 		return;
+	check_worker_class(ld);
 	check_chdir(ld);
 	check_python(ld);
 }
@@ -794,6 +814,8 @@ config_defaults(void)
 	c->python = strdup("/usr/bin/python3");
 	c->backlog = 2048;
 	c->workers = 1;
+	c->threads = 1;
+	c->worker_connections = 1000;
 	c->timeout = 30;
 	c->graceful_timeout = 30;
 	c->keepalive = 2;

@@ -19,6 +19,20 @@ enum nw_interface {
 	NW_INTERFACE_ASGI,
 };
 
+/*
+ * How a worker runs requests concurrently (gunicorn's -k). AUTO: whatever
+ * the interface needs (one request at a time in place for WSGI, or many
+ * with threads > 1; asyncio for ASGI).
+ */
+enum nw_worker_class {
+	NW_WORKER_AUTO,
+	NW_WORKER_SYNC,     /* WSGI: in place, or a pool when threads > 1 */
+	NW_WORKER_GTHREAD,  /* WSGI: a pool of `threads` threads */
+	NW_WORKER_GEVENT,   /* WSGI: monkey-patched, a greenlet a request */
+	NW_WORKER_EVENTLET, /* WSGI: the same with eventlet */
+	NW_WORKER_ASGI,     /* uvicorn's classes: ASGI on asyncio */
+};
+
 enum nw_rollback {
 	NW_ROLLBACK_SYMLINK, /* revert `chdir` when it is a symlink */
 	NW_ROLLBACK_NONE,    /* only keep the old workers */
@@ -41,6 +55,7 @@ struct nw_config {
 	char *path;                 /* the INI file, NULL when none */
 	char *app;                  /* "module:callable" or "module:factory()" */
 	enum nw_interface interface;
+	enum nw_worker_class worker_class;
 	char *asyncio_loop;         /* auto, asyncio, uvloop */
 	char *python;               /* interpreter the workers run */
 	char *chdir;                /* code tree as written (may be a symlink) */
@@ -51,6 +66,8 @@ struct nw_config {
 	int backlog;
 
 	int workers;
+	int threads;                /* WSGI requests at once per worker */
+	int worker_connections;     /* gevent, eventlet: requests at once */
 	double timeout;             /* s without heartbeat before SIGABRT */
 	double graceful_timeout;    /* s a TERMed worker may drain */
 	double keepalive;           /* s an idle keep-alive connection lives */

@@ -31,6 +31,7 @@ static const struct {
 	const char *key;
 } shorts[] = {
 	{ 'w', "workers" },
+	{ 'k', "worker_class" },
 	{ 'b', "bind" },
 	{ 't', "timeout" },
 	{ 'p', "pidfile" },
@@ -68,10 +69,6 @@ lookup_long(const char *name, struct nw_cli_opt *opt, enum special *special)
 		opt->kind = NW_CLI_ENV;
 		return 0;
 	}
-	if (strcmp(norm, "worker_class") == 0) {
-		opt->kind = NW_CLI_WORKER_CLASS;
-		return 0;
-	}
 	for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
 		if (strcmp(norm, aliases[i].flag) == 0) {
 			opt->key = aliases[i].key;
@@ -95,9 +92,6 @@ lookup_short(char letter, struct nw_cli_opt *opt, enum special *special)
 		return 0;
 	case 'e':
 		opt->kind = NW_CLI_ENV;
-		return 0;
-	case 'k':
-		opt->kind = NW_CLI_WORKER_CLASS;
 		return 0;
 	}
 	for (i = 0; i < sizeof(shorts) / sizeof(shorts[0]); i++) {
@@ -224,8 +218,14 @@ nw_config_usage(FILE *out)
 "  -b, --bind ADDRESS        listen on HOST:PORT, [IPV6]:PORT or unix:PATH;\n"
 "                            repeatable (default 127.0.0.1:8000)\n"
 "  -w, --workers N           worker processes (default 1)\n"
-"  -k, --worker-class CLASS  sync or gthread (WSGI), uvicorn.workers.\n"
-"                            UvicornWorker (ASGI), or wsgi, asgi, auto\n"
+"  -k, --worker-class CLASS  sync, gthread, gevent or eventlet (WSGI),\n"
+"                            uvicorn.workers.UvicornWorker (ASGI), or\n"
+"                            wsgi, asgi, auto\n"
+"      --threads N           WSGI requests a worker runs at once, each on\n"
+"                            a thread of its own (default 1)\n"
+"      --worker-connections N\n"
+"                            gevent and eventlet: requests a worker runs\n"
+"                            at once (default 1000)\n"
 "      --python PATH         interpreter the workers run\n"
 "                            (default /usr/bin/python3)\n"
 "      --chdir DIR           the code tree (default: the current directory)\n"

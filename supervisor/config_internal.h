@@ -23,7 +23,6 @@
 enum nw_cli_kind {
 	NW_CLI_KEY,          /* --max-requests 5: key "max_requests" */
 	NW_CLI_ENV,          /* -e NAME=VALUE */
-	NW_CLI_WORKER_CLASS, /* -k gunicorn-worker-class */
 };
 
 /* One option from the command line, in the order given. */
@@ -59,8 +58,8 @@ int nw_parse_size(const char *s, long long *out, char *why, size_t whylen);
 int nw_parse_mode(const char *s, int *out, char *why, size_t whylen);
 int nw_parse_interface(const char *s, enum nw_interface *out, char *why,
     size_t whylen);
-int nw_parse_worker_class(const char *s, enum nw_interface *out, char *why,
-    size_t whylen);
+int nw_parse_worker_class(const char *s, enum nw_worker_class *class,
+    enum nw_interface *interface, char *why, size_t whylen);
 int nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
     size_t whylen);
 int nw_parse_app(const char *s, char **out, char *why, size_t whylen);

@@ -104,6 +104,15 @@ static const char *const interface_names[] = {
 	[NW_INTERFACE_ASGI] = "asgi",
 };
 
+static const char *const worker_class_names[] = {
+	[NW_WORKER_AUTO] = "auto",
+	[NW_WORKER_SYNC] = "sync",
+	[NW_WORKER_GTHREAD] = "gthread",
+	[NW_WORKER_GEVENT] = "gevent",
+	[NW_WORKER_EVENTLET] = "eventlet",
+	[NW_WORKER_ASGI] = "asgi",
+};
+
 static const char *const loglevel_names[] = {
 	"debug", "info", "warning", "error", "critical",
 };
@@ -148,6 +157,9 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_add(p, "NARWHAL_APP", c->app);
 	env_add(p, "NARWHAL_INTERFACE", interface_names[c->interface]);
 	env_add(p, "NARWHAL_ASYNCIO_LOOP", c->asyncio_loop);
+	env_add(p, "NARWHAL_WORKER_CLASS", worker_class_names[c->worker_class]);
+	env_addf(p, "NARWHAL_THREADS", "%d", c->threads);
+	env_addf(p, "NARWHAL_WORKER_CONNECTIONS", "%d", c->worker_connections);
 	env_addf(p, "NARWHAL_WORKER_ID", "%u", w->id);
 	env_addf(p, "NARWHAL_GENERATION", "%u", w->gen->id);
 	env_add(p, "NARWHAL_CHDIR", w->gen->tree);
