@@ -1,0 +1,1 @@
+../integration/concurrency.py

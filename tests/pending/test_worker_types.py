@@ -1,0 +1,56 @@
+"""Reload, probes, rollback and recycling for every worker type (issue 14):
+the tests of test_reload.py, test_rollback.py and test_recycling.py, run
+again with threads, gevent and eventlet workers.
+
+The master's side does not change with the worker type; what these show is
+that a threaded or green worker keeps the contract those tests rely on:
+`booted` after the import, the health check on the private socket, a drain
+that finishes the requests in flight, `retire` at the request budget. The
+test bodies are the originals: only deploy.FAST, the settings every
+deploy test starts from, gets the worker type.
+"""
+
+import pytest
+
+import deploy
+import test_recycling
+import test_reload
+import test_rollback
+
+WORKER_TYPES = {
+    "gthread": {"worker_class": "gthread", "threads": 4},
+    "gevent": {"worker_class": "gevent"},
+    "eventlet": {"worker_class": "eventlet"},
+}
+
+
+@pytest.fixture(params=list(WORKER_TYPES))
+def worker_type(request, monkeypatch):
+    for key, value in WORKER_TYPES[request.param].items():
+        monkeypatch.setitem(deploy.FAST, key, value)
+    return request.param
+
+
+def test_hup_deploys_v2_under_load(narwhal, worker_type):
+    test_reload.test_hup_deploys_v2_under_load(narwhal, 2, 0)
+
+
+def test_worker_not_ready_gets_no_public_request(narwhal, worker_type):
+    test_reload.test_worker_not_ready_gets_no_public_request(narwhal)
+
+
+def test_in_flight_request_completes_across_reload(narwhal, worker_type):
+    test_reload.test_in_flight_request_completes_across_reload(narwhal)
+
+
+def test_rollback_import_error(narwhal, worker_type):
+    test_rollback.test_import_error(narwhal)
+
+
+def test_rollback_segfault_after_going_live(narwhal, worker_type):
+    test_rollback.test_segfault_after_going_live(narwhal)
+
+
+def test_max_requests_recycles_without_losing_capacity(narwhal, worker_type):
+    test_recycling.test_max_requests_recycles_without_losing_capacity(
+        narwhal)
