@@ -230,6 +230,8 @@ void nw_supervise_mark(struct nw_master *m);
 void nw_supervise_reconcile(struct nw_master *m);
 /* After an exit: seconds until the slot respawns, or -1 to drop it. */
 double nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w);
+/* The backoff part of it, at time now; updates w->crashes. */
+double nw_supervise_respawn_delay(struct nw_worker *w, double now);
 void nw_supervise_worker_live(struct nw_master *m, struct nw_worker *w);
 unsigned long nw_supervise_draw_budget(const struct nw_config *config,
     unsigned long random_value);
