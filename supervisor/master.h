@@ -275,6 +275,8 @@ void nw_supervise_reconcile(struct nw_master *m);
 double nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w);
 /* The exponential backoff of a slot after its nth quick death. */
 double nw_supervise_backoff(int crashes);
+/* The backoff part of it, at time now; updates w->crashes. */
+double nw_supervise_respawn_delay(struct nw_worker *w, double now);
 unsigned long nw_supervise_draw_budget(const struct nw_config *config,
     unsigned long random_value);
 
@@ -359,6 +361,11 @@ void nw_master_shutdown(struct nw_master *m, enum nw_stop how);
 char *nw_strdup(const char *s);
 void *nw_calloc(size_t n, size_t size);
 int nw_mkdir_p(const char *path, mode_t mode);
+/* 0 if only owner or root can change dir and every directory above it
+ * (sticky_ok: dir itself may be sticky and writable by all, as /tmp is);
+ * else -1 and why in err. */
+int nw_path_trusted(const char *dir, uid_t owner, int sticky_ok, char *err,
+    size_t errlen);
 long long nw_proc_rss(pid_t pid);
 int nw_set_cloexec(int fd, int on);
 
