@@ -53,8 +53,8 @@ def test_threads_bound_the_requests_at_once(narwhal):
     assert counts["most"] == 3, counts
     assert counts["now"] == 0 and counts["served"] == 9, counts
     # the heartbeat counts every request, whichever thread served it
-    wait_until(lambda: sum(w["requests"] for w in status(n)["workers"]) == 10,
-               10, interval=0.2, what="10 requests in status")
+    wait_until(lambda: sum(w["requests"] for w in status(n)["workers"]) >= 10,
+               10, interval=0.2, what="the requests in status")
 
 
 def test_threads_1_runs_requests_in_place(narwhal):
