@@ -196,7 +196,10 @@ struct nw_master {
 	int control_fd;
 	char *control_path;
 	ev_io control_io;
+	ev_timer control_retry;        /* accept() paused after EMFILE */
 	struct nw_client_list clients;
+	int nclients;
+	int clients_max;               /* see control.c */
 
 	struct nw_libcurl libcurl;     /* loaded with the first ready_path */
 	CURLM *curl;                   /* NULL until then */
