@@ -28,6 +28,7 @@ enum {
 	RELOAD_REFUSED = 3,
 	RELOAD_ROLLED_BACK = 4,
 	RELOAD_TIMEOUT = 5,
+	RELOAD_DEPENDENCY = 6, /* rolled back; the old generation fails too */
 };
 
 static double
@@ -109,6 +110,8 @@ classify(const char *line)
 		return RELOAD_REFUSED;
 	if (strncmp(line, "result: rolled-back", 19) == 0)
 		return RELOAD_ROLLED_BACK;
+	if (strncmp(line, "result: dependency-down", 23) == 0)
+		return RELOAD_DEPENDENCY;
 	return RELOAD_ERROR;
 }
 

@@ -193,8 +193,8 @@ watch_signals(struct nw_master *m)
  * The shim sits next to the binary in a build tree, and in ../lib/narwhal
  * once installed; NARWHAL_SHIM_DIR overrides both.
  */
-static char *
-find_shim_dir(void)
+char *
+nw_find_shim_dir(void)
 {
 	const char *env = getenv("NARWHAL_SHIM_DIR");
 	static const char *const relative[] = { "worker-shim",
@@ -396,7 +396,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_set_userdata(m->loop, m);
 	seed_random();
-	m->shim_dir = find_shim_dir();
+	m->shim_dir = nw_find_shim_dir();
 	nw_info("narwhal %s starting, master pid %d, worker shim %s",
 	    NW_VERSION, (int)getpid(), m->shim_dir);
 	if (setup(m, config) < 0) {
