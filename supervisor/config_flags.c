@@ -37,12 +37,35 @@ static const struct {
 	{ 'u', "user" },
 	{ 'g', "group" },
 	{ 'm', "umask" },
+	{ 'k', "worker_class" },
 };
 
 enum special {
 	NOT_SPECIAL,
 	SPECIAL_CONFIG,
 };
+
+/* A flag of gunicorn's that is not simply a narwhal key's. */
+static int
+from_gunicorn(struct nw_cli_opt *opt)
+{
+	switch (opt->gu->fate) {
+	case NW_GU_KEY:
+		opt->key = nw_config_key_name(opt->gu->key);
+		return opt->key == NULL ? -1 : 0;
+	case NW_GU_NOOP:
+		opt->kind = NW_CLI_NOOP;
+		return 0;
+	case NW_GU_SPECIAL: /* main.c takes --check-config, --print-config */
+		return -1;
+	case NW_GU_REFUSED:
+		opt->kind = NW_CLI_REFUSED;
+		return 0;
+	case NW_GU_HOOK:
+		break;
+	}
+	return -1;
+}
 
 /*
  * Fills opt (kind and key) from a long flag's name: "max-requests" and
@@ -68,16 +91,14 @@ lookup_long(const char *name, struct nw_cli_opt *opt, enum special *special)
 		opt->kind = NW_CLI_ENV;
 		return 0;
 	}
-	if (strcmp(norm, "worker_class") == 0) {
-		opt->kind = NW_CLI_WORKER_CLASS;
-		return 0;
-	}
 	for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
 		if (strcmp(norm, aliases[i].flag) == 0) {
 			opt->key = aliases[i].key;
 			return 0;
 		}
 	}
+	if ((opt->gu = nw_gunicorn_flag(opt->flag)) != NULL)
+		return from_gunicorn(opt);
 	opt->key = nw_config_key_name(norm);
 	return opt->key == NULL ? -1 : 0;
 }
@@ -96,9 +117,6 @@ lookup_short(char letter, struct nw_cli_opt *opt, enum special *special)
 	case 'e':
 		opt->kind = NW_CLI_ENV;
 		return 0;
-	case 'k':
-		opt->kind = NW_CLI_WORKER_CLASS;
-		return 0;
 	}
 	for (i = 0; i < sizeof(shorts) / sizeof(shorts[0]); i++) {
 		if (letter == shorts[i].letter) {
@@ -106,6 +124,8 @@ lookup_short(char letter, struct nw_cli_opt *opt, enum special *special)
 			return 0;
 		}
 	}
+	if ((opt->gu = nw_gunicorn_flag(opt->flag)) != NULL)
+		return from_gunicorn(opt);
 	return -1;
 }
 
@@ -164,6 +184,8 @@ nw_cli_scan(int argc, char **argv, struct nw_cli *cli, char *err,
 			snprintf(err, errlen, "unknown option '%s'", opt.flag);
 			goto fail;
 		}
+		if (opt.value == NULL && opt.gu != NULL && opt.gu->boolean)
+			opt.value = "true";
 		if (opt.value == NULL) {
 			if (i + 1 >= argc) {
 				snprintf(err, errlen, "%s: requires a value",
@@ -200,7 +222,67 @@ void
 nw_cli_free(struct nw_cli *cli)
 {
 	free(cli->opts);
+	nw_strv_free(cli->words);
 	memset(cli, 0, sizeof(*cli));
+}
+
+/* Shell words: blanks separate, '...' and "..." quote, \ escapes. */
+static char **
+split_words(const char *s, int *count)
+{
+	char **v = calloc(strlen(s) / 2 + 3, sizeof(*v)), *w;
+	int n = 1, quote;
+
+	if (v == NULL)
+		return NULL;
+	v[0] = strdup("GUNICORN_CMD_ARGS");
+	for (;;) {
+		while (*s == ' ' || *s == '\t' || *s == '\n')
+			s++;
+		if (*s == '\0' || v[n - 1] == NULL)
+			break;
+		if ((w = v[n++] = malloc(strlen(s) + 1)) == NULL)
+			break;
+		for (quote = 0; *s != '\0'; s++) {
+			if (quote == 0 && (*s == ' ' || *s == '\t' ||
+			    *s == '\n'))
+				break;
+			if (quote == 0 && (*s == '\'' || *s == '"'))
+				quote = *s;
+			else if (quote != 0 && *s == quote)
+				quote = 0;
+			else if (*s == '\\' && quote != '\'' && s[1] != '\0')
+				*w++ = *++s;
+			else
+				*w++ = *s;
+		}
+		*w = '\0';
+	}
+	if (v[n - 1] == NULL) {
+		nw_strv_free(v);
+		return NULL;
+	}
+	*count = n;
+	return v;
+}
+
+int
+nw_cli_scan_string(const char *s, struct nw_cli *cli, char *err,
+    size_t errlen)
+{
+	char **words;
+	int n;
+
+	if ((words = split_words(s, &n)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (nw_cli_scan(n, words, cli, err, errlen) < 0) {
+		nw_strv_free(words);
+		return -1;
+	}
+	cli->words = words;
+	return 0;
 }
 
 void

@@ -189,40 +189,6 @@ watch_signals(struct nw_master *m)
 	}
 }
 
-/*
- * The shim sits next to the binary in a build tree, and in ../lib/narwhal
- * once installed; NARWHAL_SHIM_DIR overrides both.
- */
-static char *
-find_shim_dir(void)
-{
-	const char *env = getenv("NARWHAL_SHIM_DIR");
-	static const char *const relative[] = { "worker-shim",
-		"../lib/narwhal" };
-	char exe[PATH_MAX], candidate[PATH_MAX + 64], probe[PATH_MAX + 96];
-	ssize_t n;
-
-	if (env != NULL && *env != '\0')
-		return nw_strdup(env);
-	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n < 0)
-		return nw_strdup("/usr/lib/narwhal");
-	exe[n] = '\0';
-	*strrchr(exe, '/') = '\0';
-	for (size_t i = 0; i < sizeof relative / sizeof *relative; i++) {
-		char resolved[PATH_MAX];
-
-		snprintf(candidate, sizeof candidate, "%s/%s", exe,
-		    relative[i]);
-		snprintf(probe, sizeof probe, "%s/narwhal_worker/__init__.py",
-		    candidate);
-		if (access(probe, R_OK) == 0 &&
-		    realpath(candidate, resolved) != NULL)
-			return nw_strdup(resolved);
-	}
-	return nw_strdup("/usr/lib/narwhal");
-}
-
 static int
 write_pidfile(const char *path)
 {
@@ -348,9 +314,15 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_set_userdata(m->loop, m);
 	seed_random();
-	m->shim_dir = find_shim_dir();
+	m->shim_dir = nw_shim_dir();
+	if (m->shim_dir == NULL)
+		m->shim_dir = nw_strdup("/usr/lib/narwhal");
 	nw_info("narwhal %s starting, master pid %d, worker shim %s",
 	    NW_VERSION, (int)getpid(), m->shim_dir);
+	nw_info("python: %s (%s)", config->python,
+	    config->python_why ? config->python_why : "configured");
+	for (size_t i = 0; i < config->nnotes; i++)
+		nw_warn("%s", config->notes[i]);
 	if (setup(m, config) < 0) {
 		if (m->current == NULL)
 			nw_config_free(config);

@@ -202,6 +202,8 @@ start(struct nw_master *m, const char *why)
 		nw_sd_ready(m);
 		return;
 	}
+	for (size_t i = 0; i < g->config->nnotes; i++)
+		nw_warn("%s", g->config->notes[i]);
 	m->reload.gen = g;
 	m->reload.started_at = ev_now(m->loop);
 	m->reload.failures = 0;

@@ -131,8 +131,10 @@ go_live(struct nw_master *m, struct nw_worker *w)
 	nw_worker_send(w, "live");
 	w->live_at = ev_now(m->loop);
 	ev_timer_stop(m->loop, &w->watchdog);
-	ev_timer_set(&w->watchdog, timeout, timeout);
-	ev_timer_start(m->loop, &w->watchdog);
+	if (timeout > 0) { /* timeout = 0: no heartbeat deadline */
+		ev_timer_set(&w->watchdog, timeout, timeout);
+		ev_timer_start(m->loop, &w->watchdog);
+	}
 	set_state(m, w, NW_LIVE, NULL);
 	nw_supervise_worker_live(m, w);
 }
@@ -344,7 +346,8 @@ on_control_message(struct nw_master *m, struct nw_worker *w, char *msg)
 		nw_worker_event(m, w, NW_EV_BOOTED, NULL);
 	} else if (strncmp(msg, "hb ", 3) == 0) {
 		w->requests = strtoul(msg + 3, NULL, 10);
-		if (nw_worker_counts_as_capacity(w) && !w->hung)
+		if (nw_worker_counts_as_capacity(w) && !w->hung &&
+		    w->gen->config->timeout > 0)
 			ev_timer_again(m->loop, &w->watchdog);
 	} else if (strcmp(msg, "retire") == 0) {
 		char why[64];

@@ -131,9 +131,13 @@ test_defaults(void)
 		skip("no /usr/bin/python3: the default python cannot load");
 		return;
 	}
+	/* No python set: python3 on PATH, as gunicorn's would be. */
+	setenv("PATH", "/usr/bin:/bin", 1);
+	unsetenv("VIRTUAL_ENV");
 	c = LOAD("app:application");
 	if (!ok(c != NULL, "defaults load: %s", err))
 		return;
+	is_str(c->python_why, "python3 on PATH", "python: how it was found");
 	is_str(c->path, NULL, "no config file");
 	is_str(c->app, "app:application", "app");
 	is_int(c->interface, NW_INTERFACE_AUTO, "interface");
@@ -358,8 +362,8 @@ test_file_errors(void)
 		  "first column; a value fits on one line)",
 		  ini("[narwhal]\n  workers = 2\n  timeout = 3\n")),
 	    "-c", inipath);
-	FAILS(fmt("%s:4: timeout: '0' is not a number of seconds > 0",
-		  ini("[narwhal]\r\napp = a:b\r\n\r\ntimeout = 0\r\n")),
+	FAILS(fmt("%s:4: timeout: 'x' is not a number of seconds >= 0",
+		  ini("[narwhal]\r\napp = a:b\r\n\r\ntimeout = x\r\n")),
 	    "-c", inipath);
 	FAILS(fmt("%s:3: syntax error: expected KEY = VALUE, [SECTION] or a "
 		  "comment",
@@ -437,13 +441,13 @@ test_values(void)
 		{ "--max-requests", "99999999999999999999999",
 		    "'99999999999999999999999' is not a whole number from 0 to "
 		    "9223372036854775807" },
-		{ "--timeout", "0", "'0' is not a number of seconds > 0" },
-		{ "--timeout", "-1", "'-1' is not a number of seconds > 0" },
-		{ "--timeout", "1e3", "'1e3' is not a number of seconds > 0" },
-		{ "--timeout", "inf", "'inf' is not a number of seconds > 0" },
+		{ "--timeout", "-0.5", "'-0.5' is not a number of seconds >= 0" },
+		{ "--timeout", "-1", "'-1' is not a number of seconds >= 0" },
+		{ "--timeout", "1e3", "'1e3' is not a number of seconds >= 0" },
+		{ "--timeout", "inf", "'inf' is not a number of seconds >= 0" },
 		{ "--timeout", "1.2.3",
-		    "'1.2.3' is not a number of seconds > 0" },
-		{ "--timeout", ".", "'.' is not a number of seconds > 0" },
+		    "'1.2.3' is not a number of seconds >= 0" },
+		{ "--timeout", ".", "'.' is not a number of seconds >= 0" },
 		{ "--timeout", "2000000000",
 		    "'2000000000' is too long: at most 1000000000 seconds" },
 		{ "--boot-timeout", "0", "'0' is not a number of seconds > 0" },
