@@ -1099,6 +1099,10 @@ finish(struct load *ld, int lenient)
 	if (c->timeout == 0)
 		note(ld, "timeout 0: no heartbeat timeout, a hung worker is "
 		    "never killed");
+	if (c->access_log_format != NULL && strcmp(c->access_log_format,
+	    NW_GUNICORN_ACCESS_LOG_FORMAT) != 0)
+		note(ld, "access_log_format: not applied yet: the access log "
+		    "has gunicorn's default format");
 }
 
 static struct nw_config *

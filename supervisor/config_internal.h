@@ -19,6 +19,8 @@
 /* The defaults that more than one file needs. */
 #define NW_DEFAULT_PORT "8000"
 #define NW_DEFAULT_BIND "127.0.0.1:" NW_DEFAULT_PORT
+#define NW_GUNICORN_ACCESS_LOG_FORMAT \
+	"%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\""
 
 /* What one of gunicorn's settings becomes here (config_gunicorn.c). */
 enum nw_gunicorn_fate {

@@ -150,8 +150,10 @@ handle_requests(struct nw_master *m)
 		m->more_workers = m->fewer_workers = 0;
 		if (target < 1)
 			target = 1;
-		if (target != m->target)
+		if (target != m->target) {
 			nw_info("workers: %d -> %d", m->target, target);
+			nw_hook_nworkers_changed(m, target, m->target);
+		}
 		m->target = target;
 	}
 	if (req & REQ_RELOAD)
@@ -257,6 +259,7 @@ setup(struct nw_master *m, struct nw_config *config)
 	}
 	m->config = config;
 	m->target = config->workers;
+	nw_hook_call_wait(m, "on_starting");
 	if (nw_listen_open(m, config) < 0)
 		return -1;
 	if (config->pidfile != NULL && write_pidfile(config->pidfile) < 0) {
@@ -341,6 +344,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	ev_run(m->loop, 0);
 
 	status = m->exit_status;
+	nw_hook_call_wait(m, "on_exit");
 	nw_info("master exiting with status %d", status);
 	teardown(m);
 	return status;

@@ -259,6 +259,16 @@ char *nw_state_load_good(struct nw_master *m);
 int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_coldstart_init(struct nw_master *m);
 
+/* hooks.c: gunicorn's master-side server hooks, in a helper process */
+int nw_hook_defined(const struct nw_config *c, const char *hook);
+/* args: "name=value" strings for the hook's stand-ins, NULL-terminated */
+void nw_hook_call(struct nw_master *m, const char *hook,
+    const char *const *args);
+void nw_hook_call_wait(struct nw_master *m, const char *hook);
+void nw_hook_worker_gone(struct nw_master *m, struct nw_worker *w);
+void nw_hook_nworkers_changed(struct nw_master *m, int new_value,
+    int old_value);
+
 /* probe.c: libcurl multi on the libev loop */
 /* Readies probes for config, loading libcurl when it first needs it. */
 int nw_probe_init(struct nw_master *m, const struct nw_config *config,

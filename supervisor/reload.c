@@ -183,6 +183,7 @@ start(struct nw_master *m, const char *why)
 	struct nw_generation *g;
 
 	nw_sd_reloading(m);
+	nw_hook_call(m, "on_reload", NULL);
 	nw_info("reload (%s): reading %s", why,
 	    m->config->path ? m->config->path : "the command line");
 	config = nw_config_load(m->argc, m->argv, err, sizeof err);
@@ -209,8 +210,10 @@ start(struct nw_master *m, const char *why)
 	m->reload.failures = 0;
 	m->reload.done_live = 0;
 	m->reload.old_target = m->target;
-	if (g->config->workers != m->current->config->workers)
+	if (g->config->workers != m->current->config->workers) {
+		nw_hook_nworkers_changed(m, g->config->workers, m->target);
 		m->target = g->config->workers;
+	}
 	nw_info("generation %u: starting %d workers, tree %s", g->id,
 	    m->target, g->tree);
 	nw_control_progress(m, "generation %u: starting %d workers, tree %s",

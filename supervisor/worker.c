@@ -176,6 +176,7 @@ on_exit_event(struct nw_master *m, struct nw_worker *w)
 	ev_timer_stop(m->loop, &w->watchdog);
 	nw_probe_stop(m, w);
 	nw_spawn_close_fds(m, w);
+	nw_hook_worker_gone(m, w);
 	describe_exit(w, how, sizeof how);
 	w->state = NW_EXITED;
 	respawn = nw_supervise_exit_plan(m, w);
