@@ -277,6 +277,7 @@ teardown(struct nw_master *m)
 	struct nw_generation *g;
 
 	nw_control_close(m);
+	nw_watch_close(m);
 	nw_listen_close(m);
 	nw_probe_cleanup(m);
 	if (m->config != NULL && m->config->pidfile != NULL)
@@ -305,6 +306,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->argc = argc;
 	m->argv = argv;
 	m->control_fd = -1;
+	m->watch.fd = -1;
 	TAILQ_INIT(&m->generations);
 	TAILQ_INIT(&m->workers);
 	TAILQ_INIT(&m->clients);
@@ -340,6 +342,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	nw_reload_init(m);
 	nw_coldstart_init(m);
 	nw_sd_init(m);
+	nw_watch_init(m);
 
 	ev_run(m->loop, 0);
 

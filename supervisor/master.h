@@ -202,6 +202,17 @@ struct nw_master {
 	CURLM *curl;                   /* NULL until then */
 	ev_timer curl_timer;
 
+	struct {
+		int fd;                /* inotify; -1: --reload is off */
+		ev_io io;
+		ev_timer settle;       /* quiet time before the reload */
+		char **dirs;           /* watch descriptor -> directory */
+		size_t ndirs;
+		size_t count;          /* directories watched */
+		char *tree;            /* the code tree being watched */
+		char changed[512];     /* first file changed since */
+	} watch;                       /* --reload (watch.c) */
+
 	ev_timer sd_watchdog;
 	int sd_notify;                 /* NOTIFY_SOCKET is set */
 	char sd_status[512];           /* last STATUS= sent */
@@ -268,6 +279,11 @@ void nw_hook_call_wait(struct nw_master *m, const char *hook);
 void nw_hook_worker_gone(struct nw_master *m, struct nw_worker *w);
 void nw_hook_nworkers_changed(struct nw_master *m, int new_value,
     int old_value);
+
+/* watch.c: --reload, inotify on the code tree */
+void nw_watch_init(struct nw_master *m);
+void nw_watch_sync(struct nw_master *m);
+void nw_watch_close(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
 /* Readies probes for config, loading libcurl when it first needs it. */

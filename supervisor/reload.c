@@ -66,6 +66,7 @@ succeed(struct nw_master *m)
 	    g->tree);
 	set_outcome(m, NW_RELOAD_OK, reason, NULL);
 	nw_state_save_good(m, g);
+	nw_watch_sync(m);
 	finish(m);
 }
 
