@@ -239,6 +239,17 @@ struct nw_master {
 	CURLM *curl;                   /* NULL until then */
 	ev_timer curl_timer;
 
+	struct {
+		int fd;                /* inotify; -1: --reload is off */
+		ev_io io;
+		ev_timer settle;       /* quiet time before the reload */
+		char **dirs;           /* watch descriptor -> directory */
+		size_t ndirs;
+		size_t count;          /* directories watched */
+		char *tree;            /* the code tree being watched */
+		char changed[512];     /* first file changed since */
+	} watch;                       /* --reload (watch.c) */
+
 	ev_timer sd_watchdog;
 	int sd_notify;                 /* NOTIFY_SOCKET is set */
 	char sd_status[512];           /* last STATUS= sent */
@@ -309,6 +320,21 @@ char *nw_state_load_good(struct nw_master *m);
 /* A first-generation worker failed before the service was ever live. */
 int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_coldstart_init(struct nw_master *m);
+
+/* hooks.c: gunicorn's master-side server hooks, in a helper process */
+int nw_hook_defined(const struct nw_config *c, const char *hook);
+/* args: "name=value" strings for the hook's stand-ins, NULL-terminated */
+void nw_hook_call(struct nw_master *m, const char *hook,
+    const char *const *args);
+void nw_hook_call_wait(struct nw_master *m, const char *hook);
+void nw_hook_worker_gone(struct nw_master *m, struct nw_worker *w);
+void nw_hook_nworkers_changed(struct nw_master *m, int new_value,
+    int old_value);
+
+/* watch.c: --reload, inotify on the code tree */
+void nw_watch_init(struct nw_master *m);
+void nw_watch_sync(struct nw_master *m);
+void nw_watch_close(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
 /* Readies probes for config, loading libcurl when it first needs it. */

@@ -78,6 +78,7 @@ succeed(struct nw_master *m)
 	    g->tree);
 	set_outcome(m, NW_RELOAD_OK, reason, NULL);
 	nw_state_save_good(m, g);
+	nw_watch_sync(m);
 	finish(m);
 }
 
@@ -267,6 +268,7 @@ start(struct nw_master *m, const char *why)
 	struct nw_generation *g;
 
 	nw_sd_reloading(m);
+	nw_hook_call(m, "on_reload", NULL);
 	nw_info("reload (%s): reading %s", why,
 	    m->config->path ? m->config->path : "the command line");
 	config = nw_config_load(m->argc, m->argv, err, sizeof err);
@@ -286,13 +288,17 @@ start(struct nw_master *m, const char *why)
 		nw_sd_ready(m);
 		return;
 	}
+	for (size_t i = 0; i < g->config->nnotes; i++)
+		nw_warn("%s", g->config->notes[i]);
 	m->reload.gen = g;
 	m->reload.started_at = ev_now(m->loop);
 	m->reload.failures = 0;
 	m->reload.done_live = 0;
 	m->reload.old_target = m->target;
-	if (g->config->workers != m->current->config->workers)
+	if (g->config->workers != m->current->config->workers) {
+		nw_hook_nworkers_changed(m, g->config->workers, m->target);
 		m->target = g->config->workers;
+	}
 	nw_info("generation %u: starting %d workers, tree %s", g->id,
 	    m->target, g->tree);
 	nw_control_progress(m, "generation %u: starting %d workers, tree %s",
