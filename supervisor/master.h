@@ -172,6 +172,7 @@ struct nw_reload {
 	int failures;              /* boot failures so far */
 	int failed;                /* failures > boot_retries: abort */
 	char failure[512];         /* the last failure, for the report */
+	char failure_probe[512];   /* its worker's last probe answer */
 	char *failure_stderr;      /* its worker's last stderr lines */
 	int old_checked;           /* the old generation's workers probed */
 	int old_target;            /* workers to go back to on failure */

@@ -31,6 +31,7 @@ set_outcome(struct nw_master *m, enum nw_reload_outcome outcome,
 	m->last_stderr = stderr_lines && *stderr_lines ? nw_strdup(stderr_lines)
 						       : NULL;
 	m->last_reload_at = ev_now(m->loop);
+	m->last_probe[0] = '\0';
 }
 
 static void
@@ -155,6 +156,8 @@ abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
 	set_outcome(m, dependency ? NW_RELOAD_DEPENDENCY
 				  : NW_RELOAD_ROLLED_BACK,
 	    reason, stderr_lines);
+	snprintf(m->last_probe, sizeof m->last_probe, "%s",
+	    m->reload.failure_probe);
 	nw_rollback_hook(m, g, m->current, reason);
 	/* supervise.c now stops g's booting workers and keeps its live ones
 	 * serving until the current generation is whole again. */
@@ -254,6 +257,8 @@ nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w)
 	/* Decided here, acted on by nw_reload_step() in the same pass. */
 	m->reload.failed = 1;
 	snprintf(m->reload.failure, sizeof m->reload.failure, "%s", how);
+	nw_worker_probe_text(w, m->reload.failure_probe,
+	    sizeof m->reload.failure_probe);
 	free(m->reload.failure_stderr);
 	m->reload.failure_stderr = lines[0] ? nw_strdup(lines) : NULL;
 	return -1;
