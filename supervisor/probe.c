@@ -161,12 +161,11 @@ answered(struct nw_master *m, struct nw_probe *p, long status,
 		nw_supervise_mark(m);
 		return;
 	}
-	if (counted)
-		p->delay = p->delay * PROBE_BACKOFF;
+	schedule(m, p, p->delay);
+	p->delay *= PROBE_BACKOFF;
 	if (p->delay > PROBE_DELAY_MAX)
 		p->delay = PROBE_DELAY_MAX > c->ready_interval
 		    ? PROBE_DELAY_MAX : c->ready_interval;
-	schedule(m, p, p->delay);
 }
 
 /* ---- the warm-up request: plain HTTP/1.1 over the private socket ---- */

@@ -66,7 +66,7 @@ static void
 succeed(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen, *old = m->current;
-	char reason[256];
+	char reason[768];
 
 	nw_generation_hold(g);
 	m->current = g;
@@ -75,11 +75,15 @@ succeed(struct nw_master *m)
 	nw_generation_release(m, old);
 	nw_info("generation %u: live, %d workers, tree %s", g->id, m->target,
 	    g->tree);
-	snprintf(reason, sizeof reason, "generation %u live, tree %s", g->id,
-	    g->tree);
+	snprintf(reason, sizeof reason, "generation %u live, tree %s%s", g->id,
+	    g->tree, strcmp(g->tree, old->tree) == 0 &&
+	    nw_generation_is_plain(g) ? " (the same directory: chdir is "
+	    "neither a symlink nor a git work tree; if narwhal was started "
+	    "inside a symlinked release, set chdir to the symlink)" : "");
 	set_outcome(m, NW_RELOAD_OK, reason, NULL);
 	nw_state_save_good(m, g);
 	finish(m);
+	nw_tree_prune(m);
 }
 
 /* 1: every old worker asked failed the new generation's check. */
@@ -300,6 +304,7 @@ start(struct nw_master *m, const char *why)
 		m->target = g->config->workers;
 	nw_info("generation %u: starting %d workers, tree %s", g->id,
 	    m->target, g->tree);
+	nw_generation_describe(m, g);
 	nw_control_progress(m, "generation %u: starting %d workers, tree %s",
 	    g->id, m->target, g->tree);
 	nw_supervise_mark(m);
