@@ -181,3 +181,40 @@ def test_started_inside_a_symlinked_release_without_chdir(narwhal):
         "tree; if narwhal was started inside a symlinked release, set " \
         "chdir to the symlink)" in r.stdout, r
     assert PYTHON
+
+
+def test_recycling_held_back_is_shown(narwhal):
+    # a plain directory whose files break under running workers: their
+    # replacements cannot boot, so they serve past their budget, and
+    # status says so instead of "2/2 live" alone
+    tree = os.path.join(narwhal.workdir(), "app")
+    os.makedirs(tree)
+    for name in ("release_base.py", "app.py"):
+        src = os.path.join(APPS, "releases",
+                           "common" if name == "release_base.py" else "good",
+                           name)
+        with open(src) as f, open(os.path.join(tree, name), "w") as out:
+            out.write(f.read())
+    with open(os.path.join(tree, "VERSION"), "w") as f:
+        f.write("v1\n")
+    n = start_master(narwhal, Deploy(narwhal.workdir()),
+                     {"chdir": tree, "max_requests": 40, "workers": 2,
+                      "timeout": 4})
+    with Client(n.addr) as client:
+        client.wait_requests(20)
+        with open(os.path.join(tree, "app.py"), "a") as f:
+            f.write("\nimport narwhal_recycle_missing  # noqa\n")
+        s = wait_until(lambda: (lambda s: s if s["recycle_held"] and
+                                s["past_budget"] > 0 else None)(status(n)),
+                       40, interval=0.2, what="recycling held back")
+        assert re.search(r"replacement worker \d+ for worker \d+: exited "
+                         r"with status 3 while spawned", s["recycle_held"]), s
+        out = subprocess.run([BIN, "status", "-c", n.config_path],
+                             capture_output=True, text=True,
+                             timeout=T(10)).stdout
+        assert "recycling held back: replacement worker" in out, out
+        assert re.search(r"past budget: \d live workers? served past "
+                         r"max_requests", out), out
+        client.wait_requests(50)
+        client.stop()
+    assert client.failures() == [], client.summary()
