@@ -139,6 +139,8 @@ send_result(struct nw_master *m, struct nw_control_client *c)
 
 	client_printf(c, "result: %s %s\n", outcome_words[m->last_outcome],
 	    m->last_reason);
+	if (m->last_probe[0] != '\0')
+		client_printf(c, "probe: %s\n", m->last_probe);
 	if (m->last_stderr == NULL)
 		return;
 	lines = nw_strdup(m->last_stderr);
@@ -148,11 +150,26 @@ send_result(struct nw_master *m, struct nw_control_client *c)
 	free(lines);
 }
 
+/* Workers that serve past their request budget, and why. */
+static int
+past_budget(struct nw_master *m)
+{
+	struct nw_worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (nw_worker_counts_as_capacity(w) && w->budget > 0 &&
+		    w->requests >= w->budget)
+			n++;
+	return n;
+}
+
 static void
 status_text(struct nw_master *m, struct nw_control_client *c)
 {
 	double now = ev_now(m->loop);
 	struct nw_worker *w;
+	int over = past_budget(m);
 
 	client_printf(c, "master pid %d, generation %u, %d/%d workers live\n",
 	    (int)getpid(), m->current->id,
@@ -164,15 +181,33 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 	client_printf(c, "last reload: %s%s%s\n",
 	    outcome_words[m->last_outcome], m->last_reason[0] ? ": " : "",
 	    m->last_reason);
+	if (m->recycle_held[0] != '\0')
+		client_printf(c, "recycling held back: %s\n", m->recycle_held);
+	if (over > 0)
+		client_printf(c, "past budget: %d live worker%s served past "
+		    "max_requests, waiting for a replacement\n", over,
+		    over == 1 ? "" : "s");
 	client_printf(c, "%6s %4s %-9s %8s %8s %10s %10s %8s\n", "WORKER",
 	    "GEN", "STATE", "PID", "AGE", "REQUESTS", "RSS", "BUDGET");
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		long long rss = w->pid > 0 ? nw_proc_rss(w->pid) : -1;
+		char rss_text[24] = "-", budget[24] = "-", probe[512];
 
-		client_printf(c, "%6u %4u %-9s %8d %7.0fs %10lu %9lldK %8lu\n",
+		if (rss > 0)
+			snprintf(rss_text, sizeof rss_text, "%lldK", rss / 1024);
+		if (w->budget > 0)
+			snprintf(budget, sizeof budget, "%lu", w->budget);
+		client_printf(c, "%6u %4u %-9s %8d %7.0fs %10lu %10s %8s\n",
 		    w->id, w->gen->id, nw_worker_state_name(w->state),
 		    (int)w->pid, w->pid > 0 ? now - w->spawned_at : 0.,
-		    w->requests, rss > 0 ? rss / 1024 : 0, w->budget);
+		    w->requests, rss_text, budget);
+		if (!nw_worker_is_booting(w) ||
+		    nw_worker_probe_text(w, probe, sizeof probe)[0] == '\0')
+			continue;
+		client_printf(c, "%6s probe: %s (%d of %d failures, %.0fs "
+		    "left)\n", "", probe, w->probe_failures,
+		    w->gen->config->ready_failures,
+		    w->spawned_at + w->gen->config->boot_timeout - now);
 	}
 }
 
@@ -180,12 +215,13 @@ static void
 status_json(struct nw_master *m, struct nw_control_client *c)
 {
 	double now = ev_now(m->loop);
-	char tree[2048], reason[1200], reload_tree[2048];
+	char tree[2048], reason[1200], reload_tree[2048], held[600];
 	struct nw_worker *w;
 	const char *sep = "";
 
 	json_string(tree, sizeof tree, m->current->tree);
 	json_string(reason, sizeof reason, m->last_reason);
+	json_string(held, sizeof held, m->recycle_held);
 	json_string(reload_tree, sizeof reload_tree,
 	    m->reload.gen ? m->reload.gen->tree : "");
 	client_printf(c,
@@ -193,26 +229,39 @@ status_json(struct nw_master *m, struct nw_control_client *c)
 	    "\"target\": %d, \"live\": %d, \"reloading\": %s, "
 	    "\"reload_generation\": %u, \"reload_tree\": %s, "
 	    "\"last_reload\": {\"outcome\": \"%s\", \"reason\": %s, "
-	    "\"at\": %.3f}, \"workers\": [",
+	    "\"at\": %.3f}, \"recycle_held\": %s, \"past_budget\": %d, "
+	    "\"workers\": [",
 	    (int)getpid(), m->current->id, tree, m->target,
 	    nw_master_live_count(m, m->current),
 	    m->reload.gen ? "true" : "false",
 	    m->reload.gen ? m->reload.gen->id : 0, reload_tree,
 	    outcome_words[m->last_outcome], reason,
 	    m->last_reload_at > 0 ? m->last_reload_at - now + (double)time(NULL)
-				  : 0.);
+				  : 0., held, past_budget(m));
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		long long rss = w->pid > 0 ? nw_proc_rss(w->pid) : -1;
+		char probe[600] = "null", text[512];
 
+		if (nw_worker_probe_text(w, text, sizeof text)[0] != '\0') {
+			char quoted[560];
+
+			json_string(quoted, sizeof quoted, text);
+			snprintf(probe, sizeof probe, "{\"status\": %ld, "
+			    "\"failures\": %d, \"text\": %s}",
+			    w->probe_last.status, w->probe_failures, quoted);
+		}
 		client_printf(c,
 		    "%s{\"id\": %u, \"pid\": %d, \"generation\": %u, "
 		    "\"state\": \"%s\", \"age\": %.3f, \"requests\": %lu, "
-		    "\"rss\": %lld, \"budget\": %lu, \"replaces\": %u}",
+		    "\"rss\": %lld, \"budget\": %lu, \"replaces\": %u, "
+		    "\"boot_left\": %.3f, \"probe\": %s}",
 		    sep, w->id, (int)w->pid, w->gen->id,
 		    nw_worker_state_name(w->state),
 		    w->pid > 0 ? now - w->spawned_at : 0., w->requests,
 		    rss > 0 ? rss : 0, w->budget,
-		    w->replaces ? w->replaces->id : 0);
+		    w->replaces ? w->replaces->id : 0,
+		    nw_worker_is_booting(w) ? w->spawned_at +
+			w->gen->config->boot_timeout - now : 0., probe);
 		sep = ", ";
 	}
 	client_printf(c, "]}\n");
