@@ -218,3 +218,39 @@ def test_recycling_held_back_is_shown(narwhal):
         client.wait_requests(50)
         client.stop()
     assert client.failures() == [], client.summary()
+
+
+def test_fd_exhaustion_on_reload_does_not_wedge(narwhal):
+    # the master runs out of file descriptors: the new generation cannot
+    # even be spawned; the reload ends rolled back, the old workers serve,
+    # and once the limit is raised the next reload runs
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2")
+    d.flip("v1")
+    n = start_master(narwhal, d, {"workers": 2})
+    used = len(os.listdir("/proc/%d/fd" % n.pid))
+    soft = subprocess.run(["prlimit", "--pid", str(n.pid), "--nofile",
+                           "--noheadings", "--output=SOFT"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    # room to accept `reload --wait` and read the config, not to spawn
+    subprocess.run(["prlimit", "--pid", str(n.pid),
+                    "--nofile=%d:" % (used + 3)], check=True)
+    with Client(n.addr) as client:
+        client.wait_requests(50)
+        d.flip("v2")
+        started = time.monotonic()
+        r = reload_wait(n, timeout=60)
+        assert r.returncode == 4, r
+        assert "cannot spawn: " in r.stdout, r
+        assert "Too many open files" in r.stdout, r
+        assert time.monotonic() - started < T(20)
+        subprocess.run(["prlimit", "--pid", str(n.pid),
+                        "--nofile=%s:" % soft], check=True)
+        d.flip("v2")
+        r = reload_wait(n, timeout=60)
+        assert r.returncode == 0, r
+        client.wait_requests(50)
+        client.stop()
+    assert client.failures() == [], client.summary()
+    assert client.versions().get("v2"), client.summary()
