@@ -6,6 +6,11 @@
  * and reads lines back until the master closes. The socket lives in the
  * runtime directory, owner-only. This file answers questions and forwards
  * requests; it decides nothing about workers.
+ *
+ * However its clients behave, the master must stay free to supervise: at
+ * most clients_max at once (the oldest silent one makes room for a new
+ * one), a few seconds to send the command, non-blocking writes, and a pause
+ * rather than a busy loop when accept() runs out of file descriptors.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -21,9 +27,17 @@
 #include "log.h"
 #include "master.h"
 
+/* Time to send the command line; `reload wait` then waits unbounded. */
+#define CLIENT_TIMEOUT 5.0
+/* Clients at once, at most; never more than a quarter of the fd limit. */
+#define CLIENTS_MAX 32
+/* After EMFILE or ENFILE in accept(), before trying again. */
+#define ACCEPT_PAUSE 0.5
+
 struct nw_control_client {
 	int fd;
 	ev_io io;
+	ev_timer timeout;             /* the command must come by then */
 	char line[128];
 	size_t len;
 	int waiting;                  /* for a reload's outcome */
@@ -40,12 +54,22 @@ static const char *const outcome_words[] = {
 };
 
 static void
+accept_resume(struct nw_master *m)
+{
+	if (m->control_fd >= 0 && !ev_is_active(&m->control_retry))
+		ev_io_start(m->loop, &m->control_io);
+}
+
+static void
 client_close(struct nw_master *m, struct nw_control_client *c)
 {
 	ev_io_stop(m->loop, &c->io);
+	ev_timer_stop(m->loop, &c->timeout);
 	close(c->fd);
 	TAILQ_REMOVE(&m->clients, c, entry);
+	m->nclients--;
 	free(c);
+	accept_resume(m);
 }
 
 static void
@@ -292,8 +316,30 @@ on_client_readable(struct ev_loop *loop, ev_io *io, int revents)
 	if (nl != NULL)
 		*nl = '\0';
 	ev_io_stop(loop, io);
+	ev_timer_stop(loop, &c->timeout);
 	if (!run_command(m, c))
 		client_close(m, c);
+}
+
+static void
+on_client_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_control_client *c = container_of(t,
+	    struct nw_control_client, timeout);
+
+	client_close(ev_userdata(loop), c);
+}
+
+/* The oldest client that has not said what it wants yet, if any. */
+static struct nw_control_client *
+oldest_silent(struct nw_master *m)
+{
+	struct nw_control_client *c;
+
+	TAILQ_FOREACH(c, &m->clients, entry)
+		if (ev_is_active(&c->timeout))
+			return c;
+	return NULL;
 }
 
 static void
@@ -301,15 +347,52 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct nw_master *m = container_of(io, struct nw_master, control_io);
 	struct nw_control_client *c;
-	int fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd;
 
-	if (fd < 0)
-		return;
-	c = nw_calloc(1, sizeof *c);
-	c->fd = fd;
-	TAILQ_INSERT_TAIL(&m->clients, c, entry);
-	ev_io_init(&c->io, on_client_readable, fd, EV_READ);
-	ev_io_start(loop, &c->io);
+	for (int i = 0; i < CLIENTS_MAX; i++) {
+		if (m->nclients >= m->clients_max) {
+			if ((c = oldest_silent(m)) == NULL) {
+				/* All wait for a reload: client_close()
+				 * resumes accepting. */
+				ev_io_stop(loop, io);
+				return;
+			}
+			client_close(m, c);
+		}
+		fd = accept4(m->control_fd, NULL, NULL,
+		    SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Still readable: without a pause, libev
+				 * would call us again at once, forever. */
+				nw_warn("control socket: accept: %s; pausing "
+					"%gs", strerror(errno), ACCEPT_PAUSE);
+				ev_io_stop(loop, io);
+				ev_timer_set(&m->control_retry, ACCEPT_PAUSE,
+				    0.);
+				ev_timer_start(loop, &m->control_retry);
+			}
+			return;
+		}
+		c = nw_calloc(1, sizeof *c);
+		c->fd = fd;
+		TAILQ_INSERT_TAIL(&m->clients, c, entry);
+		m->nclients++;
+		ev_io_init(&c->io, on_client_readable, fd, EV_READ);
+		ev_io_start(loop, &c->io);
+		ev_timer_init(&c->timeout, on_client_timeout, CLIENT_TIMEOUT,
+		    0.);
+		ev_timer_start(loop, &c->timeout);
+	}
+}
+
+static void
+on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_master *m = container_of(t, struct nw_master, control_retry);
+
+	accept_resume(m);
 }
 
 void
@@ -347,6 +430,7 @@ int
 nw_control_open(struct nw_master *m)
 {
 	mode_t old = umask(0077);
+	struct rlimit nofile;
 
 	m->control_fd = nw_unix_listen(m->control_path, 16);
 	umask(old);
@@ -357,8 +441,15 @@ nw_control_open(struct nw_master *m)
 	}
 	chmod(m->control_path, 0600);
 	fcntl(m->control_fd, F_SETFL, O_NONBLOCK);
+	m->clients_max = CLIENTS_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur / 4 < (rlim_t)m->clients_max)
+		m->clients_max = nofile.rlim_cur / 4 > 0
+		    ? (int)(nofile.rlim_cur / 4)
+		    : 1;
 	ev_io_init(&m->control_io, on_accept, m->control_fd, EV_READ);
 	ev_io_start(m->loop, &m->control_io);
+	ev_timer_init(&m->control_retry, on_accept_retry, 0., 0.);
 	return 0;
 }
 
@@ -374,6 +465,7 @@ nw_control_close(struct nw_master *m)
 	}
 	if (m->control_fd >= 0) {
 		ev_io_stop(m->loop, &m->control_io);
+		ev_timer_stop(m->loop, &m->control_retry);
 		close(m->control_fd);
 		unlink(m->control_path);
 		m->control_fd = -1;

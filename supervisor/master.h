@@ -233,11 +233,25 @@ struct nw_master {
 	int control_fd;
 	char *control_path;
 	ev_io control_io;
+	ev_timer control_retry;        /* accept() paused after EMFILE */
 	struct nw_client_list clients;
+	int nclients;
+	int clients_max;               /* see control.c */
 
 	struct nw_libcurl libcurl;     /* loaded with the first ready_path */
 	CURLM *curl;                   /* NULL until then */
 	ev_timer curl_timer;
+
+	struct {
+		int fd;                /* inotify; -1: --reload is off */
+		ev_io io;
+		ev_timer settle;       /* quiet time before the reload */
+		char **dirs;           /* watch descriptor -> directory */
+		size_t ndirs;
+		size_t count;          /* directories watched */
+		char *tree;            /* the code tree being watched */
+		char changed[512];     /* first file changed since */
+	} watch;                       /* --reload (watch.c) */
 
 	ev_timer sd_watchdog;
 	int sd_notify;                 /* NOTIFY_SOCKET is set */
@@ -278,6 +292,8 @@ void nw_supervise_reconcile(struct nw_master *m);
 double nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w);
 /* The exponential backoff of a slot after its nth quick death. */
 double nw_supervise_backoff(int crashes);
+/* The backoff part of it, at time now; updates w->crashes. */
+double nw_supervise_respawn_delay(struct nw_worker *w, double now);
 unsigned long nw_supervise_draw_budget(const struct nw_config *config,
     unsigned long random_value);
 
@@ -326,6 +342,21 @@ char *nw_state_load_good(struct nw_master *m);
 /* A first-generation worker failed before the service was ever live. */
 int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_coldstart_init(struct nw_master *m);
+
+/* hooks.c: gunicorn's master-side server hooks, in a helper process */
+int nw_hook_defined(const struct nw_config *c, const char *hook);
+/* args: "name=value" strings for the hook's stand-ins, NULL-terminated */
+void nw_hook_call(struct nw_master *m, const char *hook,
+    const char *const *args);
+void nw_hook_call_wait(struct nw_master *m, const char *hook);
+void nw_hook_worker_gone(struct nw_master *m, struct nw_worker *w);
+void nw_hook_nworkers_changed(struct nw_master *m, int new_value,
+    int old_value);
+
+/* watch.c: --reload, inotify on the code tree */
+void nw_watch_init(struct nw_master *m);
+void nw_watch_sync(struct nw_master *m);
+void nw_watch_close(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
 /* Readies probes for config, loading libcurl when it first needs it. */
@@ -381,6 +412,11 @@ void nw_master_shutdown(struct nw_master *m, enum nw_stop how);
 char *nw_strdup(const char *s);
 void *nw_calloc(size_t n, size_t size);
 int nw_mkdir_p(const char *path, mode_t mode);
+/* 0 if only owner or root can change dir and every directory above it
+ * (sticky_ok: dir itself may be sticky and writable by all, as /tmp is);
+ * else -1 and why in err. */
+int nw_path_trusted(const char *dir, uid_t owner, int sticky_ok, char *err,
+    size_t errlen);
 long long nw_proc_rss(pid_t pid);
 int nw_set_cloexec(int fd, int on);
 

@@ -82,6 +82,7 @@ succeed(struct nw_master *m)
 	    "inside a symlinked release, set chdir to the symlink)" : "");
 	set_outcome(m, NW_RELOAD_OK, reason, NULL);
 	nw_state_save_good(m, g);
+	nw_watch_sync(m);
 	finish(m);
 	nw_tree_prune(m);
 }
@@ -276,6 +277,7 @@ start(struct nw_master *m, const char *why)
 	struct nw_generation *g;
 
 	nw_sd_reloading(m);
+	nw_hook_call(m, "on_reload", NULL);
 	nw_info("reload (%s): reading %s", why,
 	    m->config->path ? m->config->path : "the command line");
 	config = nw_config_load(m->argc, m->argv, err, sizeof err);
@@ -295,13 +297,17 @@ start(struct nw_master *m, const char *why)
 		nw_sd_ready(m);
 		return;
 	}
+	for (size_t i = 0; i < g->config->nnotes; i++)
+		nw_warn("%s", g->config->notes[i]);
 	m->reload.gen = g;
 	m->reload.started_at = ev_now(m->loop);
 	m->reload.failures = 0;
 	m->reload.done_live = 0;
 	m->reload.old_target = m->target;
-	if (g->config->workers != m->current->config->workers)
+	if (g->config->workers != m->current->config->workers) {
+		nw_hook_nworkers_changed(m, g->config->workers, m->target);
 		m->target = g->config->workers;
+	}
 	nw_info("generation %u: starting %d workers, tree %s", g->id,
 	    m->target, g->tree);
 	nw_generation_describe(m, g);

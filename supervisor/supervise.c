@@ -19,6 +19,9 @@
 /* A worker that lived this long since spawn was not crash-looping. */
 #define STABLE_UPTIME 30.0
 #define BACKOFF_CAP 30.0
+/* Live at least this long (and as long as its boot took) or served: a
+ * worker that died then was killed, not crash-looping. */
+#define QUICK_DEATH 1.0
 
 #define is_booting nw_worker_is_booting
 
@@ -208,6 +211,7 @@ announce_first_live(struct nw_master *m)
 	    g->tree);
 	nw_state_save_good(m, g);
 	nw_sd_ready(m);
+	nw_hook_call(m, "when_ready", NULL);
 	if (m->reload_pending) {
 		m->reload_pending = 0;
 		nw_reload_request(m, "requested during start-up");
@@ -361,11 +365,38 @@ nw_supervise_draw_budget(const struct nw_config *config,
 	    (spread ? random_value % (spread + 1) : 0);
 }
 
+/*
+ * A crash loop is a worker that dies before it goes live, or dies live
+ * quickly (before QUICK_DEATH, and before it was live as long as its boot
+ * took) without having served a request: each respawn would cost a boot for
+ * nothing, so those back off, 0, 1, 2, 4 ... 30 s. A worker that served and
+ * died (an operator's kill, the OOM killer, a bug on one request) is
+ * replaced at once and clears the count: killing it costs its requests, not
+ * capacity. Respawning it costs at most one boot per life it lived.
+ */
+double
+nw_supervise_respawn_delay(struct nw_worker *w, double now)
+{
+	double uptime = now - w->spawned_at, live = 0;
+	int served;
+
+	if (w->live_at > 0)
+		live = now - w->live_at;
+	served = w->live_at > 0 &&
+	    (w->requests > 0 ||
+		(live >= QUICK_DEATH && live >= w->live_at - w->spawned_at));
+	if (served || uptime >= STABLE_UPTIME)
+		w->crashes = 0;
+	if (served)
+		return 0;
+	w->crashes++;
+	return nw_supervise_backoff(w->crashes);
+}
+
 double
 nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w)
 {
 	struct nw_generation *g = target_generation(m);
-	double uptime = ev_now(m->loop) - w->spawned_at;
 
 	if (m->stopping != NW_RUNNING || w->was_stopped || w->gen != g)
 		return -1;
@@ -379,14 +410,11 @@ nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w)
 		return nw_reload_exit_plan(m, w);
 	if (!m->first_live && nw_coldstart_exit_plan(m, w) < 0)
 		return -1;
-	if (uptime >= STABLE_UPTIME)
-		w->crashes = 0;
-	w->crashes++;
 	if (w->replaces != NULL && w->boot_failure[0] != '\0')
 		snprintf(m->recycle_held, sizeof m->recycle_held,
 		    "replacement worker %u for worker %u: %.180s", w->id,
 		    w->replaces->id, w->boot_failure);
-	return nw_supervise_backoff(w->crashes);
+	return nw_supervise_respawn_delay(w, ev_now(m->loop));
 }
 
 double
