@@ -66,21 +66,24 @@ def test_check_config_refuses_what_would_fail_later(tmp_path):
 
 
 def test_check_app_imports_the_app(tmp_path):
-    r = check("--check-app", "--chdir", DJANGO, "mysite.wsgi:application")
+    r = check("--check-app", "--python", PYTHON, "--chdir", DJANGO,
+              "mysite.wsgi:application")
     assert r.returncode == 0, r.stderr
     assert "mysite.wsgi:application imports from %s: ok" % DJANGO \
         in r.stdout
     tree = tmp_path / "broken"
     tree.mkdir()
     (tree / "app.py").write_text("import narwhal_check_missing  # noqa\n")
-    r = check("--check-app", "--chdir", str(tree), "app:application")
+    r = check("--check-app", "--python", PYTHON, "--chdir", str(tree),
+              "app:application")
     assert r.returncode == 1
     assert "Traceback (most recent call last):" in r.stderr, r.stderr
     assert "ModuleNotFoundError: No module named 'narwhal_check_missing'" \
         in r.stderr
     assert 'File "%s/app.py", line 1' % tree in r.stderr
     (tree / "app.py").write_text("application = 42\n")
-    r = check("--check-app", "--chdir", str(tree), "app:application")
+    r = check("--check-app", "--python", PYTHON, "--chdir", str(tree),
+              "app:application")
     assert r.returncode == 1 and "is not callable" in r.stderr, r.stderr
 
 
@@ -180,7 +183,6 @@ def test_started_inside_a_symlinked_release_without_chdir(narwhal):
     assert "(the same directory: chdir is neither a symlink nor a git work " \
         "tree; if narwhal was started inside a symlinked release, set " \
         "chdir to the symlink)" in r.stdout, r
-    assert PYTHON
 
 
 def test_recycling_held_back_is_shown(narwhal):
