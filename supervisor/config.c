@@ -1438,10 +1438,6 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
 		    "symlink", out);
 		break;
-	case K_SNAPSHOT:
-		fputs(*(const int *)field == NW_SNAPSHOT_OFF ? "off" :
-		    *(const int *)field == NW_SNAPSHOT_GIT ? "git" : "auto", out);
-		break;
 	case K_INT:
 	case K_BOOL:
 		if (k->kind == K_BOOL)

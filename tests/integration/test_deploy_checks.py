@@ -70,7 +70,7 @@ def test_check_config_refuses_what_would_fail_later(tmp_path):
 
 
 def test_check_app_imports_the_app(tmp_path):
-    r = check("--check-app", "--python", PYTHON, "--chdir", DJANGO,
+    r = check("--check-app", "--chdir", DJANGO,
               "mysite.wsgi:application")
     assert r.returncode == 0, r.stderr
     assert "mysite.wsgi:application imports from %s: ok" % DJANGO \
@@ -78,7 +78,7 @@ def test_check_app_imports_the_app(tmp_path):
     tree = tmp_path / "broken"
     tree.mkdir()
     (tree / "app.py").write_text("import narwhal_check_missing  # noqa\n")
-    r = check("--check-app", "--python", PYTHON, "--chdir", str(tree),
+    r = check("--check-app", "--chdir", str(tree),
               "app:application")
     assert r.returncode == 1
     assert "Traceback (most recent call last):" in r.stderr, r.stderr
@@ -86,7 +86,7 @@ def test_check_app_imports_the_app(tmp_path):
         in r.stderr
     assert 'File "%s/app.py", line 1' % tree in r.stderr
     (tree / "app.py").write_text("application = 42\n")
-    r = check("--check-app", "--python", PYTHON, "--chdir", str(tree),
+    r = check("--check-app", "--chdir", str(tree),
               "app:application")
     assert r.returncode == 1 and "is not callable" in r.stderr, r.stderr
 
