@@ -1,6 +1,7 @@
 /*
- * client.c: `narwhal reload` and `narwhal status`, run by an operator or by
- * systemd's ExecReload=, talking to a running master's control socket.
+ * client.c: `narwhal reload`, `narwhal rollback` and `narwhal status`, run by
+ * an operator or by systemd's ExecReload=, talking to a running master's
+ * control socket.
  *
  * It finds the master the way the master found itself: from the same `-c`
  * file or `--pid` (and flags) it was started with. It shares no state with a
@@ -27,6 +28,7 @@ enum {
 	RELOAD_REFUSED = 3,
 	RELOAD_ROLLED_BACK = 4,
 	RELOAD_TIMEOUT = 5,
+	RELOAD_WATCH_ROLLED_BACK = 6,
 };
 
 static double
@@ -73,6 +75,8 @@ classify(const char *line)
 		return RELOAD_REFUSED;
 	if (strncmp(line, "result: rolled-back", 19) == 0)
 		return RELOAD_ROLLED_BACK;
+	if (strncmp(line, "result: watch-rolled-back", 25) == 0)
+		return RELOAD_WATCH_ROLLED_BACK;
 	return RELOAD_ERROR;
 }
 
@@ -133,6 +137,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: narwhal reload [--wait] [--timeout S] [-c FILE | --pid FILE]"
 	    " [OPTIONS]\n"
+	    "       narwhal rollback [--wait] [--timeout S] [-c FILE | --pid "
+	    "FILE] [OPTIONS]\n"
 	    "       narwhal status [--json] [-c FILE | --pid FILE] [OPTIONS]\n");
 }
 
@@ -140,6 +146,7 @@ int
 nw_client_main(int argc, char **argv)
 {
 	const char *command = argv[0];
+	int changes = strcmp(command, "status") != 0;
 	int wait = 0, json = 0, n = 1, fd, rc;
 	double timeout = 0;
 	char **rest = calloc((size_t)argc + 2, sizeof *rest);
@@ -150,11 +157,10 @@ nw_client_main(int argc, char **argv)
 		return RELOAD_ERROR;
 	rest[0] = "narwhal";
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(command, "reload") == 0 &&
-		    strcmp(argv[i], "--wait") == 0) {
+		if (changes && strcmp(argv[i], "--wait") == 0) {
 			wait = 1;
-		} else if (strcmp(command, "reload") == 0 &&
-		    strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+		} else if (changes && strcmp(argv[i], "--timeout") == 0 &&
+		    i + 1 < argc) {
 			timeout = strtod(argv[++i], NULL);
 		} else if (strcmp(command, "status") == 0 &&
 		    strcmp(argv[i], "--json") == 0) {
@@ -188,7 +194,7 @@ nw_client_main(int argc, char **argv)
 		snprintf(request, sizeof request, "status%s\n",
 		    json ? " json" : "");
 	else
-		snprintf(request, sizeof request, "reload%s\n",
+		snprintf(request, sizeof request, "%s%s\n", command,
 		    wait ? " wait" : "");
 	signal(SIGPIPE, SIG_IGN);
 	if (write(fd, request, strlen(request)) < 0) {
@@ -198,11 +204,11 @@ nw_client_main(int argc, char **argv)
 	}
 	rc = relay(fd, wait, wait ? timeout : 0);
 	if (rc == RELOAD_ERROR && wait)
-		fprintf(stderr, "narwhal reload: the master closed the "
-				"connection without an outcome\n");
+		fprintf(stderr, "narwhal %s: the master closed the "
+				"connection without an outcome\n", command);
 	close(fd);
 	if (rc == RELOAD_TIMEOUT)
-		fprintf(stderr, "narwhal reload: no outcome within %gs\n",
-		    timeout);
+		fprintf(stderr, "narwhal %s: no outcome within %gs\n",
+		    command, timeout);
 	return rc;
 }

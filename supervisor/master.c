@@ -299,6 +299,8 @@ setup(struct nw_master *m, struct nw_config *config)
 	}
 	if (nw_control_open(m) < 0)
 		return -1;
+	if (nw_prometheus_open(m) < 0 || nw_statsd_open(m) < 0)
+		return -1;
 	return 0;
 }
 
@@ -308,6 +310,9 @@ teardown(struct nw_master *m)
 	struct nw_generation *g;
 
 	nw_control_close(m);
+	nw_prometheus_close(m);
+	nw_statsd_close(m);
+	nw_history_free(m);
 	nw_listen_close(m);
 	nw_probe_cleanup(m);
 	if (m->config != NULL && m->config->pidfile != NULL)
@@ -336,6 +341,9 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->argc = argc;
 	m->argv = argv;
 	m->control_fd = -1;
+	m->prom.fd = -1;
+	m->statsd.fd = -1;
+	TAILQ_INIT(&m->prom.clients);
 	TAILQ_INIT(&m->generations);
 	TAILQ_INIT(&m->workers);
 	TAILQ_INIT(&m->clients);
@@ -363,6 +371,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	ev_prepare_start(m->loop, &m->reconcile_prepare);
 	nw_supervise_init(m);
 	nw_reload_init(m);
+	nw_watch_init(m);
 	nw_coldstart_init(m);
 	nw_sd_init(m);
 

@@ -70,7 +70,8 @@ succeed(struct nw_master *m)
 }
 
 static void
-abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
+abort_reload(struct nw_master *m, const char *why, const char *stderr_lines,
+    enum nw_reload_outcome outcome)
 {
 	struct nw_generation *g = m->reload.gen;
 	char reason[512], note[256] = "";
@@ -82,7 +83,7 @@ abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
 	nw_rollback_tree(m, g, m->current, note, sizeof note);
 	snprintf(reason, sizeof reason, "generation %u failed: %s%s%s", g->id,
 	    why, *note ? "; " : "", note);
-	set_outcome(m, NW_RELOAD_ROLLED_BACK, reason, stderr_lines);
+	set_outcome(m, outcome, reason, stderr_lines);
 	nw_rollback_hook(m, g, m->current, reason);
 	/* supervise.c now stops g's booting workers and keeps its live ones
 	 * serving until the current generation is whole again. */
@@ -171,7 +172,7 @@ nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w)
 		return 0.5;
 	}
 	snprintf(why, sizeof why, "%s", how);
-	abort_reload(m, why, lines);
+	abort_reload(m, why, lines, NW_RELOAD_ROLLED_BACK);
 	return -1;
 }
 
@@ -192,7 +193,8 @@ start(struct nw_master *m, const char *why)
 		nw_config_free(config);
 		config = NULL;
 	}
-	g = config ? nw_generation_new(m, config, NULL, err, sizeof err) : NULL;
+	g = config ? nw_generation_new(m, config, m->reload_tree, err,
+	    sizeof err) : NULL;
 	if (g == NULL) {
 		if (config != NULL)
 			nw_config_free(config);
@@ -230,6 +232,14 @@ nw_reload_request(struct nw_master *m, const char *why)
 		return;
 	}
 	start(m, why);
+}
+
+void
+nw_reload_abort(struct nw_master *m, const char *why,
+    enum nw_reload_outcome outcome)
+{
+	if (m->reload.gen != NULL)
+		abort_reload(m, why, NULL, outcome);
 }
 
 void

@@ -163,7 +163,9 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_addf(p, "NARWHAL_PRIVATE_FD", "%d", FD_PRIVATE);
 	env_add(p, "NARWHAL_LISTEN_FDS", listen_fds);
 	env_addf(p, "NARWHAL_MAX_REQUESTS", "%lu", w->budget);
-	env_addf(p, "NARWHAL_HEARTBEAT", "%g", c->timeout / 4.);
+	/* Often enough for the watchdog and for fresh counters. */
+	env_addf(p, "NARWHAL_HEARTBEAT", "%g", c->timeout / 4. <
+	    c->metrics_interval ? c->timeout / 4. : c->metrics_interval);
 	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
 	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
 	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);
