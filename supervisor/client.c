@@ -28,7 +28,7 @@ enum {
 	RELOAD_REFUSED = 3,
 	RELOAD_ROLLED_BACK = 4,
 	RELOAD_TIMEOUT = 5,
-	RELOAD_WATCH_ROLLED_BACK = 6,
+	RELOAD_WATCH_ROLLED_BACK = 7, /* 6: dependency-down, see e10 */
 };
 
 static double

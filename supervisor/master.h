@@ -225,6 +225,7 @@ struct nw_watch {
 	int passed;                  /* the rest of the generation may follow */
 	ev_timer window;             /* watch_window from started_at */
 	char verdict[256];           /* the last judgement, for status */
+	char failure[320];           /* condemned: the reconcile rolls back */
 };
 
 /* The last generations that went fully live, for `narwhal rollback`. */

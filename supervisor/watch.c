@@ -112,17 +112,16 @@ pass(struct nw_master *m, const char *why)
 	nw_supervise_mark(m);
 }
 
+/* Decided here, acted on by nw_watch_step() in the reconcile pass. */
 static void
-roll_back(struct nw_master *m, const char *why)
+condemn(struct nw_master *m, const char *why)
 {
-	char reason[384];
-
-	snprintf(m->watch.verdict, sizeof m->watch.verdict, "rolled back: %.200s",
-	    why);
-	snprintf(reason, sizeof reason, "watch: canary worse than generation "
-	    "%u: %s", m->current->id, why);
+	snprintf(m->watch.verdict, sizeof m->watch.verdict,
+	    "rolled back: %.200s", why);
+	snprintf(m->watch.failure, sizeof m->watch.failure, "watch: canary "
+	    "worse than generation %u: %.200s", m->current->id, why);
 	ev_timer_stop(m->loop, &m->watch.window);
-	nw_reload_abort(m, reason, NW_RELOAD_WATCH_ROLLED_BACK);
+	nw_supervise_mark(m);
 }
 
 /* Judges now; at_end: the window is over, so "not worse" passes. */
@@ -146,7 +145,7 @@ judge(struct nw_master *m, int at_end)
 	snprintf(m->watch.verdict, sizeof m->watch.verdict, "watching: %.200s",
 	    why);
 	if (verdict == 1)
-		roll_back(m, why);
+		condemn(m, why);
 	else if (at_end && verdict == 0)
 		pass(m, why);
 	else if (at_end) {
@@ -165,7 +164,7 @@ on_window_end(struct ev_loop *loop, ev_timer *t, int revents)
 
 	ev_timer_stop(loop, t);
 	if (m->watch.gen != NULL && m->watch.gen == m->reload.gen &&
-	    !m->watch.passed)
+	    !m->watch.passed && m->watch.failure[0] == '\0')
 		judge(m, 1);
 }
 
@@ -176,7 +175,8 @@ nw_watch_heartbeat(struct nw_master *m, struct nw_worker *w)
 	struct nw_worker *can;
 
 	if (m->watch.gen == NULL || m->watch.gen != m->reload.gen ||
-	    m->watch.passed || m->watch.started_at == 0)
+	    m->watch.passed || m->watch.started_at == 0 ||
+	    m->watch.failure[0] != '\0')
 		return;
 	if (w->gen != m->watch.gen && w->gen != m->current)
 		return;
@@ -204,6 +204,14 @@ nw_watch_step(struct nw_master *m)
 		m->watch.passed = 0;
 		m->watch.started_at = 0;
 		m->watch.verdict[0] = '\0';
+		m->watch.failure[0] = '\0';
+	}
+	if (m->watch.failure[0] != '\0') {
+		char why[sizeof m->watch.failure];
+
+		memcpy(why, m->watch.failure, sizeof why);
+		nw_reload_abort(m, why, NW_RELOAD_WATCH_ROLLED_BACK);
+		return;
 	}
 	if (m->watch.started_at > 0 || (can = canary(m)) == NULL)
 		return;
@@ -229,6 +237,7 @@ nw_watch_reload_finished(struct nw_master *m)
 	m->watch.gen = NULL;
 	m->watch.started_at = 0;
 	m->watch.passed = 0;
+	m->watch.failure[0] = '\0';
 }
 
 int
