@@ -40,7 +40,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-flask python3-django python3-fastapi python3-starlette \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
-	dpkg-dev clang-format
+	dpkg-dev clang-format prometheus
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb
 
