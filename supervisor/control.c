@@ -37,6 +37,7 @@ static const char *const outcome_words[] = {
 	[NW_RELOAD_OK] = "ok",
 	[NW_RELOAD_INVALID_CONFIG] = "refused",
 	[NW_RELOAD_ROLLED_BACK] = "rolled-back",
+	[NW_RELOAD_DEPENDENCY] = "dependency-down",
 	[NW_RELOAD_WATCH_ROLLED_BACK] = "watch-rolled-back",
 };
 
@@ -213,10 +214,12 @@ metrics_json(struct nw_master *m, struct nw_control_client *c)
 		client_printf(c, "%s\"%s\": %llu", i > 1 ? ", " : "",
 		    nw_restart_cause_name(i), m->metrics.restarts[i]);
 	client_printf(c, "}, \"reloads\": {\"ok\": %llu, \"refused\": %llu, "
-	    "\"rolled-back\": %llu, \"watch-rolled-back\": %llu}",
+	    "\"rolled-back\": %llu, \"dependency-down\": %llu, "
+	    "\"watch-rolled-back\": %llu}",
 	    m->metrics.reloads[NW_RELOAD_OK],
 	    m->metrics.reloads[NW_RELOAD_INVALID_CONFIG],
 	    m->metrics.reloads[NW_RELOAD_ROLLED_BACK],
+	    m->metrics.reloads[NW_RELOAD_DEPENDENCY],
 	    m->metrics.reloads[NW_RELOAD_WATCH_ROLLED_BACK]);
 	client_printf(c, ", \"rollbacks\": {\"boot\": %llu, \"watch\": %llu, "
 	    "\"manual\": %llu}", m->metrics.rollbacks[NW_ROLLBACK_BOOT],

@@ -322,7 +322,7 @@ nw_metrics_reload_finished(struct nw_master *m)
 	m->metrics.reloads[o]++;
 	if (o == NW_RELOAD_OK && manual == 1)
 		m->metrics.rollbacks[NW_ROLLBACK_MANUAL]++;
-	else if (o == NW_RELOAD_ROLLED_BACK)
+	else if (o == NW_RELOAD_ROLLED_BACK || o == NW_RELOAD_DEPENDENCY)
 		m->metrics.rollbacks[manual == 2 ? NW_ROLLBACK_MANUAL
 						 : NW_ROLLBACK_BOOT]++;
 	else if (o == NW_RELOAD_WATCH_ROLLED_BACK)

@@ -294,6 +294,8 @@ nw_prometheus_render(struct nw_master *m, size_t *len)
 	    m->metrics.reloads[NW_RELOAD_INVALID_CONFIG]);
 	put(&t, "narwhal_reloads_total{outcome=\"rolled_back\"} %llu\n",
 	    m->metrics.reloads[NW_RELOAD_ROLLED_BACK]);
+	put(&t, "narwhal_reloads_total{outcome=\"dependency_down\"} %llu\n",
+	    m->metrics.reloads[NW_RELOAD_DEPENDENCY]);
 	put(&t, "narwhal_reloads_total{outcome=\"watch_rolled_back\"} %llu\n",
 	    m->metrics.reloads[NW_RELOAD_WATCH_ROLLED_BACK]);
 	head(&t, "narwhal_rollbacks_total", "counter",

@@ -134,7 +134,7 @@ def test_status_has_counters(narwhal):
     assert set(s["restarts"]) == {"recycled", "lifetime", "memory",
                                   "crashed", "timed_out", "boot_failed"}
     assert s["reloads"] == {"ok": 0, "refused": 0, "rolled-back": 0,
-                            "watch-rolled-back": 0}
+                            "dependency-down": 0, "watch-rolled-back": 0}
     assert [g["id"] for g in s["generations"]] == [1]
     assert s["generations"][0]["role"] == "current"
     for w in s["workers"]:
