@@ -11,6 +11,9 @@
  *      s504=N lat=C0,...,C11 latsum_us=N ws=N
  *
  * Keys come in any order and unknown keys are ignored: room to grow.
+ * `<served>` also counts the master's own health checks (on the private
+ * socket); the status classes count public answers only, so when they are
+ * there, a worker's requests are their sum.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -135,6 +138,9 @@ nw_metrics_parse_hb(const char *msg, struct nw_counters *out,
 			sockets = v;
 #undef KEY
 	}
+	if (keyed)
+		c.requests = c.status[1] + c.status[2] + c.status[3] +
+		    c.status[4] + c.status[5];
 	*out = c;
 	*inflight = infl > 1000000 ? 1000000 : (unsigned)infl;
 	*ws = sockets > 1000000 ? 1000000 : (unsigned)sockets;
@@ -190,7 +196,7 @@ nw_metrics_heartbeat(struct nw_master *m, struct nw_worker *w,
 		    (int)w->pid, msg);
 		return;
 	}
-	w->requests = (unsigned long)c.requests;
+	w->requests = strtoul(msg, NULL, 10);
 	if (!keyed) {
 		/* Only the count: keep what it means, and nothing else. */
 		c = w->counted;

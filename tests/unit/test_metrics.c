@@ -26,7 +26,7 @@ parses_the_documented_format(void)
 
 	is_int(nw_metrics_parse_hb(full_hb, &c, &inflight, &ws), 1,
 	    "a full heartbeat has counters");
-	is_int((long long)c.requests, 1234, "served is the first token");
+	is_int((long long)c.requests, 1234, "requests: the classes' sum");
 	is_int((long long)c.status[2], 1200, "s2");
 	is_int((long long)c.status[5], 20, "s5");
 	is_int((long long)c.s500, 15, "s500");
@@ -104,7 +104,11 @@ totals_survive_an_exit(void)
 
 	fixture_init(&f);
 	nw_metrics_heartbeat(&f.m, &f.w1, "100 s2=90 s5=10 s500=10");
-	nw_metrics_heartbeat(&f.m, &f.w2, "50 s2=50");
+	nw_metrics_heartbeat(&f.m, &f.w2, "53 s2=50");
+	is_int((long long)f.w2.requests, 53,
+	    "served (health checks included) for status");
+	is_int((long long)f.w2.counted.requests, 50,
+	    "requests: the public answers, by class");
 	nw_metrics_heartbeat(&f.m, &f.w3, "7 s2=7");
 	nw_metrics_sum(&f.m, NULL, &all);
 	is_int((long long)all.requests, 157, "all workers: 157 answers");
@@ -186,7 +190,7 @@ prometheus_text(void)
 	fixture_init(&f);
 	nw_metrics_heartbeat(&f.m, &f.w1, full_hb);
 	nw_metrics_heartbeat(&f.m, &f.w2, full_hb);
-	nw_metrics_heartbeat(&f.m, &f.w3, "3 inflight=1 s2=3 lat=3");
+	nw_metrics_heartbeat(&f.m, &f.w3, "5 inflight=1 s2=3 lat=3");
 	f.m.reload.gen = &f.gen2;
 	text = nw_prometheus_render(&f.m, &len);
 	ok(text != NULL && len > 0, "rendered %zu bytes", len);
