@@ -174,8 +174,8 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: narwhal reload [--wait] [--timeout S] [-c FILE | --pid FILE]"
-	    " [OPTIONS]\n"
+	    "usage: narwhal reload [--wait | --watching] [--timeout S] "
+	    "[-c FILE | --pid FILE] [OPTIONS]\n"
 	    "       narwhal rollback [--wait] [--timeout S] [-c FILE | --pid "
 	    "FILE] [OPTIONS]\n"
 	    "       narwhal status [--json] [-c FILE | --pid FILE] [OPTIONS]\n");
@@ -186,7 +186,7 @@ nw_client_main(int argc, char **argv)
 {
 	const char *command = argv[0];
 	int changes = strcmp(command, "status") != 0;
-	int wait = 0, json = 0, n = 1, fd, rc;
+	int wait = 0, json = 0, watching = 0, n = 1, fd, rc;
 	double timeout = 0;
 	char **rest = calloc((size_t)argc + 2, sizeof *rest);
 	char err[1024], *path, request[32];
@@ -198,6 +198,9 @@ nw_client_main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (changes && strcmp(argv[i], "--wait") == 0) {
 			wait = 1;
+		} else if (strcmp(command, "reload") == 0 &&
+		    strcmp(argv[i], "--watching") == 0) {
+			wait = watching = 1;
 		} else if (changes && strcmp(argv[i], "--timeout") == 0 &&
 		    i + 1 < argc) {
 			timeout = strtod(argv[++i], NULL);
@@ -238,8 +241,8 @@ nw_client_main(int argc, char **argv)
 		snprintf(request, sizeof request, "status%s\n",
 		    json ? " json" : "");
 	else
-		snprintf(request, sizeof request, "%s%s\n", command,
-		    wait ? " wait" : "");
+		snprintf(request, sizeof request, "%s%s%s\n", command,
+		    wait ? " wait" : "", watching ? " watching" : "");
 	signal(SIGPIPE, SIG_IGN);
 	if (write(fd, request, strlen(request)) < 0) {
 		fprintf(stderr, "narwhal %s: %s\n", command, strerror(errno));

@@ -28,6 +28,7 @@ struct nw_control_client {
 	char line[128];
 	size_t len;
 	int waiting;                  /* for a reload's outcome */
+	int until_watching;           /* ...or only until its canary is watched */
 	unsigned long wait_until;     /* reloads_finished to reach */
 	TAILQ_ENTRY(nw_control_client) entry;
 };
@@ -344,9 +345,11 @@ run_command(struct nw_master *m, struct nw_control_client *c)
 	} else if (strcmp(c->line, "reload") == 0) {
 		nw_reload_request(m, "control socket");
 		client_printf(c, "ok: reload requested\n");
-	} else if (strcmp(c->line, "reload wait") == 0) {
+	} else if (strcmp(c->line, "reload wait") == 0 ||
+	    strcmp(c->line, "reload wait watching") == 0) {
 		/* A running reload is not this one: wait for the next. */
 		c->waiting = 1;
+		c->until_watching = c->line[11] != '\0';
 		c->wait_until = m->reloads_finished +
 		    (m->reload.gen != NULL ? 2 : 1);
 		nw_reload_request(m, "control socket");
@@ -416,6 +419,22 @@ nw_control_reload_finished(struct nw_master *m)
 			continue;
 		send_result(m, c);
 		c->waiting = 0;
+		client_close(m, c);
+	}
+}
+
+/* The running reload's canary is live and watched: `--watching` is done. */
+void
+nw_control_watching(struct nw_master *m, const char *what)
+{
+	struct nw_control_client *c, *next;
+
+	for (c = TAILQ_FIRST(&m->clients); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (!c->waiting || !c->until_watching ||
+		    c->wait_until != m->reloads_finished + 1)
+			continue;
+		client_printf(c, "result: ok %s\n", what);
 		client_close(m, c);
 	}
 }

@@ -114,6 +114,8 @@ nw_history_rollback(struct nw_master *m, char *why, size_t whylen)
 
 		if (point_link(c->chdir, target, why, whylen) < 0)
 			return -1;
+		free(m->rollback_undo);
+		m->rollback_undo = nw_strdup(m->current->link_target);
 		nw_warn("rollback: %s points at %s (was %s)", c->chdir, target,
 		    m->current->link_target);
 	} else {
@@ -126,9 +128,34 @@ nw_history_rollback(struct nw_master *m, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * A rollback refused before it started (the config file became invalid)
+ * must not leave the link moved; one whose tree failed had it put back by
+ * nw_rollback_tree() already.
+ */
+void
+nw_history_reload_finished(struct nw_master *m)
+{
+	char why[512];
+
+	if (m->metrics.rollback_manual == 1 && m->rollback_undo != NULL &&
+	    m->last_outcome == NW_RELOAD_INVALID_CONFIG) {
+		if (point_link(m->current->config->chdir, m->rollback_undo, why,
+		    sizeof why) < 0)
+			nw_error("rollback: %s", why);
+		else
+			nw_warn("rollback: refused; %s points at %s again",
+			    m->current->config->chdir, m->rollback_undo);
+	}
+	free(m->rollback_undo);
+	m->rollback_undo = NULL;
+}
+
 void
 nw_history_free(struct nw_master *m)
 {
+	free(m->rollback_undo);
+	m->rollback_undo = NULL;
 	while (m->ngood > 0)
 		entry_free(&m->good[--m->ngood]);
 	free(m->reload_tree);

@@ -339,6 +339,7 @@ struct nw_master {
 	struct nw_good_tree good[NW_GOOD_KEEP]; /* oldest first */
 	int ngood;                     /* entries used in good[] */
 	char *reload_tree;             /* next reload's tree, not chdir's */
+	char *rollback_undo;           /* chdir's link before `rollback` moved it */
 
 	ev_timer sd_watchdog;
 	int sd_notify;                 /* NOTIFY_SOCKET is set */
@@ -461,6 +462,7 @@ void nw_watch_init(struct nw_master *m);
 /* history.c: the last good trees, `narwhal rollback` */
 void nw_history_push(struct nw_master *m, struct nw_generation *g);
 int nw_history_rollback(struct nw_master *m, char *why, size_t whylen);
+void nw_history_reload_finished(struct nw_master *m);
 void nw_history_free(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
@@ -490,6 +492,7 @@ int nw_unix_listen(const char *path, int backlog);
 int nw_control_open(struct nw_master *m);
 void nw_control_close(struct nw_master *m);
 void nw_control_reload_finished(struct nw_master *m);
+void nw_control_watching(struct nw_master *m, const char *what);
 void nw_control_progress(struct nw_master *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

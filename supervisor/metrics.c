@@ -333,6 +333,7 @@ nw_metrics_reload_finished(struct nw_master *m)
 						 : NW_ROLLBACK_BOOT]++;
 	else if (o == NW_RELOAD_WATCH_ROLLED_BACK)
 		m->metrics.rollbacks[NW_ROLLBACK_WATCH]++;
+	nw_history_reload_finished(m);
 	m->metrics.rollback_manual = 0;
 	free(m->reload_tree);
 	m->reload_tree = NULL;

@@ -194,6 +194,7 @@ nw_watch_step(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen;
 	struct nw_worker *can;
+	char what[160];
 
 	if (!holding(m))
 		return;
@@ -225,6 +226,9 @@ nw_watch_step(struct nw_master *m)
 	    g->config->watch_window);
 	nw_control_progress(m, "generation %u: canary worker %u live, "
 	    "watching for %gs", g->id, can->id, g->config->watch_window);
+	snprintf(what, sizeof what, "generation %u: canary worker %u live, "
+	    "watching for %gs", g->id, can->id, g->config->watch_window);
+	nw_control_watching(m, what);
 	if (can->reports_counters < 0)
 		pass(m, "workers send no counters: nothing to judge");
 }

@@ -202,6 +202,22 @@ def test_reload_starts_with_a_canary(narwhal):
     wait_settled(n, 2, 3)
 
 
+def test_reload_watching_returns_when_the_canary_is_watched(narwhal):
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2")
+    d.flip("v1")
+    n = start_master(narwhal, d, {"watch": True, "watch_window": 5})
+    d.flip("v2")
+    r = subprocess.run([BIN, "reload", "--watching", "--timeout",
+                        "%g" % T(60), "-c", n.config_path],
+                       capture_output=True, text=True, timeout=T(75))
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert re.search(r"^result: ok generation 2: canary worker \d+ live, "
+                     r"watching for 5s$", r.stdout, re.M), r.stdout
+    wait_settled(n, 2, 2)
+
+
 def test_rollback_command_goes_back_to_previous_tree(narwhal):
     d = Deploy(narwhal.workdir())
     d.make_release("v1")
