@@ -296,3 +296,21 @@ def test_rollback_stops_a_running_reload(narwhal):
     assert d.link() == os.path.join("releases", "v1")
     wait_settled(n, 1, 2)
     assert n.get("/").body == b"v1\n"
+
+
+def test_rollback_with_an_invalid_config_leaves_the_link(narwhal):
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2")
+    d.flip("v1")
+    n = start_master(narwhal, d)
+    d.flip("v2")
+    assert reload_wait(n).returncode == 0
+    from deploy import rewrite_config
+    rewrite_config(n, text=n.config_text.replace("workers = 2",
+                                                 "workers = many"))
+    r = rollback_cli(n)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "result: refused" in r.stdout and "workers" in r.stdout, r.stdout
+    assert d.link() == os.path.join("releases", "v2")
+    assert n.get("/").body == b"v2\n"

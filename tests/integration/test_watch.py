@@ -10,12 +10,15 @@ that need the worker shim to send its counters with the heartbeat
   recycle and a reload; statsd's gunicorn.requests adds up to the same.
 """
 
+import os
 import re
+import socket
+import threading
 
 import pytest
 
-from conftest import T, wait_until
-from deploy import (Client, Deploy, reload_wait, start_master, status,
+from conftest import T, Narwhal, wait_until
+from deploy import (FAST, Client, Deploy, reload_wait, start_master, status,
                     wait_settled)
 from metrics_util import (StatsdListener, metrics_address, promtool_check,
                           scrape, scrape_text, value, worker_sends_counters)
@@ -36,12 +39,52 @@ def watched(extra=None):
     return s
 
 
+class Notified(Narwhal):
+    """A master with a NOTIFY_SOCKET this test reads (STATUS= lines)."""
+
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
+        self.notify_path = os.path.join(workdir, "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(0.2)
+        self.messages = []
+        self._done = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while not self._done.is_set():
+            try:
+                data = self.notify.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.cond:
+                self.messages.append(data.decode(errors="replace"))
+
+    def command(self):
+        return ["/usr/bin/env", "NOTIFY_SOCKET=" + self.notify_path] + \
+            super().command()
+
+    def stop(self, timeout=20):
+        rc = super().stop(timeout)
+        self._done.set()
+        self.notify.close()
+        return rc
+
+
 def test_main_route_500_is_rolled_back_under_load(narwhal):
     d = Deploy(narwhal.workdir())
     d.make_release("v1")
     d.make_release("v2", "main_500")
     d.flip("v1")
-    n = start_master(narwhal, d, watched())
+    s = dict(FAST)
+    s["chdir"] = d.current
+    s.update(watched())
+    n = Notified(narwhal.workdir(), settings=s)
+    narwhal.started.append(n)
+    n.start()
     where = metrics_address(n)
     with Client(n.addr) as client:
         client.wait_requests(200)
@@ -79,6 +122,11 @@ def test_main_route_500_is_rolled_back_under_load(narwhal):
     s = scrape(where)
     assert value(s, "narwhal_rollbacks_total", trigger="watch") == 1
     assert value(s, "narwhal_reloads_total", outcome="watch_rolled_back") == 1
+    # systemd hears it too
+    wait_until(lambda: any("last reload: rolled back by the watch (5xx)" in
+                           msg for msg in list(n.messages)), 10,
+               what="STATUS= saying the watch rolled back")
+    assert any("watching a canary" in msg for msg in list(n.messages))
     print("5xx seen by users during the window: %d of %d requests"
           % (len(fives), len(samples)))
 
