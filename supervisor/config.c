@@ -989,7 +989,7 @@ config_defaults(void)
 	c->watch = 1;
 	c->watch_window = 30;
 	c->watch_min_requests = 50;
-	c->watch_error_margin = 0.05;
+	c->watch_error_margin = 0.02;
 	c->metrics_interval = 1;
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;

@@ -1004,7 +1004,9 @@ static const char *const every_key[] = {
 	"limit_request_fields", "limit_request_field_size",
 	"limit_request_body", "pidfile", "user", "group", "umask",
 	"runtime_dir", "state_dir", "control_socket", "accesslog",
-	"errorlog", "loglevel",
+	"errorlog", "loglevel", "watch", "watch_window",
+	"watch_min_requests", "watch_error_margin", "metrics_bind",
+	"metrics_interval", "statsd_host", "statsd_prefix", "dogstatsd_tags",
 };
 
 #define NKEYS (sizeof(every_key) / sizeof(every_key[0]))

@@ -260,9 +260,60 @@ statsd_lines(void)
 	close(sv[1]);
 }
 
+static struct nw_config *
+flags(const char *key, const char *value, char *err, size_t errlen)
+{
+	char *argv[] = { "narwhal", "--chdir", "/tmp", "app:application",
+		(char *)key, (char *)value, NULL };
+
+	return nw_config_load(key ? 6 : 4, argv, err, errlen);
+}
+
+static void
+config_keys(void)
+{
+	struct nw_config *c;
+	char err[1024];
+
+	c = flags(NULL, NULL, err, sizeof err);
+	if (ok(c != NULL, "defaults load: %s", err)) {
+		is_int(c->watch, 1, "the watch is on by default");
+		ok(c->watch_window == 30, "watch_window 30");
+		is_int(c->watch_min_requests, 50, "watch_min_requests 50");
+		ok(c->watch_error_margin == 0.02, "watch_error_margin 0.02");
+		ok(c->metrics_bind == NULL && c->statsd_host == NULL,
+		    "metrics_bind and statsd_host off");
+		ok(c->metrics_interval == 1, "metrics_interval 1");
+	}
+	nw_config_free(c);
+	c = flags("--watch", "off", err, sizeof err);
+	ok(c != NULL && c->watch == 0, "--watch off");
+	nw_config_free(c);
+	c = flags("--watch", "maybe", err, sizeof err);
+	ok(c == NULL && strstr(err, "'maybe' is not one of true, false") !=
+	    NULL, "--watch maybe: %s", err);
+	c = flags("--watch-error-margin", "1.5", err, sizeof err);
+	ok(c == NULL && strstr(err, "'1.5' is not a number from 0 to 1"),
+	    "--watch-error-margin 1.5: %s", err);
+	c = flags("--metrics-bind", "fd://x", err, sizeof err);
+	ok(c == NULL && strstr(err, "is not HOST:PORT or unix:PATH"),
+	    "--metrics-bind fd://x: %s", err);
+	c = flags("--metrics-bind", "127.0.0.1:9108", err, sizeof err);
+	ok(c != NULL && strcmp(c->metrics_bind, "127.0.0.1:9108") == 0,
+	    "--metrics-bind 127.0.0.1:9108");
+	nw_config_free(c);
+	c = flags("--statsd-host", "localhost:8125", err, sizeof err);
+	ok(c != NULL && strcmp(c->statsd_host, "localhost:8125") == 0,
+	    "--statsd-host localhost:8125");
+	nw_config_free(c);
+	c = flags("--metrics-interval", "0", err, sizeof err);
+	ok(c == NULL, "--metrics-interval 0 is refused: %s", err);
+}
+
 int
 main(void)
 {
+	config_keys();
 	parses_the_documented_format();
 	totals_survive_an_exit();
 	watch_verdicts();
