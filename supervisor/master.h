@@ -86,6 +86,8 @@ struct nw_generation {
 	struct nw_config *config;
 	char *tree;        /* realpath of config->chdir when created */
 	char *link_target; /* readlink(chdir) when chdir is a symlink */
+	char *worktree;    /* a git work tree in place: its top, else NULL */
+	char *commit;      /* ... and the commit tree is a snapshot of */
 	int refs;          /* workers and master pointers holding it */
 	struct nw_counters exited; /* its exited workers' last counts */
 	TAILQ_ENTRY(nw_generation) entry;
@@ -245,7 +247,7 @@ struct nw_statsd {
 };
 
 /* The watch after go-live: one canary of the new generation, judged. */
-struct nw_watch {
+struct nw_canary {
 	struct nw_generation *gen;   /* being watched; NULL when not */
 	double started_at;           /* canary went live: the window opens */
 	struct nw_counters old_base; /* old generation's totals then */
@@ -268,6 +270,7 @@ struct nw_reload {
 	int failures;              /* boot failures so far */
 	int failed;                /* failures > boot_retries: abort */
 	char failure[512];         /* the last failure, for the report */
+	char failure_probe[512];   /* its worker's last probe answer */
 	char *failure_stderr;      /* its worker's last stderr lines */
 	int old_checked;           /* the old generation's workers probed */
 	int old_target;            /* workers to go back to on failure */
@@ -326,7 +329,10 @@ struct nw_master {
 	int control_fd;
 	char *control_path;
 	ev_io control_io;
+	ev_timer control_retry;        /* accept() paused after EMFILE */
 	struct nw_client_list clients;
+	int nclients;
+	int clients_max;               /* see control.c */
 
 	struct nw_libcurl libcurl;     /* loaded with the first ready_path */
 	CURLM *curl;                   /* NULL until then */
@@ -335,11 +341,21 @@ struct nw_master {
 	struct nw_metrics metrics;     /* counters, see metrics.c */
 	struct nw_prometheus prom;     /* metrics_bind, see prometheus.c */
 	struct nw_statsd statsd;       /* statsd_host, see statsd.c */
-	struct nw_watch watch;         /* after go-live, see watch.c */
+	struct nw_canary canary;       /* the watch after go-live, canary.c */
 	struct nw_good_tree good[NW_GOOD_KEEP]; /* oldest first */
 	int ngood;                     /* entries used in good[] */
 	char *reload_tree;             /* next reload's tree, not chdir's */
 	char *rollback_undo;           /* chdir's link before `rollback` moved it */
+	struct {
+		int fd;                /* inotify; -1: --reload is off */
+		ev_io io;
+		ev_timer settle;       /* quiet time before the reload */
+		char **dirs;           /* watch descriptor -> directory */
+		size_t ndirs;
+		size_t count;          /* directories watched */
+		char *tree;            /* the code tree being watched */
+		char changed[512];     /* first file changed since */
+	} watch;                       /* --reload (watch.c) */
 
 	ev_timer sd_watchdog;
 	int sd_notify;                 /* NOTIFY_SOCKET is set */
@@ -391,6 +407,25 @@ struct nw_generation *nw_generation_new(struct nw_master *m,
     struct nw_config *config, const char *tree, char *err, size_t errlen);
 void nw_generation_hold(struct nw_generation *g);
 void nw_generation_release(struct nw_master *m, struct nw_generation *g);
+/* One log line on the tree's layout; a warning for a plain directory. */
+void nw_generation_describe(struct nw_master *m, struct nw_generation *g);
+int nw_generation_is_plain(const struct nw_generation *g);
+
+/* tree.c: code tree layouts, git snapshots */
+/* 0 when tree is the top of a git work tree (walk_up: or below it): the
+ * top, and the path below it. */
+int nw_tree_find_git(const char *tree, int walk_up, char *top, size_t toplen,
+    const char **prefix);
+int nw_tree_head(const char *worktree, char *commit, size_t len, char *err,
+    size_t errlen);
+int nw_tree_dirty(const char *worktree);
+int nw_tree_snapshot(struct nw_master *m, const char *worktree,
+    const char *commit, char *path, size_t pathlen, char *err,
+    size_t errlen);
+int nw_tree_revert(const char *worktree, const char *failed,
+    const char *good, char *note, size_t notelen);
+void nw_tree_remove(const char *path);
+void nw_tree_prune(struct nw_master *m);
 
 /* reload.c */
 void nw_reload_request(struct nw_master *m, const char *why);
@@ -447,23 +482,37 @@ void nw_statsd_close(struct nw_master *m);
 void nw_statsd_add(struct nw_master *m, const struct nw_counters *delta);
 void nw_statsd_flush(struct nw_master *m);
 
-/* watch.c: a canary judged on its 5xx ratio before the rest follows */
-int nw_watch_verdict(const struct nw_counters *old,
+/* canary.c: the watch after go-live, a canary judged on its 5xx ratio */
+int nw_canary_verdict(const struct nw_counters *old,
     const struct nw_counters *canary, long min_requests, double margin,
     char *why, size_t whylen);
-int nw_watch_slot_limit(struct nw_master *m, struct nw_generation *g);
-int nw_watch_holds_back(struct nw_master *m, const struct nw_worker *w);
-void nw_watch_step(struct nw_master *m);
-void nw_watch_heartbeat(struct nw_master *m, struct nw_worker *w);
-void nw_watch_reload_finished(struct nw_master *m);
-int nw_watch_active(struct nw_master *m);
-void nw_watch_init(struct nw_master *m);
+int nw_canary_slot_limit(struct nw_master *m, struct nw_generation *g);
+int nw_canary_holds_back(struct nw_master *m, const struct nw_worker *w);
+void nw_canary_step(struct nw_master *m);
+void nw_canary_heartbeat(struct nw_master *m, struct nw_worker *w);
+void nw_canary_reload_finished(struct nw_master *m);
+int nw_canary_active(struct nw_master *m);
+void nw_canary_init(struct nw_master *m);
 
 /* history.c: the last good trees, `narwhal rollback` */
 void nw_history_push(struct nw_master *m, struct nw_generation *g);
 int nw_history_rollback(struct nw_master *m, char *why, size_t whylen);
 void nw_history_reload_finished(struct nw_master *m);
 void nw_history_free(struct nw_master *m);
+/* hooks.c: gunicorn's master-side server hooks, in a helper process */
+int nw_hook_defined(const struct nw_config *c, const char *hook);
+/* args: "name=value" strings for the hook's stand-ins, NULL-terminated */
+void nw_hook_call(struct nw_master *m, const char *hook,
+    const char *const *args);
+void nw_hook_call_wait(struct nw_master *m, const char *hook);
+void nw_hook_worker_gone(struct nw_master *m, struct nw_worker *w);
+void nw_hook_nworkers_changed(struct nw_master *m, int new_value,
+    int old_value);
+
+/* watch.c: --reload, inotify on the code tree */
+void nw_watch_init(struct nw_master *m);
+void nw_watch_sync(struct nw_master *m);
+void nw_watch_close(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
 /* Readies probes for config, loading libcurl when it first needs it. */

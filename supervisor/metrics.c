@@ -209,7 +209,7 @@ nw_metrics_heartbeat(struct nw_master *m, struct nw_worker *w,
 	w->inflight = inflight;
 	w->websockets = ws;
 	nw_statsd_add(m, &delta);
-	nw_watch_heartbeat(m, w);
+	nw_canary_heartbeat(m, w);
 }
 
 static enum nw_restart_cause
@@ -337,7 +337,7 @@ nw_metrics_reload_finished(struct nw_master *m)
 	m->metrics.rollback_manual = 0;
 	free(m->reload_tree);
 	m->reload_tree = NULL;
-	nw_watch_reload_finished(m);
+	nw_canary_reload_finished(m);
 	/* Sockets opened at start-up stay: say so rather than ignore it. */
 	if (o == NW_RELOAD_OK &&
 	    (!same(c->metrics_bind, m->prom.bind) ||

@@ -143,7 +143,7 @@ role(struct nw_master *m, struct nw_generation *g)
 	if (g == m->current)
 		return "current";
 	if (g == m->reload.gen)
-		return m->watch.gen == g && !m->watch.passed ? "canary"
+		return m->canary.gen == g && !m->canary.passed ? "canary"
 							     : "starting";
 	return "old";
 }
@@ -308,7 +308,7 @@ nw_prometheus_render(struct nw_master *m, size_t *len)
 	    m->metrics.rollbacks[NW_ROLLBACK_MANUAL]);
 	head(&t, "narwhal_watch_active", "gauge",
 	    "1 while a canary of a new generation is being watched.");
-	put(&t, "narwhal_watch_active %d\n", nw_watch_active(m));
+	put(&t, "narwhal_watch_active %d\n", nw_canary_active(m));
 	head(&t, "narwhal_generation", "gauge", "The current generation.");
 	put(&t, "narwhal_generation %u\n", m->current->id);
 	generations(m, &t);

@@ -112,7 +112,7 @@ nw_sd_status(struct nw_master *m)
 	snprintf(status, sizeof status,
 	    "generation %u: %d/%d workers live, tree %s%s; last reload: %s",
 	    g->id, nw_master_live_count(m, g), m->target, g->tree,
-	    nw_watch_active(m) ? "; watching a canary" :
+	    nw_canary_active(m) ? "; watching a canary" :
 	    m->reload.gen ? "; reloading" : "",
 	    outcome_names[m->last_outcome]);
 	if (strcmp(status, m->sd_status) == 0)

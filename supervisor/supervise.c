@@ -151,7 +151,7 @@ on_probation(struct nw_master *m, const struct nw_worker *w)
 	return m->reload.gen != NULL && w->gen == m->reload.gen &&
 	    nw_worker_counts_as_capacity(w) &&
 	    (w->live_at + w->gen->config->min_uptime > ev_now(m->loop) ||
-	    nw_watch_holds_back(m, w));
+	    nw_canary_holds_back(m, w));
 }
 
 /*
@@ -192,7 +192,7 @@ grow(struct nw_master *m, struct nw_generation *g)
 {
 	int slots = count_slots(m, g);
 	int missing = m->target - slots;
-	int batch = missing, limit = nw_watch_slot_limit(m, g);
+	int batch = missing, limit = nw_canary_slot_limit(m, g);
 
 	if (limit >= 0 && slots + missing > limit)
 		missing = limit - slots; /* a canary first, see watch.c */
@@ -215,6 +215,7 @@ announce_first_live(struct nw_master *m)
 	    g->tree);
 	nw_state_save_good(m, g);
 	nw_sd_ready(m);
+	nw_hook_call(m, "when_ready", NULL);
 	if (m->reload_pending) {
 		m->reload_pending = 0;
 		nw_reload_request(m, "requested during start-up");
@@ -338,7 +339,7 @@ reconcile(struct nw_master *m)
 	retire_leftovers(m, g);
 	announce_first_live(m);
 	if (m->reload.gen != NULL)
-		nw_watch_step(m);
+		nw_canary_step(m);
 	if (m->reload.gen != NULL)
 		nw_reload_step(m);
 	nw_sd_status(m);

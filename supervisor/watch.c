@@ -1,258 +1,223 @@
 /*
- * watch.c: the watch after go-live. A reload first brings up one canary
- * worker of the new generation beside the whole old one; for watch_window
- * seconds it takes its share of real traffic, and its 5xx ratio is compared
- * with the old generation's over the same time. Clearly worse: the reload is
- * rolled back (the canary stops, the old generation never left). Otherwise
- * the rest of the new generation follows as in any reload.
+ * watch.c: `--reload`, gunicorn's development mode: inotify on the serving
+ * generation's code tree (and reload_extra_files, and the config file), and
+ * a normal safe reload once edits pause, so that a syntax error keeps the
+ * old workers serving.
  *
- * This file judges and holds the reload back; starting and stopping workers
- * stays in supervise.c and ending the reload in reload.c.
+ * The inotify fd is one more ev_io on the master's loop; a burst of writes
+ * (an editor's save, a git checkout) becomes one reload after WATCH_SETTLE
+ * seconds of quiet. It never starts or stops workers itself: it only asks
+ * reload.c, as SIGHUP does.
  */
-#include <math.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "master.h"
 
-/* One-sided z: 3 standard errors, about 1 in 740 for an equal release. */
-#define WATCH_Z 3.0
+#define WATCH_SETTLE 0.3
+#define WATCH_MAX_DIRS 8192
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | \
+	IN_CREATE | IN_DELETE | IN_ONLYDIR)
 
-/*
- * 1: the canary is clearly worse; 0: not worse; -1: too few answers yet.
- * "Clearly": at least min_requests canary answers, a 5xx ratio at least
- * `margin` above the old one, and a difference of WATCH_Z standard errors
- * (pooled two-proportion test). Without a baseline of min_requests answers
- * the old ratio counts as 0 and only the canary's own error bar counts.
- */
-int
-nw_watch_verdict(const struct nw_counters *old, const struct nw_counters *can,
-    long min_requests, double margin, char *why, size_t whylen)
-{
-	double n_new = (double)can->requests, e_new = (double)can->status[5];
-	double n_old = (double)old->requests, e_old = (double)old->status[5];
-	double p_new, p_old = 0, var, z;
-	int baseline = n_old >= (double)min_requests;
-
-	if (e_new > n_new)
-		e_new = n_new;
-	if (e_old > n_old)
-		e_old = n_old;
-	if (n_new < (double)min_requests || n_new <= 0) {
-		snprintf(why, whylen, "%.0f of %ld answers needed so far",
-		    n_new, min_requests);
-		return -1;
-	}
-	p_new = e_new / n_new;
-	if (baseline) {
-		double p = (e_new + e_old) / (n_new + n_old);
-
-		p_old = e_old / n_old;
-		var = p * (1 - p) * (1 / n_new + 1 / n_old);
-	} else {
-		var = p_new * (1 - p_new) / n_new;
-	}
-	z = var > 0 ? (p_new - p_old) / sqrt(var)
-		    : (p_new > p_old ? INFINITY : 0);
-	snprintf(why, whylen,
-	    "5xx %.1f%% (%.0f of %.0f) against %.1f%% (%.0f of %.0f)%s",
-	    100 * p_new, e_new, n_new, 100 * p_old, e_old, n_old,
-	    baseline ? "" : ", no baseline");
-	return p_new - p_old >= margin && z >= WATCH_Z;
-}
-
-static struct nw_worker *
-canary(struct nw_master *m)
-{
-	struct nw_worker *w;
-
-	TAILQ_FOREACH(w, &m->workers, entry)
-		if (w->gen == m->watch.gen && w->slot == 0 &&
-		    nw_worker_counts_as_capacity(w))
-			return w;
-	return NULL;
-}
-
-/* Is the running reload held to one worker for now? */
+/* Trees nobody edits by hand: caches, VCS data, virtualenvs. */
 static int
-holding(struct nw_master *m)
+skip_dir(const char *parent, const char *name)
 {
-	struct nw_generation *g = m->reload.gen;
+	char cfg[PATH_MAX];
 
-	return g != NULL && g->config->watch && !m->metrics.rollback_manual &&
-	    !(m->watch.gen == g && m->watch.passed);
-}
-
-/* How many workers generation g may have now; -1: as many as it wants. */
-int
-nw_watch_slot_limit(struct nw_master *m, struct nw_generation *g)
-{
-	return g == m->reload.gen && holding(m) ? 1 : -1;
-}
-
-/* The canary serves but relieves no old worker while it is watched. */
-int
-nw_watch_holds_back(struct nw_master *m, const struct nw_worker *w)
-{
-	return w->gen == m->reload.gen && holding(m);
+	if (name[0] == '.' || strcmp(name, "__pycache__") == 0 ||
+	    strcmp(name, "node_modules") == 0 ||
+	    strcmp(name, "site-packages") == 0)
+		return 1;
+	snprintf(cfg, sizeof cfg, "%s/%s/pyvenv.cfg", parent, name);
+	return access(cfg, F_OK) == 0;
 }
 
 static void
-pass(struct nw_master *m, const char *why)
+remember(struct nw_master *m, int wd, const char *path)
 {
-	struct nw_generation *g = m->watch.gen;
+	if (wd < 0)
+		return;
+	if ((size_t)wd >= m->watch.ndirs) {
+		size_t n = (size_t)wd + 64;
+		char **grown = realloc(m->watch.dirs, n * sizeof *grown);
 
-	ev_timer_stop(m->loop, &m->watch.window);
-	m->watch.passed = 1;
-	snprintf(m->watch.verdict, sizeof m->watch.verdict, "passed: %.240s", why);
-	nw_info("generation %u: watch passed (%s); the rest follows", g->id,
-	    why);
-	nw_control_progress(m, "generation %u: watch passed (%s)", g->id, why);
-	nw_supervise_mark(m);
+		if (grown == NULL)
+			return;
+		memset(grown + m->watch.ndirs, 0,
+		    (n - m->watch.ndirs) * sizeof *grown);
+		m->watch.dirs = grown;
+		m->watch.ndirs = n;
+	}
+	free(m->watch.dirs[wd]);
+	m->watch.dirs[wd] = nw_strdup(path);
 }
 
-/* Decided here, acted on by nw_watch_step() in the reconcile pass. */
 static void
-condemn(struct nw_master *m, const char *why)
+add_tree(struct nw_master *m, const char *dir, int depth)
 {
-	snprintf(m->watch.verdict, sizeof m->watch.verdict,
-	    "rolled back: %.200s", why);
-	snprintf(m->watch.failure, sizeof m->watch.failure, "watch: canary "
-	    "worse than generation %u: %.200s", m->current->id, why);
-	ev_timer_stop(m->loop, &m->watch.window);
-	nw_supervise_mark(m);
+	struct dirent *e;
+	char sub[PATH_MAX];
+	DIR *d;
+	int wd;
+
+	if (m->watch.count >= WATCH_MAX_DIRS || depth > 32)
+		return;
+	wd = inotify_add_watch(m->watch.fd, dir, WATCH_MASK);
+	if (wd < 0) {
+		nw_debug("reload: cannot watch %s: %s", dir, strerror(errno));
+		return;
+	}
+	m->watch.count++;
+	remember(m, wd, dir);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_type != DT_DIR || skip_dir(dir, e->d_name))
+			continue;
+		snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+		add_tree(m, sub, depth + 1);
+	}
+	closedir(d);
 }
 
-/* Judges now; at_end: the window is over, so "not worse" passes. */
-static void
-judge(struct nw_master *m, int at_end)
+/* A changed file that matters: Python source, or one named in config. */
+static int
+matters(struct nw_master *m, const char *path)
 {
-	struct nw_generation *g = m->watch.gen;
-	const struct nw_config *c = g->config;
-	struct nw_counters now_old, old, can;
-	char why[256];
-	int verdict;
+	const struct nw_config *c = m->current->config;
+	size_t n = strlen(path);
 
-	nw_metrics_sum(m, m->current, &now_old);
-	nw_metrics_sub(&old, &now_old, &m->watch.old_base);
-	/* Too little old traffic in the window: the old lifetime instead. */
-	if (old.requests < (unsigned long long)c->watch_min_requests)
-		old = now_old;
-	nw_metrics_sum(m, g, &can);
-	verdict = nw_watch_verdict(&old, &can, c->watch_min_requests,
-	    c->watch_error_margin, why, sizeof why);
-	snprintf(m->watch.verdict, sizeof m->watch.verdict, "watching: %.200s",
-	    why);
-	if (verdict == 1)
-		condemn(m, why);
-	else if (at_end && verdict == 0)
-		pass(m, why);
-	else if (at_end) {
-		char note[300];
+	if (n > 3 && strcmp(path + n - 3, ".py") == 0)
+		return 1;
+	if (c->path != NULL && strcmp(c->path, path) == 0)
+		return 1;
+	for (size_t i = 0; i < c->nreload_extra_files; i++)
+		if (strcmp(c->reload_extra_files[i], path) == 0)
+			return 1;
+	return 0;
+}
 
-		snprintf(note, sizeof note, "too little traffic to judge: %s",
-		    why);
-		pass(m, note);
+static void
+on_inotify(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct nw_master *m = container_of(io, struct nw_master, watch.io);
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	char path[PATH_MAX];
+	ssize_t n;
+
+	while ((n = read(m->watch.fd, buf, sizeof buf)) > 0) {
+		for (char *p = buf; p < buf + n;
+		     p += sizeof *ev + ev->len) {
+			ev = (const struct inotify_event *)p;
+			if (ev->wd < 0 || (size_t)ev->wd >= m->watch.ndirs ||
+			    m->watch.dirs[ev->wd] == NULL || ev->len == 0)
+				continue;
+			snprintf(path, sizeof path, "%s/%s",
+			    m->watch.dirs[ev->wd], ev->name);
+			if ((ev->mask & IN_ISDIR) && (ev->mask & IN_CREATE) &&
+			    !skip_dir(m->watch.dirs[ev->wd], ev->name)) {
+				add_tree(m, path, 0);
+				continue;
+			}
+			if (!matters(m, path))
+				continue;
+			if (m->watch.changed[0] == '\0')
+				snprintf(m->watch.changed,
+				    sizeof m->watch.changed, "%.*s",
+				    (int)sizeof m->watch.changed - 1, path);
+			/* Wait for the burst to end. */
+			ev_timer_stop(loop, &m->watch.settle);
+			ev_timer_set(&m->watch.settle, WATCH_SETTLE, 0.);
+			ev_timer_start(loop, &m->watch.settle);
+		}
 	}
 }
 
 static void
-on_window_end(struct ev_loop *loop, ev_timer *t, int revents)
+on_settled(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct nw_master *m = container_of(t, struct nw_master, watch.window);
+	struct nw_master *m = container_of(t, struct nw_master, watch.settle);
+	char why[sizeof m->watch.changed + 32];
 
-	ev_timer_stop(loop, t);
-	if (m->watch.gen != NULL && m->watch.gen == m->reload.gen &&
-	    !m->watch.passed && m->watch.failure[0] == '\0')
-		judge(m, 1);
+	snprintf(why, sizeof why, "--reload: %s changed", m->watch.changed);
+	m->watch.changed[0] = '\0';
+	nw_reload_request(m, why);
 }
 
-/* A heartbeat came in: a canary that reports may be judged now. */
 void
-nw_watch_heartbeat(struct nw_master *m, struct nw_worker *w)
+nw_watch_close(struct nw_master *m)
 {
-	struct nw_worker *can;
-
-	if (m->watch.gen == NULL || m->watch.gen != m->reload.gen ||
-	    m->watch.passed || m->watch.started_at == 0 ||
-	    m->watch.failure[0] != '\0')
+	if (m->watch.fd < 0)
 		return;
-	if (w->gen != m->watch.gen && w->gen != m->current)
-		return;
-	can = canary(m);
-	if (can != NULL && can->reports_counters < 0) {
-		pass(m, "workers send no counters: nothing to judge");
-		return;
-	}
-	judge(m, 0);
+	ev_io_stop(m->loop, &m->watch.io);
+	ev_timer_stop(m->loop, &m->watch.settle);
+	close(m->watch.fd);
+	m->watch.fd = -1;
+	for (size_t i = 0; i < m->watch.ndirs; i++)
+		free(m->watch.dirs[i]);
+	free(m->watch.dirs);
+	m->watch.dirs = NULL;
+	m->watch.ndirs = 0;
+	m->watch.count = 0;
+	free(m->watch.tree);
+	m->watch.tree = NULL;
 }
 
-/* From each reconcile pass while a reload runs: opens the window. */
+/* Watches what the serving generation needs; call after it changes. */
 void
-nw_watch_step(struct nw_master *m)
+nw_watch_sync(struct nw_master *m)
 {
-	struct nw_generation *g = m->reload.gen;
-	struct nw_worker *can;
-	char what[160];
+	const struct nw_config *c = m->current->config;
+	char *dir;
 
-	if (!holding(m))
-		return;
-	if (m->watch.gen != g) {
-		ev_timer_stop(m->loop, &m->watch.window);
-		memset(&m->watch.old_base, 0, sizeof m->watch.old_base);
-		m->watch.gen = g;
-		m->watch.passed = 0;
-		m->watch.started_at = 0;
-		m->watch.verdict[0] = '\0';
-		m->watch.failure[0] = '\0';
-	}
-	if (m->watch.failure[0] != '\0') {
-		char why[sizeof m->watch.failure];
-
-		memcpy(why, m->watch.failure, sizeof why);
-		nw_reload_abort(m, why, NW_RELOAD_WATCH_ROLLED_BACK);
+	if (!c->reload) {
+		nw_watch_close(m);
 		return;
 	}
-	if (m->watch.started_at > 0 || (can = canary(m)) == NULL)
+	if (m->watch.fd >= 0 && strcmp(m->watch.tree, m->current->tree) == 0)
 		return;
-	m->watch.started_at = ev_now(m->loop);
-	nw_metrics_sum(m, m->current, &m->watch.old_base);
-	ev_timer_set(&m->watch.window, g->config->watch_window, 0.);
-	ev_timer_start(m->loop, &m->watch.window);
-	snprintf(m->watch.verdict, sizeof m->watch.verdict, "watching");
-	nw_info("generation %u: canary worker %u live beside generation %u, "
-		"watching for %gs", g->id, can->id, m->current->id,
-	    g->config->watch_window);
-	nw_control_progress(m, "generation %u: canary worker %u live, "
-	    "watching for %gs", g->id, can->id, g->config->watch_window);
-	snprintf(what, sizeof what, "generation %u: canary worker %u live, "
-	    "watching for %gs", g->id, can->id, g->config->watch_window);
-	nw_control_watching(m, what);
-	if (can->reports_counters < 0)
-		pass(m, "workers send no counters: nothing to judge");
-}
+	nw_watch_close(m);
+	m->watch.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (m->watch.fd < 0) {
+		nw_warn("reload: inotify: %s; files are not watched",
+		    strerror(errno));
+		return;
+	}
+	m->watch.tree = nw_strdup(m->current->tree);
+	add_tree(m, m->watch.tree, 0);
+	for (size_t i = 0; i <= c->nreload_extra_files; i++) {
+		const char *f = i < c->nreload_extra_files ?
+		    c->reload_extra_files[i] : c->path;
 
-/* Every reload's end, whatever the outcome: nothing is watched any more. */
-void
-nw_watch_reload_finished(struct nw_master *m)
-{
-	ev_timer_stop(m->loop, &m->watch.window);
-	m->watch.gen = NULL;
-	m->watch.started_at = 0;
-	m->watch.passed = 0;
-	m->watch.failure[0] = '\0';
-}
-
-int
-nw_watch_active(struct nw_master *m)
-{
-	return m->watch.gen != NULL && m->watch.gen == m->reload.gen &&
-	    !m->watch.passed && m->watch.started_at > 0;
+		if (f == NULL || strncmp(f, "python:", 7) == 0 ||
+		    (dir = strdup(f)) == NULL)
+			continue;
+		if (strrchr(dir, '/') != NULL && strrchr(dir, '/') != dir)
+			*strrchr(dir, '/') = '\0';
+		remember(m, inotify_add_watch(m->watch.fd, dir, WATCH_MASK),
+		    dir);
+		free(dir);
+	}
+	ev_io_init(&m->watch.io, on_inotify, m->watch.fd, EV_READ);
+	ev_io_start(m->loop, &m->watch.io);
+	nw_info("reload: watching %zu directories under %s (development "
+	    "mode)", m->watch.count, m->watch.tree);
 }
 
 void
 nw_watch_init(struct nw_master *m)
 {
-	ev_timer_init(&m->watch.window, on_window_end, 0., 0.);
+	m->watch.fd = -1;
+	ev_timer_init(&m->watch.settle, on_settled, 0., 0.);
+	nw_watch_sync(m);
 }

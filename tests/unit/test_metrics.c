@@ -152,7 +152,7 @@ verdict(unsigned long long old_n, unsigned long long old_e,
 
 	o.status[5] = old_e;
 	n.status[5] = new_e;
-	return nw_watch_verdict(&o, &n, 50, 0.02, why, sizeof why);
+	return nw_canary_verdict(&o, &n, 50, 0.02, why, sizeof why);
 }
 
 static void
