@@ -5,7 +5,7 @@ passes, bounded clients), statsd with gunicorn's names, the counters of
 reload, and going back to the previous tree with `narwhal rollback`.
 
 The request counts themselves, and the watch that judges them, are in
-test_watch.py: they need the worker shim's counters (PLAN.md's wire format).
+test_canary.py: they need the worker shim's counters (PLAN.md's wire format).
 """
 
 import os
