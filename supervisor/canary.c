@@ -6,6 +6,10 @@
  * rolled back (the canary stops, the old generation never left). Otherwise
  * the rest of the new generation follows as in any reload.
  *
+ * Both sides are counted from the canary's second heartbeat after it went
+ * live: by then the worker has reported every answer to the master's own
+ * health checks (a slow release's 503s among them), which are not traffic.
+ *
  * This file judges and holds the reload back; starting and stopping workers
  * stays in supervise.c and ending the reload in reload.c.
  */
@@ -130,7 +134,7 @@ judge(struct nw_master *m, int at_end)
 {
 	struct nw_generation *g = m->canary.gen;
 	const struct nw_config *c = g->config;
-	struct nw_counters now_old, old, can;
+	struct nw_counters now_old, old, now_can, can;
 	char why[256];
 	int verdict;
 
@@ -139,7 +143,8 @@ judge(struct nw_master *m, int at_end)
 	/* Too little old traffic in the window: the old lifetime instead. */
 	if (old.requests < (unsigned long long)c->watch_min_requests)
 		old = now_old;
-	nw_metrics_sum(m, g, &can);
+	nw_metrics_sum(m, g, &now_can);
+	nw_metrics_sub(&can, &now_can, &m->canary.can_base);
 	verdict = nw_canary_verdict(&old, &can, c->watch_min_requests,
 	    c->watch_error_margin, why, sizeof why);
 	snprintf(m->canary.verdict, sizeof m->canary.verdict, "watching: %.200s",
@@ -163,8 +168,12 @@ on_window_end(struct ev_loop *loop, ev_timer *t, int revents)
 	struct nw_master *m = container_of(t, struct nw_master, canary.window);
 
 	ev_timer_stop(loop, t);
-	if (m->canary.gen != NULL && m->canary.gen == m->reload.gen &&
-	    !m->canary.passed && m->canary.failure[0] == '\0')
+	if (m->canary.gen == NULL || m->canary.gen != m->reload.gen ||
+	    m->canary.passed || m->canary.failure[0] != '\0')
+		return;
+	if (m->canary.heartbeats < 2)
+		pass(m, "the canary reported no counters in the window");
+	else
 		judge(m, 1);
 }
 
@@ -183,6 +192,13 @@ nw_canary_heartbeat(struct nw_master *m, struct nw_worker *w)
 	can = canary(m);
 	if (can != NULL && can->reports_counters < 0) {
 		pass(m, "workers send no counters: nothing to judge");
+		return;
+	}
+	if (m->canary.heartbeats < 2) {
+		if (w != can || ++m->canary.heartbeats < 2)
+			return;
+		nw_metrics_sum(m, m->current, &m->canary.old_base);
+		nw_metrics_sum(m, m->canary.gen, &m->canary.can_base);
 		return;
 	}
 	judge(m, 0);
@@ -217,7 +233,7 @@ nw_canary_step(struct nw_master *m)
 	if (m->canary.started_at > 0 || (can = canary(m)) == NULL)
 		return;
 	m->canary.started_at = ev_now(m->loop);
-	nw_metrics_sum(m, m->current, &m->canary.old_base);
+	m->canary.heartbeats = 0;
 	ev_timer_set(&m->canary.window, g->config->watch_window, 0.);
 	ev_timer_start(m->loop, &m->canary.window);
 	snprintf(m->canary.verdict, sizeof m->canary.verdict, "watching");

@@ -1483,6 +1483,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		fprintf(out, "%ld", *(const long *)field);
 		break;
 	case K_SECONDS:
+	case K_FRACTION:
 		fprintf(out, "%g", *(const double *)field);
 		break;
 	case K_SIZE:

@@ -208,9 +208,10 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 		    sum.requests, sum.status[5], 100 * nw_metrics_ratio(&sum),
 		    inflight);
 	}
-	client_printf(c, "%6s %4s %4s %-9s %8s %8s %10s %7s %8s %10s %8s\n",
-	    "WORKER", "GEN", "SLOT", "STATE", "PID", "AGE", "REQUESTS", "5XX",
-	    "INFLIGHT", "RSS", "BUDGET");
+	/* New columns go last: scripts split these rows by position. */
+	client_printf(c, "%6s %4s %-9s %8s %8s %10s %10s %8s %4s %7s %8s\n",
+	    "WORKER", "GEN", "STATE", "PID", "AGE", "REQUESTS", "RSS", "BUDGET",
+	    "SLOT", "5XX", "INFLIGHT");
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		long long rss = w->pid > 0 ? nw_proc_rss(w->pid) : -1;
 		char rss_text[24] = "-", budget[24] = "-", probe[512];
@@ -220,11 +221,11 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 		if (w->budget > 0)
 			snprintf(budget, sizeof budget, "%lu", w->budget);
 		client_printf(c,
-		    "%6u %4u %4u %-9s %8d %7.0fs %10lu %7llu %8u %10s %8s\n",
-		    w->id, w->gen->id, w->slot, nw_worker_state_name(w->state),
+		    "%6u %4u %-9s %8d %7.0fs %10lu %10s %8s %4u %7llu %8u\n",
+		    w->id, w->gen->id, nw_worker_state_name(w->state),
 		    (int)w->pid, w->pid > 0 ? now - w->spawned_at : 0.,
-		    w->requests, w->counted.status[5], w->inflight, rss_text,
-		    budget);
+		    w->requests, rss_text, budget, w->slot,
+		    w->counted.status[5], w->inflight);
 		if (!nw_worker_is_booting(w) ||
 		    nw_worker_probe_text(w, probe, sizeof probe)[0] == '\0')
 			continue;

@@ -250,7 +250,9 @@ struct nw_statsd {
 struct nw_canary {
 	struct nw_generation *gen;   /* being watched; NULL when not */
 	double started_at;           /* canary went live: the window opens */
-	struct nw_counters old_base; /* old generation's totals then */
+	int heartbeats;              /* canary's since then; 2: based */
+	struct nw_counters old_base; /* old generation's totals when based */
+	struct nw_counters can_base; /* the canary's, when based */
 	int passed;                  /* the rest of the generation may follow */
 	ev_timer window;             /* watch_window from started_at */
 	char verdict[256];           /* the last judgement, for status */

@@ -25,11 +25,12 @@ def worker_sends_counters():
     """True once the worker shim's heartbeat carries key=value counters
     (PLAN.md's wire format: it has `latsum_us=`)."""
     src = os.path.join(REPO, "worker-shim", "src")
-    for name in os.listdir(src):
-        if name.endswith(".c"):
-            with open(os.path.join(src, name), errors="replace") as f:
-                if "latsum_us=" in f.read():
-                    return True
+    for folder, _dirs, files in os.walk(src):
+        for name in files:
+            if name.endswith(".c"):
+                with open(os.path.join(folder, name), errors="replace") as f:
+                    if "latsum_us=" in f.read():
+                        return True
     return False
 
 

@@ -149,7 +149,8 @@ def test_status_has_counters(narwhal):
                      r.stdout, re.M), r.stdout
     assert re.search(r"^ +1 current +\d+ +0 +0\.0% +\d+$", r.stdout,
                      re.M), r.stdout
-    assert re.search(r"WORKER +GEN +SLOT +STATE .* 5XX +INFLIGHT", r.stdout)
+    assert re.search(r"WORKER +GEN +STATE .* BUDGET +SLOT +5XX +INFLIGHT$",
+                     r.stdout, re.M), r.stdout
 
 
 def test_crash_counted_as_restart(narwhal):
