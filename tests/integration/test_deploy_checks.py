@@ -18,6 +18,10 @@ READY = "/health/ready"
 
 
 def check(*args, cwd=None, timeout=60):
+    # The default interpreter is the python3 on PATH, which on a CI machine
+    # may not see Debian's packages: a dry run gets the one the tests use.
+    if "--check-app" in args:
+        args = ("--python", PYTHON) + args
     return subprocess.run([BIN] + list(args), capture_output=True,
                           text=True, timeout=T(timeout), cwd=cwd)
 
