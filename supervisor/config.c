@@ -40,6 +40,7 @@ enum kind {
 	K_SIZE,
 	K_MODE,
 	K_ROLLBACK,
+	K_SNAPSHOT,
 	K_ARGV,
 	K_LOGLEVEL,
 	K_URLPATH,
@@ -74,6 +75,7 @@ static const struct key keys[] = {
 	{ "asyncio_loop", K_LOOP, F(asyncio_loop), 0, 0 },
 	{ "python", K_PYTHON, F(python), 0, 0 },
 	{ "chdir", K_DIR, F(chdir), 0, 0 },
+	{ "snapshot", K_SNAPSHOT, F(snapshot), 0, 0 },
 	{ "pythonpath", K_PATHLIST, F(pythonpath), 0, 0 },
 	{ "bind", K_BIND, F(binds), 0, 0 },
 	{ "backlog", K_INT, F(backlog), 1, INT_MAX },
@@ -403,6 +405,19 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		else {
 			snprintf(why, whylen,
 			    "'%s' is not one of symlink, none", value);
+			return -1;
+		}
+		return 0;
+	case K_SNAPSHOT:
+		if (strcmp(value, "auto") == 0)
+			ld->config->snapshot = NW_SNAPSHOT_AUTO;
+		else if (strcmp(value, "git") == 0)
+			ld->config->snapshot = NW_SNAPSHOT_GIT;
+		else if (strcmp(value, "off") == 0)
+			ld->config->snapshot = NW_SNAPSHOT_OFF;
+		else {
+			snprintf(why, whylen, "'%s' is not one of auto, git, "
+			    "off", value);
 			return -1;
 		}
 		return 0;

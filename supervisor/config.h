@@ -24,6 +24,12 @@ enum nw_rollback {
 	NW_ROLLBACK_NONE,    /* only keep the old workers */
 };
 
+enum nw_snapshot {
+	NW_SNAPSHOT_AUTO, /* chdir the top of a git work tree: snapshots */
+	NW_SNAPSHOT_GIT,  /* chdir anywhere in a git work tree: snapshots */
+	NW_SNAPSHOT_OFF,  /* every tree runs in place */
+};
+
 enum nw_loglevel {
 	NW_LOG_DEBUG,
 	NW_LOG_INFO,
@@ -50,6 +56,7 @@ struct nw_config {
 	char *python;               /* interpreter the workers run */
 	char *python_why;           /* how it was picked, for the log */
 	char *chdir;                /* code tree as written (may be a symlink) */
+	enum nw_snapshot snapshot;
 	char **pythonpath;          /* extra sys.path entries, in order */
 	size_t npythonpath;
 	char **binds;               /* as written: host:port, [v6]:port, unix:path */

@@ -344,6 +344,8 @@ teardown(struct nw_master *m)
 		nw_config_free(g->config);
 		free(g->tree);
 		free(g->link_target);
+		free(g->worktree);
+		free(g->commit);
 		free(g);
 	}
 	free(m->last_stderr);

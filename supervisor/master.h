@@ -58,6 +58,8 @@ struct nw_generation {
 	struct nw_config *config;
 	char *tree;        /* realpath of config->chdir when created */
 	char *link_target; /* readlink(chdir) when chdir is a symlink */
+	char *worktree;    /* a git work tree in place: its top, else NULL */
+	char *commit;      /* ... and the commit tree is a snapshot of */
 	int refs;          /* workers and master pointers holding it */
 	TAILQ_ENTRY(nw_generation) entry;
 };
@@ -172,6 +174,7 @@ struct nw_reload {
 	int failures;              /* boot failures so far */
 	int failed;                /* failures > boot_retries: abort */
 	char failure[512];         /* the last failure, for the report */
+	char failure_probe[512];   /* its worker's last probe answer */
 	char *failure_stderr;      /* its worker's last stderr lines */
 	int old_checked;           /* the old generation's workers probed */
 	int old_target;            /* workers to go back to on failure */
@@ -230,7 +233,10 @@ struct nw_master {
 	int control_fd;
 	char *control_path;
 	ev_io control_io;
+	ev_timer control_retry;        /* accept() paused after EMFILE */
 	struct nw_client_list clients;
+	int nclients;
+	int clients_max;               /* see control.c */
 
 	struct nw_libcurl libcurl;     /* loaded with the first ready_path */
 	CURLM *curl;                   /* NULL until then */
@@ -297,6 +303,25 @@ struct nw_generation *nw_generation_new(struct nw_master *m,
     struct nw_config *config, const char *tree, char *err, size_t errlen);
 void nw_generation_hold(struct nw_generation *g);
 void nw_generation_release(struct nw_master *m, struct nw_generation *g);
+/* One log line on the tree's layout; a warning for a plain directory. */
+void nw_generation_describe(struct nw_master *m, struct nw_generation *g);
+int nw_generation_is_plain(const struct nw_generation *g);
+
+/* tree.c: code tree layouts, git snapshots */
+/* 0 when tree is the top of a git work tree (walk_up: or below it): the
+ * top, and the path below it. */
+int nw_tree_find_git(const char *tree, int walk_up, char *top, size_t toplen,
+    const char **prefix);
+int nw_tree_head(const char *worktree, char *commit, size_t len, char *err,
+    size_t errlen);
+int nw_tree_dirty(const char *worktree);
+int nw_tree_snapshot(struct nw_master *m, const char *worktree,
+    const char *commit, char *path, size_t pathlen, char *err,
+    size_t errlen);
+int nw_tree_revert(const char *worktree, const char *failed,
+    const char *good, char *note, size_t notelen);
+void nw_tree_remove(const char *path);
+void nw_tree_prune(struct nw_master *m);
 
 /* reload.c */
 void nw_reload_request(struct nw_master *m, const char *why);
