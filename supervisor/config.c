@@ -1502,9 +1502,26 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
+	case K_SNAPSHOT:
+		fputs((const char *const[]){ [NW_SNAPSHOT_AUTO] = "auto",
+		    [NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" }
+		    [*(const int *)field], out);
+		break;
 	case K_BIND:
 		break;
-	default:
+	/* No default: a new kind must say how it prints (-Wswitch). */
+	case K_APP:
+	case K_LOOP:
+	case K_PYTHON:
+	case K_DIR:
+	case K_URLPATH:
+	case K_PATH:
+	case K_SOCKPATH:
+	case K_LOG:
+	case K_NAME:
+	case K_WORKER_CLASS:
+	case K_STRING:
+	case K_IPLIST:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);
 		break;
