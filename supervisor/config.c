@@ -1443,6 +1443,7 @@ out:
 static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
 static const char *const loglevel_words[] = { "debug", "info", "warning",
 	"error", "critical" };
+static const char *const snapshot_words[] = { "auto", "git", "off" };
 
 static void
 print_list(FILE *out, char **v, const char *sep)
@@ -1463,6 +1464,9 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		break;
 	case K_LOGLEVEL:
 		fputs(loglevel_words[*(const int *)field], out);
+		break;
+	case K_SNAPSHOT:
+		fputs(snapshot_words[*(const int *)field], out);
 		break;
 	case K_ROLLBACK:
 		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
