@@ -1481,7 +1481,6 @@ out:
 static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
 static const char *const loglevel_words[] = { "debug", "info", "warning",
 	"error", "critical" };
-static const char *const snapshot_words[] = { "auto", "git", "off" };
 
 static void
 print_list(FILE *out, char **v, const char *sep)
@@ -1502,9 +1501,6 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		break;
 	case K_LOGLEVEL:
 		fputs(loglevel_words[*(const int *)field], out);
-		break;
-	case K_SNAPSHOT:
-		fputs(snapshot_words[*(const int *)field], out);
 		break;
 	case K_ROLLBACK:
 		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
@@ -1565,6 +1561,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_WORKER_CLASS:
 	case K_STRING:
 	case K_IPLIST:
+	case K_ADDR:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);
 		break;
