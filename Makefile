@@ -42,7 +42,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
 	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
 	python3-venv python3-prometheus-client prometheus \
-	postgresql python3-psycopg2 python3-asyncpg git util-linux
+	postgresql python3-psycopg2 python3-asyncpg git util-linux \
+	python3-gevent python3-eventlet
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel
 

@@ -38,24 +38,24 @@ wsgi_body(struct nw_conn *c, const char *p, size_t n, bool done)
 	return 0;
 }
 
-/* A complete request: the app runs now, and its answer goes out. */
+/*
+ * A complete request: the app runs now, and its answer goes out. With
+ * threads or greenlets, it is handed over, and its connection waits.
+ */
 static int
 wsgi_request(struct nw_conn *c)
 {
 	struct nw_wsgi *s = NW_WSGI(c->engine);
 	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
-	PyObject *input;
+	struct nw_wsgi_answer a;
 	int rc;
 
-	input = nw_wsgi_body_input(&wc->body);
-	if (input == NULL) {
-		nw_py_error("cannot make wsgi.input");
-		nw_wsgi_body_reset(&wc->body);
-		return -1;
-	}
-	rc = nw_wsgi_handle(s, c, input);
-	Py_DECREF(input);
-	nw_wsgi_body_reset(&wc->body);
+	if (s->pool != NULL)
+		return nw_threads_request(s, wc);
+	if (s->green != NULL)
+		return nw_green_request(s, wc);
+	rc = nw_wsgi_run(s, &s->local, wc, c->fd, &a);
+	nw_conn_log(c, a.status, a.sent);
 	if (rc == NW_HANDLED_FATAL) {
 		s->fatal = true;
 		s->e.halt = true;
@@ -69,6 +69,8 @@ wsgi_closed(struct nw_conn *c)
 {
 	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
 
+	if (wc->parked)
+		return; /* a thread still has it: see threads_cut */
 	nw_wsgi_body_reset(&wc->body);
 	/* keep small buffers for the next connection, not big ones */
 	if (wc->body.mem.cap > 16 * 1024)
@@ -92,10 +94,15 @@ wsgi_wakeup(struct nw_engine *e)
 
 	while (read(e->wakeup_fd, sink, sizeof sink) > 0)
 		;
+	/* with threads, the loop runs without the GIL */
+	if (s->loop_ts != NULL)
+		PyEval_RestoreThread(s->loop_ts);
 	if (PyErr_CheckSignals() < 0) {
 		s->fatal = true;
 		e->halt = true;
 	}
+	if (s->loop_ts != NULL)
+		s->loop_ts = PyEval_SaveThread();
 }
 
 static const struct nw_driver wsgi_driver = {
@@ -110,29 +117,6 @@ static const struct nw_driver wsgi_driver = {
     .wakeup = wsgi_wakeup,
 };
 
-/* The write hook of the response writers: sleep without the GIL. */
-static int
-wait_writable(void *arg, int fd, int timeout_ms)
-{
-	struct nw_wsgi *s = arg;
-	struct pollfd p = {fd, POLLOUT, 0};
-
-	for (;;) {
-		int r;
-
-		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, timeout_ms);
-		Py_END_ALLOW_THREADS if (r > 0) return 0;
-		if (r == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (errno != EINTR)
-			return -1;
-		if (PyErr_CheckSignals() < 0 || s->quit)
-			return -1;
-	}
-}
-
 /* The loop */
 
 static PyObject *
@@ -145,6 +129,8 @@ serve(struct nw_wsgi *s)
 		PyErr_SetString(PyExc_RuntimeError, "already serving");
 		return NULL;
 	}
+	if (s->pool != NULL)
+		return nw_threads_serve(s);
 	if (nw_engine_start(e) < 0)
 		return PyErr_SetFromErrno(PyExc_OSError);
 	s->running = true;
@@ -193,12 +179,6 @@ serve(struct nw_wsgi *s)
 
 /* The Python type */
 
-typedef struct {
-	PyObject_HEAD struct nw_wsgi s;
-} ServerObject;
-
-#define SERVER(self) (&((ServerObject *)(self))->s)
-
 static int64_t
 ms(double seconds)
 {
@@ -233,9 +213,12 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	    "graceful_timeout", "heartbeat", "max_requests",
 	    "limit_request_line", "limit_request_fields",
 	    "limit_request_field_size", "limit_request_body", "accesslog",
-	    "script_name", "errors", NULL};
+	    "script_name", "errors", "threads", "green",
+	    "worker_connections", NULL};
 	PyObject *app, *listen_fds = NULL, *errors = Py_None, *seq = NULL;
-	PyObject *script_name = NULL, *sn_bytes;
+	PyObject *script_name = NULL, *sn_bytes, *green = Py_None;
+	int threads = 1;
+	long worker_connections = 1000;
 	int private_fd = -1, control_fd = -1, wakeup_fd = -1;
 	double keepalive = 2, header_timeout = 10, graceful = 30, heartbeat = 5;
 	unsigned long long max_requests = 0, limit_body = 0;
@@ -247,12 +230,18 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	Py_ssize_t i, n = 0;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
-	        "O|$OiiiddddKnnnKzUO:Server", kwlist, &app, &listen_fds,
+	        "O|$OiiiddddKnnnKzUOiOl:Server", kwlist, &app, &listen_fds,
 	        &private_fd, &control_fd, &wakeup_fd, &keepalive,
 	        &header_timeout, &graceful, &heartbeat, &max_requests,
 	        &limit_line, &limit_fields, &limit_field, &limit_body,
-	        &accesslog, &script_name, &errors))
+	        &accesslog, &script_name, &errors, &threads, &green,
+	        &worker_connections))
 		return NULL;
+	if (threads < 1 || worker_connections < 1) {
+		PyErr_SetString(PyExc_ValueError,
+		    "threads and worker_connections must be >= 1");
+		return NULL;
+	}
 	if (!PyCallable_Check(app)) {
 		PyErr_SetString(PyExc_TypeError, "app must be callable");
 		return NULL;
@@ -287,9 +276,9 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	e->limits.field_size = (size_t)limit_field;
 	e->limits.body = limit_body;
 	s->graceful_ms = ms(graceful);
-	s->writer.wait = wait_writable;
-	s->writer.arg = s;
-	s->writer.timeout_ms = (int)e->write_timeout_ms;
+	nw_wsgi_local_init(s, &s->local, &e->clock);
+	/* requests may run side by side: on threads, or in greenlets */
+	s->multithread = threads > 1 || green != Py_None;
 	Py_INCREF(app);
 	s->app = app;
 	if (errors == Py_None) {
@@ -343,6 +332,13 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);
 		goto fail;
 	}
+	if (green != Py_None) {
+		if (nw_green_setup(s, (PyObject *)self, green,
+		        worker_connections) < 0)
+			goto fail;
+	} else if (threads > 1 && nw_threads_setup(s, threads) < 0) {
+		goto fail;
+	}
 	Py_XDECREF(seq);
 	return (PyObject *)self;
 nomem:
@@ -362,17 +358,18 @@ server_dealloc(PyObject *self)
 	size_t i;
 
 	nw_engine_free(&s->e);
+	nw_threads_free(s);
+	nw_green_free(s);
 	for (i = 0; i < s->e.nlisteners; i++)
 		Py_CLEAR(*(PyObject **)&s->e.listeners[i].tmpl);
 	free(s->e.listeners);
 	free(s->tmpdir);
 	free(s->script_name_b);
-	nw_buf_free(&s->head);
+	nw_wsgi_local_free(&s->local);
 	nw_buf_free(&s->scratch);
 	Py_CLEAR(s->app);
 	Py_CLEAR(s->errors);
 	Py_CLEAR(s->script_name);
-	Py_CLEAR(s->start_response);
 	tp_free(self);
 	Py_DECREF(tp);
 }
@@ -413,6 +410,17 @@ server_flush_logs(PyObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* A pool thread's life: threading.Thread(target=server.run_thread). */
+static PyObject *
+server_run_thread(PyObject *self, PyObject *unused)
+{
+	if (SERVER(self)->pool == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "no thread pool");
+		return NULL;
+	}
+	return nw_threads_thread(SERVER(self));
+}
+
 static PyObject *
 server_get_served(PyObject *self, void *closure)
 {
@@ -436,12 +444,28 @@ static PyMethodDef server_methods[] = {
         "reopen_logs(): reopen the access log file"},
     {"flush_logs", server_flush_logs, METH_NOARGS,
         "flush_logs(): write buffered access log lines"},
+    {"run_thread", server_run_thread, METH_NOARGS,
+        "run_thread(): one pool thread's loop, until the server stops"},
+    {"start", nw_green_start, METH_NOARGS,
+        "start(): the engine, driven by a gevent or eventlet hub"},
+    {"on_events", nw_green_on_events, METH_NOARGS,
+        "on_events(): the hub saw fileno() readable"},
+    {"on_timer", nw_green_on_timer, METH_NOARGS,
+        "on_timer(): the hub's timer for the engine's deadlines fired"},
+    {"run_queue", nw_green_run_queue, METH_NOARGS,
+        "run_queue(): pipelined requests, from the hub"},
+    {"begin_stop", nw_green_begin_stop, METH_NOARGS,
+        "begin_stop(): no new connections; finish the running requests"},
+    {"close", nw_green_close, METH_NOARGS,
+        "close(): close every connection (after the last heartbeat)"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef server_getset[] = {
     {"served", server_get_served, NULL, "requests answered", NULL},
     {"live", server_get_live, NULL, "accepting public traffic", NULL},
+    {"green_state", nw_green_get_state, NULL,
+        "(fileno, stop requested, drained, running requests)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -471,7 +495,8 @@ nw_wsgi_server_init(PyObject *module)
 	PyObject *type;
 
 	if (nw_wsgi_environ_init() < 0 || nw_wsgi_response_init() < 0 ||
-	    nw_input_init(module) < 0 || nw_filewrapper_init(module) < 0)
+	    nw_input_init(module) < 0 || nw_filewrapper_init(module) < 0 ||
+	    nw_green_init(module) < 0)
 		return -1;
 	if ((type = PyType_FromSpec(&server_spec)) == NULL)
 		return -1;
