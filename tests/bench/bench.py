@@ -1018,7 +1018,6 @@ def scenario_threads(args):
     latency-bound app (50 ms: time.sleep, and pg_sleep through psycopg2),
     an I/O-bound one (5 ms), and hello world with threads 4 beside
     threads 1 and gunicorn's sync worker."""
-    sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
     from pgserver import PgServer, find_pg_bin
     results = {}
 

@@ -1,6 +1,6 @@
 """Helpers for the tests of concurrency inside a worker (threads, gevent,
 eventlet): many requests at once, each on a connection of its own, a local
-upstream HTTP server, and the private PostgreSQL of pgserver.py as a fixture.
+upstream HTTP server, and what the apps need to find pg.py's PostgreSQL.
 
 Everything is bounded in time and talks to loopback only.
 """
@@ -12,10 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-
 from conftest import APPS, T
-from pgserver import PgServer, find_pg_bin
 
 THREADS_APP = os.path.join(APPS, "threads")
 DJANGO_PG = os.path.join(APPS, "django_pg")
@@ -134,25 +131,23 @@ class Upstream:
         self.thread.join(T(10))
 
 
-@pytest.fixture(scope="module")
-def pg():
-    """A private PostgreSQL for the module's tests; skips without one."""
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed (Debian: postgresql)")
-    server = PgServer()
-    try:
-        server.start(timeout=T(60))
-    except Exception as e:
-        server.stop()
-        pytest.fail("cannot start PostgreSQL: %s" % e)
-    yield server
-    server.stop()
+def pg_dsn(pg):
+    """libpq's connection string for pg.py's cluster."""
+    return "host=%s port=%d user=%s password=%s dbname=%s" % (
+        pg.host, pg.port, pg.user, pg.password, pg.database)
+
+
+def pg_env(pg):
+    """What tests/apps/threads and tests/apps/django_pg read."""
+    return {"PGHOST": pg.host, "PGPORT": str(pg.port), "PGUSER": pg.user,
+            "PGPASSWORD": pg.password, "PGDATABASE": pg.database,
+            "PG_DSN": pg_dsn(pg)}
 
 
 def app_connections(pg, application_name):
     """Backends connected with this application_name right now."""
     import psycopg2
-    conn = psycopg2.connect(pg.dsn(), connect_timeout=10)
+    conn = psycopg2.connect(pg_dsn(pg), connect_timeout=10)
     try:
         conn.autocommit = True
         cur = conn.cursor()

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import T, wait_until
 from concurrency import (THREADS_APP, Upstream, get_many, in_background,
-                         inflight, pg)  # noqa: F401
+                         inflight, pg_env)
+from pg import pg  # noqa: F401 (the fixture)
 
 SLEEP = 1.0
 KINDS = ["gevent", "eventlet"]
@@ -73,7 +74,7 @@ def test_worker_connections_bound_the_requests_at_once(narwhal, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_psycopg2_waits_in_greenlets(narwhal, kind, pg):
-    n = narwhal(chdir=THREADS_APP, env=pg.env(),
+    n = narwhal(chdir=THREADS_APP, env=pg_env(pg),
                 settings={"workers": 1, "worker_class": kind})
     elapsed, answers = get_many(n, ["/pg?s=%g" % SLEEP] * 6)
     assert [a.status for a in answers] == [200] * 6, answers

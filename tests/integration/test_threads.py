@@ -19,8 +19,9 @@ import pytest
 
 from conftest import T, pid_alive, wait_until
 from concurrency import (DJANGO_PG, THREADS_APP, app_connections, get_many,
-                         in_background, inflight, pg)  # noqa: F401
+                         in_background, inflight, pg_env)
 from deploy import status
+from pg import pg  # noqa: F401 (the fixture)
 
 SLEEP = 1.0
 
@@ -138,7 +139,7 @@ def test_flask_request_context_under_threads(narwhal):
 
 
 def django_master(narwhal, pg, threads, max_age):
-    env = pg.env()
+    env = pg_env(pg)
     env["DJANGO_CONN_MAX_AGE"] = str(max_age)
     return narwhal(chdir=DJANGO_PG, app="pgsite.wsgi:application", env=env,
                    settings={"workers": 1, "threads": threads})

@@ -1,7 +1,7 @@
 """Django on a real PostgreSQL, with persistent connections (CONN_MAX_AGE).
 
 The test starts a private cluster and passes where it is in PGHOST, PGPORT,
-PGUSER and PGDATABASE; DJANGO_CONN_MAX_AGE (seconds, default 60) lets a test
+PGUSER, PGPASSWORD and PGDATABASE; DJANGO_CONN_MAX_AGE (seconds, default 60) lets a test
 turn persistent connections off.
 """
 
@@ -20,6 +20,7 @@ DATABASES = {
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
         "USER": os.environ.get("PGUSER", "postgres"),
+        "PASSWORD": os.environ.get("PGPASSWORD", ""),
         "NAME": os.environ.get("PGDATABASE", "postgres"),
         "CONN_MAX_AGE": int(os.environ.get("DJANGO_CONN_MAX_AGE", "60")),
         "OPTIONS": {"application_name": "narwhal-django-test"},

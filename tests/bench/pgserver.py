@@ -1,4 +1,4 @@
-"""A private PostgreSQL server for the tests and benchmarks that need one.
+"""A private PostgreSQL server for the benchmarks that need one.
 
 `PgServer(parent).start()` runs initdb into a new directory under parent,
 starts postgres on 127.0.0.1 and an unused port (trust authentication, its
@@ -8,7 +8,8 @@ is still there. PostgreSQL refuses to run as root, so under root the server
 runs as `nobody`. Every step is bounded in time.
 
 `find_pg_bin()` is None when no PostgreSQL server is installed (Debian's
-postgresql package): callers skip. No pytest here: the benchmarks use it.
+postgresql package): callers skip. The integration tests have their own
+(tests/integration/pg.py), which needs pytest.
 """
 
 import glob
