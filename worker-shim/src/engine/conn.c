@@ -469,28 +469,33 @@ body_begin(struct nw_conn *c)
 
 	c->chunked = c->req.chunked;
 	c->body_size = c->body_raw = 0;
+	c->body_ready = 0;
 	if (c->chunked) {
 		nw_chunked_init(&c->dec);
 		c->remaining = 0;
-		c->body_done = false;
+		c->body_done = c->body_told = false;
 		return 0;
 	}
 	c->remaining =
 	    c->req.content_length > 0 ? (uint64_t)c->req.content_length : 0;
 	if (e->limits.body && c->remaining > e->limits.body)
 		return 413;
-	c->body_done = c->remaining == 0;
+	c->body_done = c->body_told = c->remaining == 0;
 	return 0;
 }
 
-/* Moves body bytes from the input to the driver: 0, or -status. */
+/*
+ * Decodes the body bytes that arrived, checking them; the decoded ones
+ * wait at the front of the body's place in the input (body_ready), the
+ * undecoded rest after them. Returns 0, or -status.
+ */
 static int
-body_feed(struct nw_conn *c)
+body_decode(struct nw_conn *c)
 {
 	struct nw_engine *e = c->engine;
-	size_t start = c->rpos + c->req.head_len;
-	char *p = c->in.data + start;
-	size_t avail = c->in.len - start, consumed, out;
+	char *p = c->in.data + c->rpos + c->req.head_len + c->body_ready;
+	size_t avail = c->in.len - c->rpos - c->req.head_len - c->body_ready;
+	size_t consumed, out;
 	bool done;
 
 	if (avail == 0 || c->body_done)
@@ -516,18 +521,45 @@ body_feed(struct nw_conn *c)
 	c->body_size += out;
 	c->body_raw += consumed;
 	c->body_done = done;
-	if (e->drv->body && (out > 0 || done)) {
-		int rc = e->drv->body(c, p, out, done);
+	if (consumed > out)
+		memmove(p + out, p + consumed, avail - consumed);
+	c->in.len -= consumed - out;
+	c->body_ready += out;
+	return 0;
+}
+
+/* Hands the decoded bytes to the driver, and drops them: 0, or -status. */
+static int
+body_deliver(struct nw_conn *c)
+{
+	struct nw_engine *e = c->engine;
+	char *p = c->in.data + c->rpos + c->req.head_len;
+	size_t n = c->body_ready;
+
+	if (n == 0 && (!c->body_done || c->body_told))
+		return 0;
+	c->body_ready = 0;
+	c->body_told = c->body_done;
+	if (e->drv->body) {
+		int rc = e->drv->body(c, p, n, c->body_done);
 
 		if (rc != 0)
 			return -rc;
 	}
 	if (c->fd < 0)
 		return 0;
-	if (consumed < avail)
-		memmove(p, p + consumed, avail - consumed);
-	c->in.len -= consumed;
+	memmove(p, p + n, c->in.len - c->rpos - c->req.head_len - n);
+	c->in.len -= n;
 	return 0;
+}
+
+/* Moves body bytes from the input to the driver: 0, or -status. */
+static int
+body_feed(struct nw_conn *c)
+{
+	int rc = body_decode(c);
+
+	return rc < 0 ? rc : body_deliver(c);
 }
 
 /*
@@ -620,8 +652,26 @@ conn_process(struct nw_conn *c)
 			if (c->timer != NW_TIMER_WRITE)
 				nw_timer_unlink(c);
 			c->state = NW_CONN_BODY;
-			if (!e->drv->whole_body && request_start(c) < 0)
-				return;
+			if (!e->drv->whole_body) {
+				/*
+				 * A driver that streams the body starts its
+				 * app now, but what came with the head is
+				 * checked first: a broken body found here is
+				 * answered before any app runs.
+				 */
+				if ((rc = body_decode(c)) < 0) {
+					nw_conn_error(c, -rc);
+					return;
+				}
+				if (request_start(c) < 0)
+					return;
+				if (c->fd < 0 || c->state != NW_CONN_REQUEST)
+					return;
+				if ((rc = body_deliver(c)) < 0) {
+					body_error(c, -rc);
+					return;
+				}
+			}
 		}
 		if ((c->state == NW_CONN_BODY ||
 		        c->state == NW_CONN_REQUEST) &&

@@ -103,6 +103,8 @@ struct nw_conn {
 	struct nw_chunked dec;
 	uint64_t remaining; /* Content-Length bytes still to come */
 	bool body_done;
+	bool body_told;     /* the driver knows it is done */
+	size_t body_ready;  /* decoded, not yet handed to the driver */
 	uint64_t body_size; /* decoded bytes so far */
 	uint64_t body_raw;  /* bytes read off the wire for it */
 	bool continue_sent; /* 100 Continue */

@@ -240,10 +240,26 @@ remote(struct nw_conn *c)
 		return 0;
 	if ((wc->remote_addr = latin1_str(c->host, strlen(c->host))) == NULL)
 		return -1;
-	if (c->port &&
-	    (wc->remote_port = PyUnicode_FromStringAndSize(digits,
-	         snprintf(digits, sizeof digits, "%d", c->port))) == NULL)
-		return -1;
+	if (c->port) {
+		/* by hand: printf costs, once per connection */
+		size_t n = 0, i;
+		unsigned v = (unsigned)c->port;
+
+		do {
+			digits[n++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v != 0);
+		for (i = 0; i < n / 2; i++) {
+			char t = digits[i];
+
+			digits[i] = digits[n - 1 - i];
+			digits[n - 1 - i] = t;
+		}
+		wc->remote_port =
+		    PyUnicode_FromStringAndSize(digits, (Py_ssize_t)n);
+		if (wc->remote_port == NULL)
+			return -1;
+	}
 	return 0;
 }
 
