@@ -108,6 +108,7 @@ server_on_tick(PyObject *self, PyObject *unused)
 	struct nw_asgi *s = SERVER(self);
 
 	Py_CLEAR(s->tick_handle);
+	nw_clock_update(&s->e.clock);
 	nw_engine_tick(&s->e);
 	Py_RETURN_NONE;
 }

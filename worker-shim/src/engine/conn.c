@@ -330,6 +330,15 @@ nw_conn_response_done(struct nw_conn *c, bool close)
 		e->retired = true;
 		nw_engine_control_send(e, "retire");
 	}
+	if (c->body_ready > 0) {
+		/* answered before it took its body: the body goes */
+		char *p = c->in.data + c->rpos + c->req.head_len;
+
+		memmove(p, p + c->body_ready,
+		    c->in.len - c->rpos - c->req.head_len - c->body_ready);
+		c->in.len -= c->body_ready;
+		c->body_ready = 0;
+	}
 	c->rpos += c->req.head_len;
 	nw_request_reset(&c->req);
 	c->started_ns = 0;
@@ -528,17 +537,21 @@ body_decode(struct nw_conn *c)
 	return 0;
 }
 
-/* Hands the decoded bytes to the driver, and drops them: 0, or -status. */
+/*
+ * Hands the decoded bytes to the driver, and drops them: 0, or -status.
+ * The driver may answer the request from here (nw_conn_response_done
+ * drops them then).
+ */
 static int
 body_deliver(struct nw_conn *c)
 {
 	struct nw_engine *e = c->engine;
 	char *p = c->in.data + c->rpos + c->req.head_len;
 	size_t n = c->body_ready;
+	uint64_t requests = c->requests;
 
 	if (n == 0 && (!c->body_done || c->body_told))
 		return 0;
-	c->body_ready = 0;
 	c->body_told = c->body_done;
 	if (e->drv->body) {
 		int rc = e->drv->body(c, p, n, c->body_done);
@@ -546,10 +559,11 @@ body_deliver(struct nw_conn *c)
 		if (rc != 0)
 			return -rc;
 	}
-	if (c->fd < 0)
-		return 0;
+	if (c->fd < 0 || c->requests != requests)
+		return 0; /* answered meanwhile */
 	memmove(p, p + n, c->in.len - c->rpos - c->req.head_len - n);
 	c->in.len -= n;
+	c->body_ready = 0;
 	return 0;
 }
 
@@ -614,6 +628,7 @@ static void
 conn_process(struct nw_conn *c)
 {
 	struct nw_engine *e = c->engine;
+	bool first;
 	int rc;
 
 	for (;;) {
@@ -629,15 +644,20 @@ conn_process(struct nw_conn *c)
 				nw_conn_pause_reading(c);
 				return;
 			}
-			/* the header timeout runs from a request's first byte */
-			if (c->req.scan == 0 &&
-			    (c->requests > 0 || c->timer == NW_TIMER_GRACE ||
-			        c->timer == NW_TIMER_NONE))
-				nw_timer_set(c, NW_TIMER_HEAD);
+			first = c->req.scan == 0;
 			rc = nw_request_parse(&c->req, c->in.data + c->rpos,
 			    c->in.len - c->rpos, &e->limits);
-			if (rc == NW_PARSE_AGAIN)
+			if (rc == NW_PARSE_AGAIN) {
+				/*
+				 * The header timeout runs from a request's
+				 * first byte: they came with this read.
+				 */
+				if (first && (c->requests > 0 ||
+				                 c->timer == NW_TIMER_GRACE ||
+				                 c->timer == NW_TIMER_NONE))
+					nw_timer_set(c, NW_TIMER_HEAD);
 				return;
+			}
 			if (rc == NW_PARSE_ERROR) {
 				nw_conn_error(c, c->req.status);
 				return;
@@ -649,7 +669,8 @@ conn_process(struct nw_conn *c)
 			c->client_close = !c->req.keep_alive;
 			c->continue_sent = false;
 			c->started_ns = nw_engine_now_ns();
-			if (c->timer != NW_TIMER_WRITE)
+			if (c->timer != NW_TIMER_WRITE &&
+			    c->timer != NW_TIMER_NONE)
 				nw_timer_unlink(c);
 			c->state = NW_CONN_BODY;
 			if (!e->drv->whole_body) {
@@ -665,6 +686,8 @@ conn_process(struct nw_conn *c)
 				}
 				if (request_start(c) < 0)
 					return;
+				if (c->fd >= 0 && c->state == NW_CONN_HEAD)
+					continue; /* answered in place */
 				if (c->fd < 0 || c->state != NW_CONN_REQUEST)
 					return;
 				if ((rc = body_deliver(c)) < 0) {
@@ -680,6 +703,8 @@ conn_process(struct nw_conn *c)
 				body_error(c, -rc);
 				return;
 			}
+			if (c->fd >= 0 && c->state == NW_CONN_HEAD)
+				continue; /* answered in place */
 			if (c->fd < 0 || (c->state != NW_CONN_BODY &&
 			                     c->state != NW_CONN_REQUEST))
 				return;

@@ -12,6 +12,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <string.h>
+
 #include "engine/engine.h"
 
 /* headers.c */
@@ -31,8 +33,6 @@ int nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p);
 int nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
     int (*tmpl)(void *arg, struct nw_listener *l), void *arg);
 void nw_py_listeners_free(struct nw_engine *e);
-int nw_py_set_new(PyObject *d, PyObject *k, PyObject *v);
-uint32_t nw_py_hash(const char *p, size_t n);
 int nw_py_methods_init(void);
 
 /*
@@ -47,6 +47,50 @@ PyObject *nw_py_reopen_logs(PyObject *self, PyObject *unused);
 PyObject *nw_py_flush_logs(PyObject *self, PyObject *unused);
 PyObject *nw_py_get_served(PyObject *self, void *closure);
 PyObject *nw_py_get_live(PyObject *self, void *closure);
-PyObject *nw_py_method(const char *p, size_t n);
+#define NW_PY_METHODS 7
+extern const char *const nw_py_method_names[NW_PY_METHODS];
+extern PyObject *nw_py_methods[NW_PY_METHODS];
+
+/* Inline: both drivers build every request with these. */
+
+/* d[k] = v, v a new reference (NULL: an error already set). */
+static inline int
+nw_py_set_new(PyObject *d, PyObject *k, PyObject *v)
+{
+	int r;
+
+	if (v == NULL)
+		return -1;
+	r = PyDict_SetItem(d, k, v);
+	Py_DECREF(v);
+	return r;
+}
+
+/* FNV-1a, for the drivers' caches of header names and values. */
+static inline uint32_t
+nw_py_hash(const char *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 16777619u;
+	return h;
+}
+
+/* A new reference to a common method's str, or NULL (no error). */
+static inline PyObject *
+nw_py_method(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < NW_PY_METHODS; i++)
+		if (strncmp(nw_py_method_names[i], p, n) == 0 &&
+		    nw_py_method_names[i][n] == '\0') {
+			Py_INCREF(nw_py_methods[i]);
+			return nw_py_methods[i];
+		}
+	return NULL;
+}
 
 #endif

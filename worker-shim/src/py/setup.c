@@ -97,34 +97,9 @@ nw_py_listeners_free(struct nw_engine *e)
 	e->nlisteners = 0;
 }
 
-/* d[k] = v, v a new reference (NULL: an error already set). */
-int
-nw_py_set_new(PyObject *d, PyObject *k, PyObject *v)
-{
-	int r;
-
-	if (v == NULL)
-		return -1;
-	r = PyDict_SetItem(d, k, v);
-	Py_DECREF(v);
-	return r;
-}
-
-/* FNV-1a, for the drivers' caches of header names and values. */
-uint32_t
-nw_py_hash(const char *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 16777619u;
-	return h;
-}
-
-static const char *const method_names[] = {
+const char *const nw_py_method_names[NW_PY_METHODS] = {
     "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-static PyObject *methods[sizeof method_names / sizeof method_names[0]];
+PyObject *nw_py_methods[NW_PY_METHODS];
 
 /* The common methods' strings, interned once (both drivers ask). */
 int
@@ -132,27 +107,12 @@ nw_py_methods_init(void)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (methods[i] == NULL &&
-		    (methods[i] = PyUnicode_InternFromString(
-		         method_names[i])) == NULL)
+	for (i = 0; i < NW_PY_METHODS; i++)
+		if (nw_py_methods[i] == NULL &&
+		    (nw_py_methods[i] = PyUnicode_InternFromString(
+		         nw_py_method_names[i])) == NULL)
 			return -1;
 	return 0;
-}
-
-/* A new reference to a common method's str, or NULL (no error). */
-PyObject *
-nw_py_method(const char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (strlen(method_names[i]) == n &&
-		    memcmp(method_names[i], p, n) == 0) {
-			Py_INCREF(methods[i]);
-			return methods[i];
-		}
-	return NULL;
 }
 
 /* The methods both types have: the access log, and what they report. */
