@@ -54,6 +54,8 @@ enum kind {
 	K_WORKER_CLASS, /* gunicorn's -k: also picks the interface */
 	K_STRING,    /* any text; empty means unset */
 	K_FILELIST,  /* comma-separated paths, repeatable */
+	K_IPLIST,    /* "127.0.0.1,::1,10.0.0.0/8", or "*" */
+	K_PROXYPROTO,
 };
 
 struct key {
@@ -114,6 +116,10 @@ static const struct key keys[] = {
 	{ "limit_request_field_size", K_LONG, F(limit_request_field_size), 0,
 	    LONG_MAX },
 	{ "limit_request_body", K_SIZE, F(limit_request_body), 0, 0 },
+	{ "forwarded_allow_ips", K_IPLIST, F(forwarded_allow_ips), 0, 0 },
+	{ "secure_scheme_headers", K_STRING, F(secure_scheme_headers), 0, 0 },
+	{ "proxy_protocol", K_PROXYPROTO, F(proxy_protocol), 0, 0 },
+	{ "proxy_allow_ips", K_IPLIST, F(proxy_allow_ips), 0, 0 },
 	{ "pidfile", K_PATH, F(pidfile), 0, 0 },
 	{ "user", K_NAME, F(user), 0, 0 },
 	{ "group", K_NAME, F(group), 0, 0 },
@@ -524,6 +530,13 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 	case K_FILELIST:
 		return filelist_add(field, &ld->config->nreload_extra_files,
 		    value, base, why, whylen);
+	case K_IPLIST:
+		if (nw_parse_iplist(value, why, whylen) < 0)
+			return -1;
+		set_str(field, strdup(value));
+		break;
+	case K_PROXYPROTO:
+		return nw_parse_proxy_protocol(value, field, why, whylen);
 	}
 	/* The string kinds that fall through here just stored a copy. */
 	if (*(char **)field == NULL)
@@ -1054,6 +1067,7 @@ static void
 apply_environment(struct load *ld)
 {
 	const char *port = getenv("PORT"), *n = getenv("WEB_CONCURRENCY");
+	const char *fwd = getenv("FORWARDED_ALLOW_IPS");
 	struct origin o = { 0, NULL, NULL };
 	char bind[64];
 
@@ -1061,6 +1075,11 @@ apply_environment(struct load *ld)
 		o.source = "$PORT";
 		snprintf(bind, sizeof(bind), "0.0.0.0:%.16s", port);
 		key_apply(ld, key_index("bind"), "bind", bind, &o, ld->cwd);
+	}
+	if (fwd != NULL && fwd[0] != '\0' && !ld->failed) {
+		o.source = "$FORWARDED_ALLOW_IPS";
+		key_apply(ld, key_index("forwarded_allow_ips"),
+		    "forwarded_allow_ips", fwd, &o, ld->cwd);
 	}
 	if (n != NULL && n[0] != '\0' && !ld->failed) {
 		o.source = "$WEB_CONCURRENCY";
@@ -1285,6 +1304,16 @@ finish(struct load *ld, int lenient)
 	    NW_GUNICORN_ACCESS_LOG_FORMAT) != 0)
 		note(ld, "access_log_format: not applied yet: the access log "
 		    "has gunicorn's default format");
+	/* Until the workers apply them (issue 12, after the engine). */
+	if (strcmp(c->forwarded_allow_ips, NW_DEFAULT_TRUSTED) != 0 ||
+	    strcmp(c->secure_scheme_headers, NW_DEFAULT_SECURE_HEADERS) != 0)
+		note(ld, "forwarded_allow_ips, secure_scheme_headers: not "
+		    "applied yet: loopback and Unix-socket peers may claim "
+		    "https with gunicorn's default headers");
+	if (c->proxy_protocol != 0)
+		load_fail(ld, origin_of(ld, "proxy_protocol"), "proxy_protocol",
+		    "not supported yet: every connection from the proxy "
+		    "would be refused");
 }
 
 static struct nw_config *
@@ -1297,6 +1326,9 @@ config_defaults(void)
 	c->interface = NW_INTERFACE_AUTO;
 	c->asyncio_loop = strdup("auto");
 	c->worker_class = strdup("sync");
+	c->forwarded_allow_ips = strdup(NW_DEFAULT_TRUSTED);
+	c->proxy_allow_ips = strdup(NW_DEFAULT_TRUSTED);
+	c->secure_scheme_headers = strdup(NW_DEFAULT_SECURE_HEADERS);
 	c->threads = 1;
 	c->worker_connections = 1000;
 	c->backlog = 2048;
@@ -1327,6 +1359,8 @@ config_defaults(void)
 	c->errorlog = strdup("-");
 	c->loglevel = NW_LOG_INFO;
 	if (c->asyncio_loop == NULL || c->worker_class == NULL ||
+	    c->forwarded_allow_ips == NULL || c->proxy_allow_ips == NULL ||
+	    c->secure_scheme_headers == NULL ||
 	    c->errorlog == NULL || c->warmup_path == NULL) {
 		nw_config_free(c);
 		return NULL;
@@ -1447,7 +1481,6 @@ out:
 static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
 static const char *const loglevel_words[] = { "debug", "info", "warning",
 	"error", "critical" };
-static const char *const snapshot_words[] = { "auto", "git", "off" };
 
 static void
 print_list(FILE *out, char **v, const char *sep)
@@ -1469,16 +1502,17 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_LOGLEVEL:
 		fputs(loglevel_words[*(const int *)field], out);
 		break;
-	case K_SNAPSHOT:
-		fputs(snapshot_words[*(const int *)field], out);
-		break;
 	case K_ROLLBACK:
 		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
 		    "symlink", out);
 		break;
 	case K_INT:
+	case K_PROXYPROTO:
 	case K_BOOL:
-		if (k->kind == K_BOOL)
+		if (k->kind == K_PROXYPROTO)
+			fputs((const char *const[]){ "off", "v1", "v2", "auto" }
+			    [*(const int *)field], out);
+		else if (k->kind == K_BOOL)
 			fputs(*(const int *)field ? "true" : "false", out);
 		else
 			fprintf(out, "%d", *(const int *)field);
@@ -1507,9 +1541,27 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
+	case K_SNAPSHOT:
+		fputs((const char *const[]){ [NW_SNAPSHOT_AUTO] = "auto",
+		    [NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" }
+		    [*(const int *)field], out);
+		break;
 	case K_BIND:
 		break;
-	default:
+	/* No default: a new kind must say how it prints (-Wswitch). */
+	case K_APP:
+	case K_LOOP:
+	case K_PYTHON:
+	case K_DIR:
+	case K_URLPATH:
+	case K_PATH:
+	case K_SOCKPATH:
+	case K_LOG:
+	case K_NAME:
+	case K_WORKER_CLASS:
+	case K_STRING:
+	case K_IPLIST:
+	case K_ADDR:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);
 		break;
@@ -1596,6 +1648,9 @@ nw_config_free(struct nw_config *c)
 	free(c->python_why);
 	nw_strv_free(c->reload_extra_files);
 	free(c->access_log_format);
+	free(c->forwarded_allow_ips);
+	free(c->secure_scheme_headers);
+	free(c->proxy_allow_ips);
 	nw_strv_free(c->notes);
 	free(c->chdir);
 	nw_strv_free(c->pythonpath);

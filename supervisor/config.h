@@ -102,6 +102,11 @@ struct nw_config {
 	long limit_request_field_size;
 	long long limit_request_body; /* bytes, 0: unlimited */
 
+	char *forwarded_allow_ips;  /* peers whose scheme headers count */
+	char *secure_scheme_headers;/* "X-FORWARDED-PROTO=https, ..." */
+	int proxy_protocol;         /* 0 off, 1 v1, 2 v2, 3 either */
+	char *proxy_allow_ips;      /* peers that may send a PROXY header */
+
 	char *pidfile;
 	char *user;
 	char *group;

@@ -222,6 +222,12 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	    c->limit_request_body);
 	if (c->accesslog != NULL)
 		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
+	if (c->access_log_format != NULL)
+		env_add(p, "NARWHAL_ACCESS_LOG_FORMAT", c->access_log_format);
+	env_add(p, "NARWHAL_FORWARDED_ALLOW_IPS", c->forwarded_allow_ips);
+	env_add(p, "NARWHAL_SECURE_SCHEME_HEADERS", c->secure_scheme_headers);
+	env_addf(p, "NARWHAL_PROXY_PROTOCOL", "%d", c->proxy_protocol);
+	env_add(p, "NARWHAL_PROXY_ALLOW_IPS", c->proxy_allow_ips);
 	if (c->hooks != NULL && c->path_is_python) {
 		env_add(p, "NARWHAL_GUNICORN_CONF", c->path);
 		env_add(p, "NARWHAL_HOOKS", c->hooks);

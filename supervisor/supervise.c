@@ -305,11 +305,15 @@ judge_probes(struct nw_master *m)
 		      "capacity");
 		nw_worker_event(m, w, NW_EV_PROBE_OK, why);
 	}
-	/* Checks are one-offs: the next failure asks again. */
+	/* Checks are one-offs: once every answer is in and used, the next
+	 * failure asks again (during a reload, reload.c clears them). */
+	if (m->reload.gen != NULL)
+		return;
 	TAILQ_FOREACH(w, &m->workers, entry)
-		if (w->check != NW_CHECK_PENDING && w->gen == m->current &&
-		    m->reload.gen == NULL)
-			w->check = NW_CHECK_NONE;
+		if (w->check == NW_CHECK_PENDING)
+			return;
+	TAILQ_FOREACH(w, &m->workers, entry)
+		w->check = NW_CHECK_NONE;
 }
 
 static void

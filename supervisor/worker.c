@@ -363,9 +363,13 @@ nw_worker_event(struct nw_master *m, struct nw_worker *w,
 		if (w->state != NW_PROBING)
 			break;
 		nw_worker_probe_text(w, reason, sizeof reason);
-		snprintf(w->boot_failure, sizeof w->boot_failure,
-		    "failed the probe %d times: %.320s", w->probe_failures,
-		    reason);
+		if (c->ready_path == NULL)
+			snprintf(w->boot_failure, sizeof w->boot_failure,
+			    "failed the warm-up request: %.320s", reason);
+		else
+			snprintf(w->boot_failure, sizeof w->boot_failure,
+			    "failed the probe %d times: %.320s",
+			    w->probe_failures, reason);
 		/* Booted: nothing of the app's to dump, no traffic to drain. */
 		fail_boot(m, w, SIGKILL, w->boot_failure);
 		return;

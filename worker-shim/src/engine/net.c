@@ -1,10 +1,9 @@
 /*
- * conn.c: the Python-free socket plumbing both serving loops share.
+ * net.c: socket plumbing for the engine.
  *
- * It owns the worker's stderr log line, accepting and configuring one
- * connection from a listener, and describing a listening socket's own
- * address, and telling a client on this host. server.c, module.c and
- * asgi_listen.c call it; it keeps no state.
+ * Accepting and configuring one connection from a listener, describing a
+ * listening socket's own address, and telling a client on this host. It
+ * keeps no state; listen.c decides what to do with the answers.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,34 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
-
-/* One log line on stderr, in one write: the master relays line by line. */
-void
-nw_vlog(const char *fmt, va_list ap)
-{
-	char line[512];
-	int n;
-
-	n = vsnprintf(line, sizeof line - 1, fmt, ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof line - 2)
-		n = sizeof line - 2;
-	line[n++] = '\n';
-	if (write(2, line, (size_t)n) < 0)
-		(void)0;
-}
-
-static void
-log_line(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	nw_vlog(fmt, ap);
-	va_end(ap);
-}
+#include "engine/engine.h"
 
 /*
  * Accepts one connection, non-blocking and close-on-exec, with TCP_NODELAY
@@ -70,10 +42,10 @@ nw_accept(int lfd, bool tcp, struct sockaddr_storage *peer, socklen_t *plen)
 		case ENOBUFS:
 		case ENOMEM:
 			/* level-triggered: back off instead of spinning */
-			log_line("accept: %s; pausing 100ms", strerror(errno));
+			nw_log("accept: %s; pausing 100ms", strerror(errno));
 			return NW_ACCEPT_BUSY;
 		default:
-			log_line("accept: %s", strerror(errno));
+			nw_log("accept: %s", strerror(errno));
 			return NW_ACCEPT_STOP;
 		}
 	}
@@ -129,8 +101,8 @@ nw_sock_name(int fd, char host[NW_HOST_MAX], int *port)
 
 /*
  * A Unix socket, a loopback address, or this host's own address: a client
- * that shares our CPUs (a proxy, a load generator). Both loops yield the
- * CPU after answering one (see nw_aserver_release).
+ * that shares our CPUs (a proxy, a load generator). The engine yields the
+ * CPU after answering one (see nw_engine_yield).
  */
 bool
 nw_peer_is_local(int fd, const struct sockaddr_storage *peer)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "core/http.h"
 
 int
 nw_buf_reserve(struct nw_buf *b, size_t extra)

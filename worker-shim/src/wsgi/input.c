@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "shim.h"
+#include "wsgi/wsgi.h"
 
 #define FILE_CHUNK 8192
 

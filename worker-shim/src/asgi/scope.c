@@ -1,5 +1,5 @@
 /*
- * asgi_scope.c: the ASGI scope of a request, from its parsed head.
+ * scope.c: the ASGI scope of a request, from its parsed head.
  *
  * A listener's template holds the keys that never change and None for the
  * others, so a request's scope is a copy whose values are replaced. Header
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "asgi.h"
+#include "asgi/asgi.h"
 
 static const char *const method_names[] = {
     "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
@@ -62,7 +62,7 @@ method_str(const char *p, size_t n)
 
 /* scope["path"]: percent-decoded UTF-8, root_path taken off. */
 static PyObject *
-path_str(struct nw_aserver *s, const char *p, size_t n)
+path_str(struct nw_asgi *s, const char *p, size_t n)
 {
 	if (nw_path_decode(&s->scratch, &p, &n) < 0)
 		return PyErr_NoMemory();
@@ -147,19 +147,6 @@ value_bytes(const char *p, size_t n)
 	return valcache[i].bytes;
 }
 
-/* gunicorn's secure_scheme_headers, from a proxy on this host. */
-static bool
-is_secure_scheme(const char *n, size_t nl, const char *v, size_t vl)
-{
-	if (nl == 17 && strncasecmp(n, "x-forwarded-proto", 17) == 0)
-		return vl == 5 && strncasecmp(v, "https", 5) == 0;
-	if (nl == 20 && strncasecmp(n, "x-forwarded-protocol", 20) == 0)
-		return vl == 3 && strncasecmp(v, "ssl", 3) == 0;
-	if (nl == 15 && strncasecmp(n, "x-forwarded-ssl", 15) == 0)
-		return vl == 2 && strncasecmp(v, "on", 2) == 0;
-	return false;
-}
-
 static int
 set_new(PyObject *d, PyObject *k, PyObject *v)
 {
@@ -172,9 +159,26 @@ set_new(PyObject *d, PyObject *k, PyObject *v)
 	return r;
 }
 
+/* scope["client"], made once per connection: (host, port), or None. */
+static PyObject *
+client_of(struct nw_conn *c)
+{
+	struct nw_asgi_conn *ac = NW_ASGI_CONN(c);
+
+	if (ac->client != NULL)
+		return ac->client;
+	if (c->port == 0) {
+		Py_INCREF(Py_None);
+		ac->client = Py_None;
+	} else {
+		ac->client = Py_BuildValue("(si)", c->host, c->port);
+	}
+	return ac->client;
+}
+
 /* A request's scope, from its head in c->in (rpos on). */
 PyObject *
-nw_scope_build(struct nw_aserver *s, struct nw_aconn *c)
+nw_scope_build(struct nw_asgi *s, struct nw_conn *c)
 {
 	const char *buf = c->in.data + c->rpos;
 	struct nw_request *r = &c->req;
@@ -182,7 +186,9 @@ nw_scope_build(struct nw_aserver *s, struct nw_aconn *c)
 	bool https = false;
 	size_t i;
 
-	if ((scope = PyDict_Copy(c->listener->scope)) == NULL)
+	if (client_of(c) == NULL)
+		return NULL;
+	if ((scope = PyDict_Copy((PyObject *)c->listener->tmpl)) == NULL)
 		return NULL;
 	if ((headers = PyList_New((Py_ssize_t)r->nheaders)) == NULL)
 		goto fail;
@@ -209,7 +215,7 @@ nw_scope_build(struct nw_aserver *s, struct nw_aconn *c)
 		PyTuple_SetItem(pair, 1, value);
 		PyList_SetItem(headers, (Py_ssize_t)i, pair);
 		if (c->trusted && !https &&
-		    is_secure_scheme(buf + h->name.off, h->name.len,
+		    nw_http_claims_https(buf + h->name.off, h->name.len,
 		        buf + h->value.off, h->value.len))
 			https = true;
 	}
@@ -227,7 +233,7 @@ nw_scope_build(struct nw_aserver *s, struct nw_aconn *c)
 	        r->query.len ? PyBytes_FromStringAndSize(
 	                           buf + r->query.off, (Py_ssize_t)r->query.len)
 	                     : (Py_INCREF(nw_str.empty), nw_str.empty)) < 0 ||
-	    PyDict_SetItem(scope, nw_str.client, c->client) < 0 ||
+	    PyDict_SetItem(scope, nw_str.client, NW_ASGI_CONN(c)->client) < 0 ||
 	    (https && PyDict_SetItem(scope, nw_str.scheme, nw_str.https) < 0) ||
 	    (s->state != NULL &&
 	        set_new(scope, nw_str.state, PyDict_Copy(s->state)) < 0))
@@ -245,7 +251,7 @@ fail:
  * hello world's instructions).
  */
 PyObject *
-nw_scope_template(struct nw_aserver *s, PyObject *server)
+nw_scope_template(struct nw_asgi *s, PyObject *server)
 {
 	PyObject *per_request[] = {nw_str.headers, nw_str.http_version,
 	    nw_str.method, nw_str.path, nw_str.raw_path, nw_str.query_string,

@@ -1,12 +1,13 @@
 /*
- * http.h: the HTTP/1.x core shared by every serving loop of the worker.
+ * http.h: the HTTP/1.x core under the engine and every driver.
  *
- * The request parser, the chunked body decoder, growable buffers and the
- * blocking response writers live behind this header. Nothing declared here
- * knows about Python or WSGI, so an ASGI loop can reuse all of it.
+ * The request parser, the chunked body decoder, growable buffers, response
+ * framing, the blocking writers and the clock live behind this header.
+ * Nothing declared here knows about Python, sockets' owners or drivers; the
+ * C unit tests link it alone.
  */
-#ifndef NW_HTTP_H
-#define NW_HTTP_H
+#ifndef NW_CORE_HTTP_H
+#define NW_CORE_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -102,6 +103,10 @@ int nw_request_parse(struct nw_request *r, const char *buf, size_t len,
 /* Case-insensitive lookup of the first header with that name, or NULL. */
 const struct nw_header *nw_request_header(const struct nw_request *r,
     const char *buf, const char *name, size_t namelen);
+
+/* A trusted peer's header that says the client spoke HTTPS (gunicorn's). */
+bool nw_http_claims_https(
+    const char *name, size_t namelen, const char *value, size_t valuelen);
 
 /* %XX decoding of a path into out (n bytes at most); returns its length. */
 size_t nw_percent_decode(const char *p, size_t n, char *out);

@@ -3,20 +3,19 @@
  *
  * %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s". Lines are
  * buffered and written once per loop turn (or when the buffer fills), so a
- * busy worker does not pay a write per request. USR1 reopens the file. The
- * nw_alog_*_path/format/write functions hold no loop state: the WSGI and
- * the ASGI loops both log through them.
+ * busy worker does not pay a write per request. USR1 reopens the file.
+ * Nothing here holds state: the engine keeps the buffer and the fd.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "shim.h"
+#include "core/log.h"
 
 /* The access log at path: fd 1 for "-"; -1 with errno on failure. */
 int
-nw_alog_open_path(const char *path)
+nw_accesslog_open_path(const char *path)
 {
 	if (strcmp(path, "-") == 0)
 		return 1;
@@ -25,7 +24,7 @@ nw_alog_open_path(const char *path)
 
 /* Writes out the buffered lines and empties the buffer. */
 void
-nw_alog_write(int fd, struct nw_buf *b)
+nw_accesslog_write(int fd, struct nw_buf *b)
 {
 	size_t off = 0;
 
@@ -44,7 +43,7 @@ nw_alog_write(int fd, struct nw_buf *b)
 
 /* USR1: *fd points at path again (after a rotation); -1 if it cannot. */
 int
-nw_alog_reopen_path(const char *path, int *fd)
+nw_accesslog_reopen_path(const char *path, int *fd)
 {
 	int nfd;
 
@@ -57,35 +56,6 @@ nw_alog_reopen_path(const char *path, int *fd)
 		close(*fd);
 	*fd = nfd;
 	return 0;
-}
-
-int
-nw_alog_open(struct nw_server *s)
-{
-	if (s->alog_path == NULL)
-		return 0;
-	s->alog_fd = nw_alog_open_path(s->alog_path);
-	return s->alog_fd < 0 ? -1 : 0;
-}
-
-int
-nw_alog_reopen(struct nw_server *s)
-{
-	if (s->alog_path == NULL || strcmp(s->alog_path, "-") == 0)
-		return 0;
-	nw_alog_flush(s);
-	if (nw_alog_reopen_path(s->alog_path, &s->alog_fd) < 0) {
-		nw_server_log(s, "cannot reopen the access log %s: %s",
-		    s->alog_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-void
-nw_alog_flush(struct nw_server *s)
-{
-	nw_alog_write(s->alog_fd, &s->alog);
 }
 
 /* Appends p[0..n) with quotes, backslashes and control bytes escaped. */
@@ -129,7 +99,7 @@ append_header(struct nw_buf *b, const struct nw_request *req, const char *buf,
  * address ("" for a Unix socket); logtime: the clock's "[...]" stamp.
  */
 void
-nw_alog_format(struct nw_buf *b, const char *host, const struct nw_clock *clk,
+nw_accesslog_format(struct nw_buf *b, const char *host, const struct nw_clock *clk,
     const char *buf, const struct nw_request *req, int status, uint64_t sent)
 {
 	nw_buf_appendstr(b, host[0] ? host : "-");
@@ -146,16 +116,4 @@ nw_alog_format(struct nw_buf *b, const char *host, const struct nw_clock *clk,
 	nw_buf_append(b, "\" \"", 3);
 	append_header(b, req, buf, "user-agent", 10);
 	nw_buf_append(b, "\"\n", 2);
-}
-
-void
-nw_alog_request(
-    struct nw_server *s, struct nw_conn *c, int status, uint64_t sent)
-{
-	if (s->alog_fd < 0)
-		return;
-	nw_alog_format(&s->alog, c->host, &s->clock, c->in.data + c->rpos,
-	    &c->req, status, sent);
-	if (s->alog.len >= NW_ALOG_FLUSH_AT)
-		nw_alog_flush(s);
 }

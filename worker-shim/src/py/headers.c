@@ -1,9 +1,10 @@
 /*
- * headers.c: the Python face of response.c's header check, shared by the
+ * headers.c: the Python face of the core's header check, shared by the
  * WSGI start_response and the ASGI http.response.start: one header is
  * checked and appended, and a refusal becomes the same ValueError in both.
+ * Also the one way a driver logs a Python error nobody can take.
  */
-#include "shim.h"
+#include "py/py.h"
 
 int
 nw_head_add_py(struct nw_buf *head, PyObject *name, const char *n,
@@ -29,4 +30,12 @@ nw_head_add_py(struct nw_buf *head, PyObject *name, const char *n,
 		break;
 	}
 	return -1;
+}
+
+/* A Python error where nobody can take it: log it, print it, carry on. */
+void
+nw_py_error(const char *what)
+{
+	nw_log("%s", what);
+	PyErr_PrintEx(0);
 }

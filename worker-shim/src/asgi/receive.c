@@ -1,13 +1,13 @@
 /*
- * asgi_receive.c: ASGI receive(), and what the server tells a request about
+ * receive.c: ASGI receive(), and what the server tells a request about
  * its input.
  *
- * The body arrives from asgi_conn.c (nw_cycle_body) and waits here until
+ * The body arrives from the engine (nw_cycle_body) and waits here until
  * receive() takes it as http.request messages; once the response is done
  * or the client is gone, receive() says http.disconnect. 100 Continue goes
  * out when the app first asks for a body it was promised.
  */
-#include "asgi.h"
+#include "asgi/asgi.h"
 
 static PyObject *
 disconnect_message(void)
@@ -46,12 +46,12 @@ request_message(struct nw_cycle *cy)
 	}
 	Py_DECREF(body);
 	cy->body.len = 0;
-	if (cy->body.cap > NW_ASGI_BODY_HIGH)
+	if (cy->body.cap > NW_BODY_HIGH)
 		nw_buf_free(&cy->body);
 	if (cy->body_done)
 		cy->body_final = true;
 	if (cy->conn != NULL && cy->conn->read_paused)
-		nw_aconn_resume_reading(cy->conn);
+		nw_conn_resume_reading(cy->conn);
 	return d;
 }
 
@@ -161,11 +161,8 @@ nw_cycle_receive(PyObject *self, PyObject *unused)
 	}
 	if (!cy->body_final && cy->expect_continue && !cy->continue_sent &&
 	    !cy->started) {
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-		struct iovec iov = {(void *)cont, sizeof cont - 1};
-
 		cy->continue_sent = true;
-		if (nw_aconn_write(cy->conn, &iov, 1) < 0)
+		if (nw_conn_send_continue(cy->conn) < 0)
 			return nw_wait_new(disconnect_message(), NULL);
 	}
 	if (cy->waiters == NULL && (cy->waiters = PyList_New(0)) == NULL)

@@ -1,96 +1,23 @@
 /*
- * wsgi.c: one request through a PEP 3333 application.
+ * response.c: one request through a PEP 3333 application.
  *
- * Builds the environ from the parsed head (interned keys, cached values),
- * provides start_response and write(), iterates the result and frames the
- * response (Content-Length when known, chunked otherwise, or close for
- * HTTP/1.0), sends wsgi.file_wrapper files with sendfile, and always calls
- * the result's close(). It never reads from the socket: server.c hands it a
- * complete request.
+ * Calls the app with the environ (environ.c), provides start_response and
+ * write(), iterates the result and frames the response (Content-Length when
+ * known, chunked otherwise, or close for HTTP/1.0), sends wsgi.file_wrapper
+ * files with sendfile, and always calls the result's close(). It writes in
+ * place, blocking without the GIL; it never reads from the socket: the
+ * engine hands the driver a complete request.
  */
 #include <errno.h>
-#include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "shim.h"
+#include "wsgi/wsgi.h"
 
-/* Interned environ keys and constant values. */
-static PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO,
-    *k_QUERY_STRING, *k_RAW_URI, *k_CONTENT_TYPE, *k_CONTENT_LENGTH,
-    *k_SERVER_NAME, *k_SERVER_PORT, *k_SERVER_PROTOCOL, *k_REMOTE_ADDR,
-    *k_REMOTE_PORT, *k_wsgi_version, *k_wsgi_url_scheme, *k_wsgi_input,
-    *k_wsgi_errors, *k_wsgi_multithread, *k_wsgi_multiprocess, *k_wsgi_run_once,
-    *k_wsgi_file_wrapper, *k_wsgi_input_terminated, *k_x_forwarded_proto,
-    *k_x_forwarded_protocol, *k_x_forwarded_ssl, *v_http, *v_https, *v_http10,
-    *v_http11, *v_empty, *s_close;
-
-static const struct {
-	PyObject **p;
-	const char *s;
-} interned[] = {
-    {&k_REQUEST_METHOD, "REQUEST_METHOD"},
-    {&k_SCRIPT_NAME, "SCRIPT_NAME"},
-    {&k_PATH_INFO, "PATH_INFO"},
-    {&k_QUERY_STRING, "QUERY_STRING"},
-    {&k_RAW_URI, "RAW_URI"},
-    {&k_CONTENT_TYPE, "CONTENT_TYPE"},
-    {&k_CONTENT_LENGTH, "CONTENT_LENGTH"},
-    {&k_SERVER_NAME, "SERVER_NAME"},
-    {&k_SERVER_PORT, "SERVER_PORT"},
-    {&k_SERVER_PROTOCOL, "SERVER_PROTOCOL"},
-    {&k_REMOTE_ADDR, "REMOTE_ADDR"},
-    {&k_REMOTE_PORT, "REMOTE_PORT"},
-    {&k_wsgi_version, "wsgi.version"},
-    {&k_wsgi_url_scheme, "wsgi.url_scheme"},
-    {&k_wsgi_input, "wsgi.input"},
-    {&k_wsgi_errors, "wsgi.errors"},
-    {&k_wsgi_multithread, "wsgi.multithread"},
-    {&k_wsgi_multiprocess, "wsgi.multiprocess"},
-    {&k_wsgi_run_once, "wsgi.run_once"},
-    {&k_wsgi_file_wrapper, "wsgi.file_wrapper"},
-    {&k_wsgi_input_terminated, "wsgi.input_terminated"},
-    {&k_x_forwarded_proto, "HTTP_X_FORWARDED_PROTO"},
-    {&k_x_forwarded_protocol, "HTTP_X_FORWARDED_PROTOCOL"},
-    {&k_x_forwarded_ssl, "HTTP_X_FORWARDED_SSL"},
-    {&v_http, "http"},
-    {&v_https, "https"},
-    {&v_http10, "HTTP/1.0"},
-    {&v_http11, "HTTP/1.1"},
-    {&v_empty, ""},
-    {&s_close, "close"},
-};
-
-static const char *const method_names[] = {
-    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-static PyObject *methods[sizeof method_names / sizeof method_names[0]];
-
-/*
- * HTTP_* keys by header name, and short header values by content: both
- * repeat from request to request, and a hit saves building a str.
- */
-#define KEYCACHE_SIZE 256
-#define KEYCACHE_NAME 48
-struct keycache_entry {
-	uint32_t hash;
-	uint8_t len;
-	char name[KEYCACHE_NAME]; /* lowercased */
-	PyObject *key;            /* NULL: the header is dropped */
-};
-static struct keycache_entry keycache[KEYCACHE_SIZE];
-
-#define VALCACHE_SIZE 512
-#define VALCACHE_MAX 64
-struct valcache_entry {
-	uint8_t len;
-	char bytes[VALCACHE_MAX];
-	PyObject *str;
-};
-static struct valcache_entry valcache[VALCACHE_SIZE];
+static PyObject *s_close;
 
 /* Latin-1 bytes of the app's status and header strings, by identity. */
 #define STRCACHE_SIZE 512
@@ -102,7 +29,7 @@ static struct {
 
 /* The state of one response, between start_response and the last byte. */
 struct nw_ctx {
-	struct nw_server *srv;
+	struct nw_wsgi *srv;
 	struct nw_conn *conn;
 	bool called; /* start_response was called */
 	bool head_sent;
@@ -124,17 +51,6 @@ typedef struct {
 } StartResponseObject;
 
 static PyObject *start_response_type;
-
-static inline uint32_t
-hash_bytes(const char *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 16777619u;
-	return h;
-}
 
 /* The latin-1 bytes of str; *tmp gets a reference the caller drops. */
 static int
@@ -172,335 +88,13 @@ latin1(PyObject *str, const char **p, Py_ssize_t *n, PyObject **tmp)
 	return 0;
 }
 
-/* Environ */
-
-static int
-set_new(PyObject *d, PyObject *k, PyObject *v)
-{
-	int r;
-
-	if (v == NULL)
-		return -1;
-	r = PyDict_SetItem(d, k, v);
-	Py_DECREF(v);
-	return r;
-}
-
-static PyObject *
-latin1_str(const char *p, size_t n)
-{
-	struct valcache_entry *e;
-	uint32_t h;
-
-	if (n == 0) {
-		Py_INCREF(v_empty);
-		return v_empty;
-	}
-	if (n > VALCACHE_MAX)
-		return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
-	h = hash_bytes(p, n);
-	e = &valcache[h & (VALCACHE_SIZE - 1)];
-	if (e->str == NULL || e->len != n || memcmp(e->bytes, p, n) != 0) {
-		PyObject *s = PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
-
-		if (s == NULL)
-			return NULL;
-		Py_XDECREF(e->str);
-		e->str = s;
-		e->len = (uint8_t)n;
-		memcpy(e->bytes, p, n);
-	}
-	Py_INCREF(e->str);
-	return e->str;
-}
-
-static PyObject *
-method_str(const char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (strlen(method_names[i]) == n &&
-		    memcmp(method_names[i], p, n) == 0) {
-			Py_INCREF(methods[i]);
-			return methods[i];
-		}
-	return latin1_str(p, n);
-}
-
-/* PATH_INFO: percent-decoded, as latin-1, SCRIPT_NAME taken off. */
-static PyObject *
-path_info(struct nw_server *s, const char *p, size_t n)
-{
-	if (nw_path_decode(&s->scratch, &p, &n) < 0)
-		return PyErr_NoMemory();
-	if (s->script_name_len && n >= s->script_name_len &&
-	    memcmp(p, s->script_name_b, s->script_name_len) == 0) {
-		p += s->script_name_len;
-		n -= s->script_name_len;
-	}
-	return latin1_str(p, n);
-}
-
-/* The environ key of a header (a new reference); NULL, no error: drop. */
-static PyObject *
-header_key(const char *name, size_t len)
-{
-	struct keycache_entry *e = NULL;
-	char lower[KEYCACHE_NAME];
-	PyObject *key = NULL;
-	uint32_t h = 0;
-	size_t i;
-
-	if (len < KEYCACHE_NAME) {
-		for (i = 0; i < len; i++) {
-			unsigned char ch = (unsigned char)name[i];
-
-			lower[i] =
-			    (char)(ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
-		}
-		h = hash_bytes(lower, len);
-		e = &keycache[h & (KEYCACHE_SIZE - 1)];
-		if (e->len == len && e->hash == h &&
-		    memcmp(e->name, lower, len) == 0) {
-			Py_XINCREF(e->key);
-			return e->key;
-		}
-	}
-
-	if (len == 12 && strncasecmp(name, "content-type", 12) == 0) {
-		key = k_CONTENT_TYPE;
-		Py_INCREF(key);
-	} else if (len == 14 && strncasecmp(name, "content-length", 14) == 0) {
-		key = k_CONTENT_LENGTH;
-		Py_INCREF(key);
-	} else if (memchr(name, '_', len) == NULL) {
-		/* "X_Forwarded_For" could pose as "X-Forwarded-For": dropped */
-		char *k = PyMem_Malloc(len + 5);
-
-		if (k == NULL) {
-			PyErr_NoMemory();
-			return NULL;
-		}
-		memcpy(k, "HTTP_", 5);
-		for (i = 0; i < len; i++) {
-			unsigned char ch = (unsigned char)name[i];
-
-			k[5 + i] = ch == '-'
-			    ? '_'
-			    : (char)(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
-		}
-		key = PyUnicode_FromStringAndSize(k, (Py_ssize_t)len + 5);
-		PyMem_Free(k);
-		if (key == NULL)
-			return NULL;
-		PyUnicode_InternInPlace(&key);
-	}
-	if (e == NULL)
-		return key; /* too long to cache */
-	Py_XDECREF(e->key);
-	Py_XINCREF(key);
-	e->key = key;
-	e->hash = h;
-	e->len = (uint8_t)len;
-	memcpy(e->name, lower, len);
-	return key;
-}
-
-/* The decimal digits of v, without a NUL; returns their count. */
-static size_t
-format_uint(char *out, unsigned v)
-{
-	char tmp[10];
-	size_t n = 0, i;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	for (i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	return n;
-}
-
-/*
- * REMOTE_ADDR and REMOTE_PORT, made once per connection. With one request
- * per connection this is per request, and inet_ntop and
- * PyUnicode_FromFormat both go through printf: IPv4 and the port are
- * formatted by hand, and the address string comes from the value cache.
- */
-static int
-conn_peer(struct nw_conn *c)
-{
-	char digits[8];
-	int port = 0;
-
-	if (c->remote_addr != NULL)
-		return 0;
-	if (c->peer.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&c->peer;
-		const unsigned char *a = (const unsigned char *)&sin->sin_addr;
-		size_t n = 0;
-		int i;
-
-		for (i = 0; i < 4; i++) {
-			n += format_uint(c->host + n, a[i]);
-			c->host[n++] = i < 3 ? '.' : '\0';
-		}
-		port = ntohs(sin->sin_port);
-	} else if (c->peer.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->peer;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, c->host, sizeof c->host);
-		port = ntohs(sin6->sin6_port);
-	} else {
-		c->host[0] = '\0'; /* Unix socket: like gunicorn, "" */
-	}
-	c->trusted = port == 0 || strcmp(c->host, "127.0.0.1") == 0 ||
-	    strcmp(c->host, "::1") == 0 ||
-	    strcmp(c->host, "::ffff:127.0.0.1") == 0;
-	if ((c->remote_addr = latin1_str(c->host, strlen(c->host))) == NULL)
-		return -1;
-	if (port &&
-	    (c->remote_port = PyUnicode_FromStringAndSize(digits,
-	         (Py_ssize_t)format_uint(digits, (unsigned)port))) == NULL)
-		return -1;
-	return 0;
-}
-
-/*
- * gunicorn's secure_scheme_headers with its default forwarded_allow_ips: a
- * proxy on the same host may say the client spoke HTTPS.
- */
-static bool
-is_secure_scheme(PyObject *key, const char *v, size_t n)
-{
-	if (key == k_x_forwarded_proto)
-		return n == 5 && strncasecmp(v, "https", 5) == 0;
-	if (key == k_x_forwarded_protocol)
-		return n == 3 && strncasecmp(v, "ssl", 3) == 0;
-	if (key == k_x_forwarded_ssl)
-		return n == 2 && strncasecmp(v, "on", 2) == 0;
-	return false;
-}
-
-static PyObject *
-build_environ(struct nw_server *s, struct nw_conn *c, PyObject *input)
-{
-	const char *buf = c->in.data + c->rpos;
-	struct nw_request *r = &c->req;
-	PyObject *env;
-	size_t i;
-
-	if (conn_peer(c) < 0)
-		return NULL;
-	if ((env = PyDict_Copy(c->listener->environ)) == NULL)
-		return NULL;
-	if (set_new(env, k_REQUEST_METHOD,
-	        method_str(buf + r->method.off, r->method.len)) < 0 ||
-	    set_new(env, k_PATH_INFO,
-	        path_info(s, buf + r->path.off, r->path.len)) < 0 ||
-	    set_new(env, k_QUERY_STRING,
-	        latin1_str(buf + r->query.off, r->query.len)) < 0 ||
-	    set_new(env, k_RAW_URI,
-	        latin1_str(buf + r->target.off, r->target.len)) < 0 ||
-	    PyDict_SetItem(
-	        env, k_SERVER_PROTOCOL, r->minor ? v_http11 : v_http10) < 0 ||
-	    PyDict_SetItem(env, k_REMOTE_ADDR, c->remote_addr) < 0 ||
-	    (c->remote_port &&
-	        PyDict_SetItem(env, k_REMOTE_PORT, c->remote_port) < 0) ||
-	    PyDict_SetItem(env, k_wsgi_input, input) < 0)
-		goto fail;
-
-	for (i = 0; i < r->nheaders; i++) {
-		const struct nw_header *h = &r->headers[i];
-		PyObject *key, *value, *old;
-		int rc;
-
-		key = header_key(buf + h->name.off, h->name.len);
-		if (key == NULL) {
-			if (PyErr_Occurred())
-				goto fail;
-			continue;
-		}
-		value = latin1_str(buf + h->value.off, h->value.len);
-		if (value == NULL) {
-			Py_DECREF(key);
-			goto fail;
-		}
-		old = PyDict_GetItem(env, key);
-		if (old != NULL) {
-			PyObject *joined;
-
-			if (key == k_CONTENT_LENGTH) {
-				/* equal, or the parser had rejected them */
-				Py_DECREF(value);
-				Py_DECREF(key);
-				continue;
-			}
-			/* repeated headers are joined with "," (gunicorn) */
-			joined = PyUnicode_FromFormat("%U,%U", old, value);
-			Py_DECREF(value);
-			value = joined;
-		}
-		rc = set_new(env, key, value);
-		if (rc == 0 && c->trusted &&
-		    is_secure_scheme(key, buf + h->value.off, h->value.len))
-			rc = PyDict_SetItem(env, k_wsgi_url_scheme, v_https);
-		Py_DECREF(key);
-		if (rc < 0)
-			goto fail;
-	}
-	if (r->chunked) {
-		/* decoded already: tell apps that ignore input_terminated */
-		PyObject *cl = PyUnicode_FromFormat(
-		    "%llu", (unsigned long long)c->body.size);
-
-		if (set_new(env, k_CONTENT_LENGTH, cl) < 0)
-			goto fail;
-	}
-	return env;
-fail:
-	Py_DECREF(env);
-	return NULL;
-}
-
-PyObject *
-nw_wsgi_base_environ(struct nw_server *s, struct nw_listener *l,
-    PyObject *server_name, PyObject *server_port)
-{
-	PyObject *env = PyDict_New();
-	PyObject *version = Py_BuildValue("(ii)", 1, 0);
-
-	if (env == NULL || version == NULL)
-		goto fail;
-	if (PyDict_SetItem(env, k_wsgi_version, version) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_url_scheme, v_http) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_errors, s->errors) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_multithread, Py_False) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_multiprocess, Py_True) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_run_once, Py_False) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_file_wrapper, nw_filewrapper_type) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_input_terminated, Py_True) < 0 ||
-	    PyDict_SetItem(env, k_SCRIPT_NAME, s->script_name) < 0 ||
-	    PyDict_SetItem(env, k_SERVER_NAME, server_name) < 0 ||
-	    PyDict_SetItem(env, k_SERVER_PORT, server_port) < 0)
-		goto fail;
-	Py_DECREF(version);
-	return env;
-fail:
-	Py_XDECREF(env);
-	Py_XDECREF(version);
-	return NULL;
-}
-
 /* Response head */
 
 /* Adds framing, Connection and Date to the app's head, and the blank line. */
 static int
 head_finish(struct nw_ctx *x, int64_t known)
 {
-	struct nw_server *s = x->srv;
+	struct nw_wsgi *s = x->srv;
 	struct nw_request *r = &x->conn->req;
 	struct nw_head_info info = {
 	    x->content_length, x->app_close, x->has_date};
@@ -508,12 +102,12 @@ head_finish(struct nw_ctx *x, int64_t known)
 	    .status = x->status,
 	    .minor = r->minor,
 	    .is_head = x->is_head,
-	    .keep = r->keep_alive && !s->stopping && s->keepalive_ms > 0,
+	    .keep = r->keep_alive && nw_engine_keeps_alive(&s->e),
 	    .known = known,
 	    .close = x->close,
 	};
 
-	if (nw_head_finish(&s->head, &info, &e, &s->clock) < 0) {
+	if (nw_head_finish(&s->head, &info, &e, &s->e.clock) < 0) {
 		PyErr_NoMemory();
 		return -1;
 	}
@@ -535,7 +129,7 @@ ctx_failed(struct nw_ctx *x)
 static int
 send_data(struct nw_ctx *x, const char *p, size_t n)
 {
-	struct nw_server *s = x->srv;
+	struct nw_wsgi *s = x->srv;
 	struct iovec iov[4];
 	char size_line[24];
 	int cnt = 0;
@@ -582,7 +176,7 @@ send_data(struct nw_ctx *x, const char *p, size_t n)
 static int
 send_end(struct nw_ctx *x)
 {
-	struct nw_server *s = x->srv;
+	struct nw_wsgi *s = x->srv;
 
 	if (x->failed)
 		return -1;
@@ -845,7 +439,7 @@ start_response_dealloc(PyObject *self)
  * it, dead, and the next request gets a new one.
  */
 static PyObject *
-start_response_get(struct nw_server *s, struct nw_ctx *x)
+start_response_get(struct nw_wsgi *s, struct nw_ctx *x)
 {
 	StartResponseObject *sr = (StartResponseObject *)s->start_response;
 
@@ -867,7 +461,7 @@ start_response_get(struct nw_server *s, struct nw_ctx *x)
 /* The result */
 
 static int
-is_fatal(struct nw_server *s)
+is_fatal(struct nw_wsgi *s)
 {
 	return s->quit || PyErr_ExceptionMatches(PyExc_SystemExit) ||
 	    PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
@@ -875,7 +469,7 @@ is_fatal(struct nw_server *s)
 
 /* The app failed: log it, answer 500 if still possible, close. */
 static int
-app_error(struct nw_server *s, struct nw_ctx *x)
+app_error(struct nw_wsgi *s, struct nw_ctx *x)
 {
 	struct nw_conn *c = x->conn;
 	const char *buf = c->in.data + c->rpos;
@@ -885,13 +479,13 @@ app_error(struct nw_server *s, struct nw_ctx *x)
 	if (x->failed) {
 		PyErr_Clear(); /* the client left: not the app's fault */
 	} else {
-		nw_server_log(s, "Error handling request %.*s",
+		nw_log("Error handling request %.*s",
 		    (int)c->req.line.len, buf + c->req.line.off);
 		PyErr_PrintEx(0);
 	}
 	if (!x->head_sent && !x->failed) {
 		struct iovec iov[3];
-		size_t len = nw_error_iov(500, &s->clock, iov);
+		size_t len = nw_error_iov(500, &s->e.clock, iov);
 
 		x->status = 500;
 		x->head_sent = true;
@@ -906,7 +500,7 @@ app_error(struct nw_server *s, struct nw_ctx *x)
 
 /* A FileWrapper around a regular file: sendfile. 0: not possible. */
 static int
-send_file(struct nw_server *s, struct nw_ctx *x, PyObject *wrapper)
+send_file(struct nw_wsgi *s, struct nw_ctx *x, PyObject *wrapper)
 {
 	PyObject *filelike = nw_filewrapper_filelike(wrapper), *r;
 	struct stat st;
@@ -966,7 +560,7 @@ send_file(struct nw_server *s, struct nw_ctx *x, PyObject *wrapper)
  * goes the usual, blocking way.
  */
 static int
-send_closing(struct nw_server *s, int fd, struct iovec *iov, int cnt)
+send_closing(struct nw_wsgi *s, int fd, struct iovec *iov, int cnt)
 {
 	struct msghdr m;
 	ssize_t n;
@@ -990,7 +584,7 @@ send_closing(struct nw_server *s, int fd, struct iovec *iov, int cnt)
 
 /* A list of bytes: every length is known, so one writev with a length. */
 static int
-send_list(struct nw_server *s, struct nw_ctx *x, PyObject *list)
+send_list(struct nw_wsgi *s, struct nw_ctx *x, PyObject *list)
 {
 	struct iovec iov[17];
 	Py_ssize_t i, n = PyList_Size(list);
@@ -1037,7 +631,7 @@ send_list(struct nw_server *s, struct nw_ctx *x, PyObject *list)
 
 /* Sends what the app returned; 0, or -1 with the app's exception set. */
 static int
-send_result(struct nw_server *s, struct nw_ctx *x, PyObject *result)
+send_result(struct nw_wsgi *s, struct nw_ctx *x, PyObject *result)
 {
 	PyObject *it, *item;
 	int rc;
@@ -1089,7 +683,7 @@ send_result(struct nw_server *s, struct nw_ctx *x, PyObject *result)
 
 /* PEP 3333: close() is called whatever happened. */
 static int
-close_result(struct nw_server *s, PyObject *result)
+close_result(struct nw_wsgi *s, PyObject *result)
 {
 	PyObject *close, *r;
 
@@ -1112,7 +706,7 @@ close_result(struct nw_server *s, PyObject *result)
 }
 
 int
-nw_wsgi_handle(struct nw_server *s, struct nw_conn *c, PyObject *input)
+nw_wsgi_handle(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
 {
 	struct nw_ctx x;
 	PyObject *env, *sr = NULL, *args, *result = NULL;
@@ -1124,7 +718,7 @@ nw_wsgi_handle(struct nw_server *s, struct nw_conn *c, PyObject *input)
 	x.content_length = -1;
 	x.is_head = c->req.is_head;
 
-	env = build_environ(s, c, input);
+	env = nw_wsgi_environ(s, c, input);
 	if (env != NULL)
 		sr = start_response_get(s, &x);
 	if (env == NULL || sr == NULL) {
@@ -1162,7 +756,7 @@ done:
 	if (sr != NULL)
 		((StartResponseObject *)sr)->ctx = NULL;
 	Py_XDECREF(env);
-	nw_alog_request(s, c, x.status, x.sent);
+	nw_conn_log(c, x.status, x.sent);
 	if (rc == NW_HANDLED_KEEP && (x.close || x.failed))
 		rc = NW_HANDLED_CLOSE;
 	return rc;
@@ -1183,19 +777,12 @@ static PyType_Spec start_response_spec = {
     start_response_slots,
 };
 
-int
-nw_wsgi_init(PyObject *module)
-{
-	size_t i;
 
-	for (i = 0; i < sizeof interned / sizeof interned[0]; i++)
-		if ((*interned[i].p =
-		            PyUnicode_InternFromString(interned[i].s)) == NULL)
-			return -1;
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if ((methods[i] = PyUnicode_InternFromString(
-		         method_names[i])) == NULL)
-			return -1;
+int
+nw_wsgi_response_init(void)
+{
+	if ((s_close = PyUnicode_InternFromString("close")) == NULL)
+		return -1;
 	start_response_type = PyType_FromSpec(&start_response_spec);
 	return start_response_type ? 0 : -1;
 }

@@ -1,5 +1,5 @@
 /*
- * http_parser.c: HTTP/1.0 and 1.1 request heads and chunked bodies.
+ * request.c: HTTP/1.0 and 1.1 request heads and chunked bodies.
  *
  * Parsing is strict and incremental: the head is scanned as bytes arrive,
  * limits are enforced on partial lines, and a complete head is then checked
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http.h"
+#include "core/http.h"
 
 /* Hard caps for limits configured as 0 ("unlimited"). */
 #define HARD_LINE_MAX (1024 * 1024)
@@ -623,4 +623,21 @@ nw_path_decode(struct nw_buf *scratch, const char **p, size_t *n)
 	*n = nw_percent_decode(*p, *n, scratch->data);
 	*p = scratch->data;
 	return 0;
+}
+
+/*
+ * gunicorn's secure_scheme_headers: a proxy may say the client spoke HTTPS.
+ * Only a trusted peer may (engine/listen.c decides which: loopback or a Unix
+ * socket, gunicorn's default forwarded_allow_ips).
+ */
+bool
+nw_http_claims_https(const char *n, size_t nl, const char *v, size_t vl)
+{
+	if (nl == 17 && strncasecmp(n, "x-forwarded-proto", 17) == 0)
+		return vl == 5 && strncasecmp(v, "https", 5) == 0;
+	if (nl == 20 && strncasecmp(n, "x-forwarded-protocol", 20) == 0)
+		return vl == 3 && strncasecmp(v, "ssl", 3) == 0;
+	if (nl == 15 && strncasecmp(n, "x-forwarded-ssl", 15) == 0)
+		return vl == 2 && strncasecmp(v, "on", 2) == 0;
+	return false;
 }

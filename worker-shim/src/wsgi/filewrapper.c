@@ -5,7 +5,7 @@
  * close() that closes the file; wsgi.c recognises one returned by the app
  * and, when the file has a real descriptor, sends it with sendfile().
  */
-#include "shim.h"
+#include "wsgi/wsgi.h"
 
 #include <structmember.h>
 

@@ -1,17 +1,17 @@
 /*
- * asgi_cycle.c: one HTTP request through an ASGI 3 application.
+ * cycle.c: one HTTP request through an ASGI 3 application.
  *
  * A Cycle is itself the coroutine its task runs: it calls the app in the
  * task's first step (so the app runs in the task's context), passes the
  * app's awaits through and sees it return or raise; then it answers what
  * the app left unanswered (a 500, or a close after half a response).
- * receive() and send() are asgi_receive.c's and asgi_send.c's, the scope
- * asgi_scope.c's, the socket asgi_conn.c's.
+ * receive() and send() are receive.c's and send.c's, the scope
+ * scope.c's, the socket the engine's.
  */
 #include <dlfcn.h>
 #include <string.h>
 
-#include "asgi.h"
+#include "asgi/asgi.h"
 
 struct nw_astr nw_str; /* interned by nw_cycle_init, from this table */
 
@@ -90,23 +90,23 @@ enum finish {
 static void
 cycle_finish(struct nw_cycle *cy, enum finish how)
 {
-	struct nw_aconn *c = cy->conn;
+	struct nw_conn *c = cy->conn;
 	const char *line = cy->line;
 	int len = cy->line_len;
 
 	cy->finished = true;
 	if (how == FINISH_RAISED) {
-		nw_aserver_log(
+		nw_log(
 		    "Exception in ASGI application (%.*s)", len, line);
 		PyErr_PrintEx(0);
 	} else if (how == FINISH_CANCELLED) {
 		/* the worker is quitting, or the app cancelled itself */
 	} else if (!cy->started && c != NULL) {
-		nw_aserver_log("ASGI callable returned without starting "
+		nw_log("ASGI callable returned without starting "
 		               "response (%.*s)",
 		    len, line);
 	} else if (!cy->complete && c != NULL) {
-		nw_aserver_log("ASGI callable returned without completing "
+		nw_log("ASGI callable returned without completing "
 		               "response (%.*s)",
 		    len, line);
 	}
@@ -115,21 +115,21 @@ cycle_finish(struct nw_cycle *cy, enum finish how)
 			struct iovec iov[3];
 			size_t body;
 
-			nw_clock_update(&cy->srv->clock);
-			body = nw_error_iov(500, &cy->srv->clock, iov);
+			nw_clock_update(&cy->srv->e.clock);
+			body = nw_error_iov(500, &cy->srv->e.clock, iov);
 			cy->status = 500;
 			cy->head_sent = true;
-			if (nw_aconn_write(c, iov, 3) == 0 &&
+			if (nw_conn_write(c, iov, 3) == 0 &&
 			    cy->conn != NULL) {
-				nw_aserver_alog(cy->srv, c, 500, body);
+				nw_conn_log(c, 500, body);
 				nw_cycle_detach(cy);
-				nw_aconn_response_done(c, true);
+				nw_asgi_conn_done(c, true);
 			}
 		} else {
 			/* half a response: only closing tells the client */
-			nw_aserver_alog(cy->srv, c, cy->status, cy->sent);
+			nw_conn_log(c, cy->status, cy->sent);
 			nw_cycle_detach(cy);
-			nw_aconn_abort(c);
+			nw_asgi_conn_abort(c);
 		}
 	}
 	cy->conn = NULL;
@@ -138,7 +138,7 @@ cycle_finish(struct nw_cycle *cy, enum finish how)
 	Py_CLEAR(cy->task); /* the task refers to us: break the cycle */
 	nw_buf_free(&cy->body);
 	if (cy->linked) {
-		struct nw_aserver *s = cy->srv;
+		struct nw_asgi *s = cy->srv;
 
 		if (cy->prev)
 			cy->prev->next = cy->next;
@@ -149,7 +149,7 @@ cycle_finish(struct nw_cycle *cy, enum finish how)
 		cy->prev = cy->next = NULL;
 		cy->linked = false;
 		s->ncycles--;
-		nw_aserver_cycle_ended(s);
+		nw_asgi_cycle_ended(s);
 		Py_DECREF(cy); /* the list's reference */
 	}
 }
@@ -380,7 +380,7 @@ nw_cycle_cancel(struct nw_cycle *cy)
 
 /* A request head is complete: its cycle and task start. */
 int
-nw_cycle_start(struct nw_aserver *s, struct nw_aconn *c)
+nw_cycle_start(struct nw_asgi *s, struct nw_conn *c)
 {
 	struct nw_cycle *cy;
 	PyObject *task;
@@ -421,7 +421,7 @@ nw_cycle_start(struct nw_aserver *s, struct nw_aconn *c)
 	s->cycles = cy;
 	s->ncycles++;
 	Py_INCREF(cy);
-	c->cycle = cy;
+	NW_ASGI_CONN(c)->cycle = cy;
 	return 0;
 }
 

@@ -1,16 +1,16 @@
 /*
- * asgi_send.c: ASGI send(): http.response.start and http.response.body.
+ * send.c: ASGI send(): http.response.start and http.response.body.
  *
  * It checks the app's messages and headers (with the HTTP core's header
  * check), frames the body (Content-Length when the first body message is
  * the last, chunked otherwise, nothing for HEAD, 204 and 304), adds
- * Connection and Date, and hands the bytes to asgi_output.c; when the
+ * Connection and Date, and hands the bytes to the engine; when the
  * client reads slower than the app writes, send() waits.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "asgi.h"
+#include "asgi/asgi.h"
 
 /* Reason phrases for the status line; an unknown status gets none. */
 static const struct {
@@ -190,14 +190,14 @@ add_headers(struct nw_cycle *cy, PyObject *headers)
 static int
 head_finish(struct nw_cycle *cy, int64_t known)
 {
-	struct nw_aserver *s = cy->srv;
+	struct nw_asgi *s = cy->srv;
 	struct nw_head_info info = {
 	    cy->content_length, cy->app_close, cy->has_date};
 	struct nw_head_end e = {
 	    .status = cy->status,
 	    .minor = cy->minor,
 	    .is_head = cy->is_head,
-	    .keep = cy->keep_alive && !s->stopping && s->keepalive_ms > 0,
+	    .keep = cy->keep_alive && nw_engine_keeps_alive(&s->e),
 	    .known = known,
 	    /* a client waiting for 100 Continue will not send the body now */
 	    .close = cy->close || (cy->expect_continue && !cy->continue_sent &&
@@ -205,8 +205,8 @@ head_finish(struct nw_cycle *cy, int64_t known)
 	};
 
 	if (!cy->has_date)
-		nw_clock_update(&s->clock);
-	if (nw_head_finish(&cy->head, &info, &e, &s->clock) < 0) {
+		nw_clock_update(&s->e.clock);
+	if (nw_head_finish(&cy->head, &info, &e, &s->e.clock) < 0) {
 		PyErr_NoMemory();
 		return -1;
 	}
@@ -219,7 +219,7 @@ head_finish(struct nw_cycle *cy, int64_t known)
 static void
 response_done(struct nw_cycle *cy)
 {
-	struct nw_aconn *c = cy->conn;
+	struct nw_conn *c = cy->conn;
 	bool close = cy->close;
 
 	cy->complete = true;
@@ -228,9 +228,9 @@ response_done(struct nw_cycle *cy)
 		close = true; /* the client still waits for the rest */
 	if (c == NULL)
 		return;
-	nw_aserver_alog(cy->srv, c, cy->status, cy->sent);
+	nw_conn_log(c, cy->status, cy->sent);
 	nw_cycle_detach(cy);
-	nw_aconn_response_done(c, close);
+	nw_asgi_conn_done(c, close);
 }
 
 /* Sends body bytes (the head first if it has not gone); more: not the end. */
@@ -276,7 +276,7 @@ send_body(struct nw_cycle *cy, const char *p, size_t n, bool more)
 		}
 	}
 	if (cnt > 0 && cy->conn != NULL &&
-	    nw_aconn_write(cy->conn, iov, cnt) < 0)
+	    nw_conn_write(cy->conn, iov, cnt) < 0)
 		return 0; /* the client is gone: nw_cycle_disconnected ran */
 	if (!more)
 		response_done(cy);
@@ -413,7 +413,7 @@ send_body_message(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 	Py_XDECREF(body);
 	Py_XDECREF(tmp);
 	if (more && cy->conn != NULL &&
-	    nw_aconn_pending(cy->conn) > NW_ASGI_WRITE_HIGH) {
+	    nw_conn_pending(cy->conn) > NW_WRITE_HIGH) {
 		PyObject *fut, *w;
 
 		/* flow control: wait until the client has read some */

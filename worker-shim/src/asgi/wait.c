@@ -1,12 +1,12 @@
 /*
- * asgi_wait.c: the awaitable that ASGI receive() and send() return.
+ * wait.c: the awaitable that ASGI receive() and send() return.
  *
  * A Wait has its result already, or a future of the loop to wait on (a body
  * still arriving, a client reading slower than the app writes). Either way
  * it is a coroutine by asyncio's rules (send, throw, close, __await__), so
  * create_task(receive()) works too. It knows nothing of HTTP.
  */
-#include "asgi.h"
+#include "asgi/asgi.h"
 
 /*
  * A Wait: what receive() and send() return. It has a result already, or a

@@ -1,118 +1,15 @@
 /*
- * response.c: getting bytes to a client, and what every response shares.
+ * response.c: what every response shares.
  *
- * Blocking writers over non-blocking sockets (writev, sendfile), the canned
- * error responses, and the per-second Date header. Like the parser, nothing
- * here touches Python; waiting is delegated to the caller's wait hook.
+ * The canned error responses, the check of an app's response headers and
+ * the framing, Connection and Date the server adds after them. Nothing here
+ * touches Python or a socket.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
 
-#include "http.h"
-
-#ifndef IOV_MAX
-#define IOV_MAX 1024
-#endif
-
-static int
-wait_writable(const struct nw_writer *w, int fd)
-{
-	return w->wait(w->arg, fd, w->timeout_ms);
-}
-
-int
-nw_writev_all(const struct nw_writer *w, int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		ssize_t n;
-
-		while (iovcnt > 0 && iov->iov_len == 0) {
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt == 0)
-			break;
-		n = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN && wait_writable(w, fd) == 0)
-				continue;
-			return -1;
-		}
-		while (n > 0) {
-			if ((size_t)n >= iov->iov_len) {
-				n -= (ssize_t)iov->iov_len;
-				iov->iov_len = 0;
-				iov++;
-				iovcnt--;
-			} else {
-				iov->iov_base = (char *)iov->iov_base + n;
-				iov->iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
-	}
-	return 0;
-}
-
-int
-nw_send_all(const struct nw_writer *w, int fd, const void *p, size_t n)
-{
-	struct iovec iov = {(void *)p, n};
-
-	return nw_writev_all(w, fd, &iov, 1);
-}
-
-int
-nw_send_flags(
-    const struct nw_writer *w, int fd, const void *p, size_t n, int flags)
-{
-	const char *s = p;
-
-	while (n > 0) {
-		ssize_t r = send(fd, s, n, flags | MSG_NOSIGNAL);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN && wait_writable(w, fd) == 0)
-				continue;
-			return -1;
-		}
-		s += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-int
-nw_sendfile_all(const struct nw_writer *w, int fd, int in_fd, off_t off,
-    uint64_t n, uint64_t *sent)
-{
-	*sent = 0;
-	while (*sent < n) {
-		size_t want =
-		    n - *sent > (1u << 30) ? (1u << 30) : (size_t)(n - *sent);
-		ssize_t r = sendfile(fd, in_fd, &off, want);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN && wait_writable(w, fd) == 0)
-				continue;
-			return -1;
-		}
-		if (r == 0)
-			return -1; /* the file shrank under us */
-		*sent += (uint64_t)r;
-	}
-	return 0;
-}
+#include "core/http.h"
 
 const char *
 nw_status_reason(int status)
@@ -188,41 +85,6 @@ nw_error_iov(int status, const struct nw_clock *clock, struct iovec iov[3])
 	iov[2].iov_base = (void *)(r + head);
 	iov[2].iov_len = len - head;
 	return len - head - 2;
-}
-
-static const char days[7][4] = {
-    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-void
-nw_clock_update(struct nw_clock *c)
-{
-	struct timespec ts;
-	struct tm tm;
-	long off;
-	int n;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	c->mono_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-	if (ts.tv_sec == c->wall && c->date_len != 0)
-		return;
-	c->wall = ts.tv_sec;
-	gmtime_r(&c->wall, &tm);
-	n = snprintf(c->date, sizeof c->date,
-	    "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday],
-	    tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec);
-	c->date_len = (size_t)n;
-	localtime_r(&c->wall, &tm);
-	off = tm.tm_gmtoff / 60;
-	n = snprintf(c->logtime, sizeof c->logtime,
-	    "[%02d/%s/%04d:%02d:%02d:%02d %c%02ld%02ld]", tm.tm_mday,
-	    months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, off < 0 ? '-' : '+', (off < 0 ? -off : off) / 60,
-	    (off < 0 ? -off : off) % 60);
-	c->logtime_len = (size_t)n;
 }
 
 int
