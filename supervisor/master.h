@@ -250,7 +250,7 @@ struct nw_statsd {
 struct nw_canary {
 	struct nw_generation *gen;   /* being watched; NULL when not */
 	double started_at;           /* canary went live: the window opens */
-	int heartbeats;              /* canary's since then; 2: based */
+	int heartbeats;              /* canary's since then; 1: based */
 	struct nw_counters old_base; /* old generation's totals when based */
 	struct nw_counters can_base; /* the canary's, when based */
 	int passed;                  /* the rest of the generation may follow */
