@@ -1506,11 +1506,6 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
-	case K_SNAPSHOT:
-		fputs((const char *const[]){ [NW_SNAPSHOT_AUTO] = "auto",
-		    [NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" }
-		    [*(const int *)field], out);
-		break;
 	case K_BIND:
 		break;
 	/* No default: a new kind must say how it prints (-Wswitch). */
