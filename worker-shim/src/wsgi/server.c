@@ -244,6 +244,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	ServerObject *self;
 	struct nw_wsgi *s;
 	struct nw_engine *e;
+	char why[256];
 	Py_ssize_t i, n = 0;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
@@ -276,6 +277,10 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	memset(s, 0, sizeof *s);
 	e = &s->e;
 	nw_engine_init(e, &wsgi_driver);
+	if (nw_engine_front_setup(e, why, sizeof why) < 0) {
+		PyErr_SetString(PyExc_ValueError, why);
+		goto fail;
+	}
 	e->control_fd = control_fd;
 	e->wakeup_fd = wakeup_fd;
 	e->keepalive_ms = ms(keepalive);
