@@ -41,7 +41,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
 	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
-	python3-venv python3-prometheus-client \
+	python3-venv python3-prometheus-client prometheus \
 	postgresql python3-psycopg2 python3-asyncpg git util-linux
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel

@@ -48,6 +48,8 @@ enum kind {
 	K_SOCKPATH,
 	K_LOG,       /* a path, or "-" for the standard stream */
 	K_NAME,      /* user, group: resolved by the master */
+	K_ADDR,      /* one host:port or unix:path; empty: unset */
+	K_FRACTION,  /* 0 to 1 */
 	K_BOOL,
 	K_WORKER_CLASS, /* gunicorn's -k: also picks the interface */
 	K_STRING,    /* any text; empty means unset */
@@ -105,6 +107,10 @@ static const struct key keys[] = {
 	{ "boot_retries", K_INT, F(boot_retries), 0, INT_MAX },
 	{ "rollback", K_ROLLBACK, F(rollback), 0, 0 },
 	{ "on_rollback", K_ARGV, F(on_rollback), 0, 0 },
+	{ "watch", K_BOOL, F(watch), 0, 0 },
+	{ "watch_window", K_SECONDS, F(watch_window), 1, 0 },
+	{ "watch_min_requests", K_LONG, F(watch_min_requests), 1, LONG_MAX },
+	{ "watch_error_margin", K_FRACTION, F(watch_error_margin), 0, 0 },
 	{ "limit_request_line", K_LONG, F(limit_request_line), 0, LONG_MAX },
 	{ "limit_request_fields", K_LONG, F(limit_request_fields), 0,
 	    LONG_MAX },
@@ -122,6 +128,11 @@ static const struct key keys[] = {
 	{ "runtime_dir", K_PATH, F(runtime_dir), 0, 0 },
 	{ "state_dir", K_PATH, F(state_dir), 0, 0 },
 	{ "control_socket", K_SOCKPATH, F(control_socket), 0, 0 },
+	{ "metrics_bind", K_ADDR, F(metrics_bind), 0, 0 },
+	{ "metrics_interval", K_SECONDS, F(metrics_interval), 1, 0 },
+	{ "statsd_host", K_ADDR, F(statsd_host), 0, 0 },
+	{ "statsd_prefix", K_NAME, F(statsd_prefix), 0, 0 },
+	{ "dogstatsd_tags", K_NAME, F(dogstatsd_tags), 0, 0 },
 	{ "accesslog", K_LOG, F(accesslog), 0, 0 },
 	{ "access_log_format", K_ALOGFMT, F(access_log_format), 0, 0 },
 	{ "errorlog", K_LOG, F(errorlog), 1, 0 },
@@ -486,6 +497,28 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		if (value[0] == '\0')
 			return 0;
 		break;
+	case K_ADDR:
+		if (value[0] == '\0') {
+			set_str(field, NULL);
+			return 0;
+		}
+		if (strncmp(value, "fd://", 5) == 0) {
+			snprintf(why, whylen, "'%s' is not HOST:PORT or "
+			    "unix:PATH", value);
+			return -1;
+		}
+		if (nw_parse_bind(value, base, &s, why, whylen) < 0)
+			return -1;
+		set_str(field, s);
+		return 0;
+	case K_FRACTION:
+		if (nw_parse_seconds(value, 0, field, why, whylen) < 0 ||
+		    *(double *)field > 1) {
+			snprintf(why, whylen, "'%s' is not a number from 0 to 1",
+			    value);
+			return -1;
+		}
+		return 0;
 	case K_BOOL:
 		return nw_parse_bool(value, field, why, whylen);
 	case K_WORKER_CLASS:
@@ -1308,6 +1341,11 @@ config_defaults(void)
 	c->min_uptime = 2;
 	c->boot_retries = 1;
 	c->rollback = NW_ROLLBACK_SYMLINK;
+	c->watch = 1;
+	c->watch_window = 30;
+	c->watch_min_requests = 50;
+	c->watch_error_margin = 0.02;
+	c->metrics_interval = 1;
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;
 	c->limit_request_field_size = 8190;
@@ -1437,7 +1475,8 @@ out:
 static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
 static const char *const loglevel_words[] = { "debug", "info", "warning",
 	"error", "critical" };
-static const char *const snapshot_words[] = { "auto", "git", "off" };
+static const char *const snapshot_words[] = { [NW_SNAPSHOT_AUTO] = "auto",
+	[NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" };
 
 static void
 print_list(FILE *out, char **v, const char *sep)
@@ -1459,9 +1498,6 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_LOGLEVEL:
 		fputs(loglevel_words[*(const int *)field], out);
 		break;
-	case K_SNAPSHOT:
-		fputs(snapshot_words[*(const int *)field], out);
-		break;
 	case K_ROLLBACK:
 		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
 		    "symlink", out);
@@ -1481,6 +1517,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		fprintf(out, "%ld", *(const long *)field);
 		break;
 	case K_SECONDS:
+	case K_FRACTION:
 		fprintf(out, "%g", *(const double *)field);
 		break;
 	case K_SIZE:
@@ -1500,6 +1537,9 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
+	case K_SNAPSHOT:
+		fputs(snapshot_words[*(const int *)field], out);
+		break;
 	case K_BIND:
 		break;
 	/* No default: a new kind must say how it prints (-Wswitch). */
@@ -1516,6 +1556,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_STRING:
 	case K_IPLIST:
 	case K_ALOGFMT:
+	case K_ADDR:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);
 		break;
@@ -1618,6 +1659,10 @@ nw_config_free(struct nw_config *c)
 	free(c->runtime_dir);
 	free(c->state_dir);
 	free(c->control_socket);
+	free(c->metrics_bind);
+	free(c->statsd_host);
+	free(c->statsd_prefix);
+	free(c->dogstatsd_tags);
 	free(c->accesslog);
 	free(c->errorlog);
 	for (i = 0; i < c->nenv; i++) {

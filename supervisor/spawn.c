@@ -205,9 +205,11 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_addf(p, "NARWHAL_PRIVATE_FD", "%d", FD_PRIVATE);
 	env_add(p, "NARWHAL_LISTEN_FDS", listen_fds);
 	env_addf(p, "NARWHAL_MAX_REQUESTS", "%lu", w->budget);
-	/* timeout = 0 turns the deadline off, not the heartbeat. */
+	/* Often enough for the watchdog and for fresh counters; timeout = 0
+	 * turns the deadline off, not the heartbeat. */
 	env_addf(p, "NARWHAL_HEARTBEAT", "%g",
-	    c->timeout > 0 ? c->timeout / 4. : 5.);
+	    c->timeout > 0 && c->timeout / 4. < c->metrics_interval
+	    ? c->timeout / 4. : c->metrics_interval);
 	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
 	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
 	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);

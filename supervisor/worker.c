@@ -207,6 +207,7 @@ on_exit_event(struct nw_master *m, struct nw_worker *w)
 	ev_timer_stop(m->loop, &w->timer);
 	ev_timer_stop(m->loop, &w->watchdog);
 	nw_probe_stop(m, w);
+	nw_metrics_worker_exited(m, w);
 	nw_spawn_close_fds(m, w);
 	nw_hook_worker_gone(m, w);
 	if (!w->was_stopped && w->live_at == 0 &&
@@ -455,7 +456,7 @@ on_control_message(struct nw_master *m, struct nw_worker *w, char *msg)
 	if (strcmp(msg, "booted") == 0) {
 		nw_worker_event(m, w, NW_EV_BOOTED, NULL);
 	} else if (strncmp(msg, "hb ", 3) == 0) {
-		w->requests = strtoul(msg + 3, NULL, 10);
+		nw_metrics_heartbeat(m, w, msg + 3);
 		if (nw_worker_counts_as_capacity(w) && !w->hung &&
 		    w->gen->config->timeout > 0)
 			ev_timer_again(m->loop, &w->watchdog);
@@ -464,6 +465,7 @@ on_control_message(struct nw_master *m, struct nw_worker *w, char *msg)
 
 		snprintf(why, sizeof why, "max_requests %lu reached",
 		    w->budget);
+		w->retire_cause = NW_RESTART_RECYCLED;
 		nw_worker_event(m, w, NW_EV_RETIRE, why);
 	} else {
 		nw_warn("worker %u pid %d: unknown control message '%.40s'",
@@ -476,7 +478,7 @@ on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct nw_worker *w = container_of(io, struct nw_worker, control_io);
 	struct nw_master *m = ev_userdata(loop);
-	char msg[128];
+	char msg[512]; /* a heartbeat with every counter */
 	ssize_t n;
 
 	for (;;) {
@@ -644,6 +646,7 @@ nw_worker_new(struct nw_master *m, struct nw_generation *gen,
 	w->id = ++m->next_worker_id;
 	w->state = NW_BACKOFF; /* no process yet */
 	w->gen = gen;
+	w->slot = nw_metrics_slot(m, gen, replaces);
 	nw_generation_hold(gen);
 	w->control_fd = -1;
 	w->stderr_fd = -1;
