@@ -1308,11 +1308,6 @@ finish(struct load *ld, int lenient)
 	if (c->timeout == 0)
 		note(ld, "timeout 0: no heartbeat timeout, a hung worker is "
 		    "never killed");
-	/* Development mode: an edit is served in seconds, with no canary
-	 * window in between, unless watch was asked for. */
-	if (c->reload && origin_of(ld, "watch")->line == 0 &&
-	    origin_of(ld, "watch")->flag == NULL)
-		c->watch = 0;
 }
 
 static struct nw_config *
