@@ -64,7 +64,6 @@ struct nw_wsgi_conn {
 struct nw_wsgi {
 	struct nw_engine e; /* first: the driver's callbacks get &e */
 	int64_t graceful_ms;
-	struct nw_writer writer; /* blocking writes, the GIL released */
 	char *tmpdir;            /* where big bodies spill */
 	bool running;
 	bool quit;           /* INT/QUIT: leave the loop now */
