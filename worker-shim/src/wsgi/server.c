@@ -297,6 +297,14 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	} else if (threads > 1 && nw_threads_setup(s, threads) < 0) {
 		goto fail;
 	}
+	/*
+	 * A worker that runs many requests at once takes one connection per
+	 * wake-up, as the ASGI worker does: a burst of connections (a client
+	 * opening 64) is then spread over the workers instead of landing on
+	 * the first one awake, whose threads it would outnumber.
+	 */
+	if (threads > 1 || green != Py_None)
+		e->accepts_per_wakeup = 1;
 	return (PyObject *)self;
 nomem:
 	PyErr_NoMemory();
