@@ -437,8 +437,8 @@ nw_conn_log(struct nw_conn *c, int status, uint64_t sent)
 	c->started_ns = 0;
 	if (e->alog_fd < 0)
 		return;
-	nw_accesslog_format(&e->alog, c->host, &e->clock,
-	    c->in.data + c->rpos, &c->req, status, sent);
+	nw_accesslog_format(&e->alog, c->host, &e->clock, c->in.data + c->rpos,
+	    &c->req, status, sent);
 	if (e->alog.len >= NW_ACCESSLOG_FLUSH_AT)
 		nw_engine_alog_flush(e);
 	else if (e->drv->log_pending)
@@ -652,9 +652,10 @@ conn_process(struct nw_conn *c)
 				 * The header timeout runs from a request's
 				 * first byte: they came with this read.
 				 */
-				if (first && (c->requests > 0 ||
-				                 c->timer == NW_TIMER_GRACE ||
-				                 c->timer == NW_TIMER_NONE))
+				if (first &&
+				    (c->requests > 0 ||
+				        c->timer == NW_TIMER_GRACE ||
+				        c->timer == NW_TIMER_NONE))
 					nw_timer_set(c, NW_TIMER_HEAD);
 				return;
 			}
@@ -696,8 +697,7 @@ conn_process(struct nw_conn *c)
 				}
 			}
 		}
-		if ((c->state == NW_CONN_BODY ||
-		        c->state == NW_CONN_REQUEST) &&
+		if ((c->state == NW_CONN_BODY || c->state == NW_CONN_REQUEST) &&
 		    !c->body_done) {
 			if ((rc = body_feed(c)) < 0) {
 				body_error(c, -rc);
@@ -705,8 +705,9 @@ conn_process(struct nw_conn *c)
 			}
 			if (c->fd >= 0 && c->state == NW_CONN_HEAD)
 				continue; /* answered in place */
-			if (c->fd < 0 || (c->state != NW_CONN_BODY &&
-			                     c->state != NW_CONN_REQUEST))
+			if (c->fd < 0 ||
+			    (c->state != NW_CONN_BODY &&
+			        c->state != NW_CONN_REQUEST))
 				return;
 			if (!c->body_done) {
 				if (e->drv->auto_continue &&
