@@ -256,12 +256,6 @@ decoding(void)
 	is_int(nw_path_decode(&scratch, &q, &m), 0, "a path without");
 	ok(q[0] == '/' && m == 6, "left where it was");
 	nw_buf_free(&scratch);
-	ok(nw_http_claims_https("X-Forwarded-Proto", 17, "HTTPS", 5),
-	    "X-Forwarded-Proto: https claims HTTPS");
-	ok(nw_http_claims_https("x-forwarded-ssl", 15, "on", 2),
-	    "X-Forwarded-Ssl: on too");
-	ok(!nw_http_claims_https("X-Forwarded-Proto", 17, "http", 4),
-	    "X-Forwarded-Proto: http does not");
 }
 
 int
