@@ -683,9 +683,10 @@ conn_process(struct nw_conn *c)
 				 * The header timeout runs from a request's
 				 * first byte: they came with this read.
 				 */
-				if (first && (c->requests > 0 ||
-				                 c->timer == NW_TIMER_GRACE ||
-				                 c->timer == NW_TIMER_NONE))
+				if (first &&
+				    (c->requests > 0 ||
+				        c->timer == NW_TIMER_GRACE ||
+				        c->timer == NW_TIMER_NONE))
 					nw_timer_set(c, NW_TIMER_HEAD);
 				return;
 			}
@@ -727,8 +728,7 @@ conn_process(struct nw_conn *c)
 				}
 			}
 		}
-		if ((c->state == NW_CONN_BODY ||
-		        c->state == NW_CONN_REQUEST) &&
+		if ((c->state == NW_CONN_BODY || c->state == NW_CONN_REQUEST) &&
 		    !c->body_done) {
 			if ((rc = body_feed(c)) < 0) {
 				body_error(c, -rc);
@@ -736,8 +736,9 @@ conn_process(struct nw_conn *c)
 			}
 			if (c->fd >= 0 && c->state == NW_CONN_HEAD)
 				continue; /* answered in place */
-			if (c->fd < 0 || (c->state != NW_CONN_BODY &&
-			                     c->state != NW_CONN_REQUEST))
+			if (c->fd < 0 ||
+			    (c->state != NW_CONN_BODY &&
+			        c->state != NW_CONN_REQUEST))
 				return;
 			if (!c->body_done) {
 				if (e->drv->auto_continue &&

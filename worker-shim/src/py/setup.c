@@ -65,8 +65,8 @@ nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
 	}
 	for (i = private_fd >= 0 ? -1 : 0; i < n; i++) {
 		struct nw_listener *l = &e->listeners[e->nlisteners];
-		long fd = i < 0 ? private_fd
-		                : PyLong_AsLong(PyList_GetItem(seq, i));
+		long fd =
+		    i < 0 ? private_fd : PyLong_AsLong(PyList_GetItem(seq, i));
 
 		if (fd == -1 && PyErr_Occurred())
 			goto out;
