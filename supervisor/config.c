@@ -40,6 +40,7 @@ enum kind {
 	K_SIZE,
 	K_MODE,
 	K_ROLLBACK,
+	K_BOOTPRIO,
 	K_ARGV,
 	K_LOGLEVEL,
 	K_URLPATH,
@@ -79,6 +80,7 @@ static const struct key keys[] = {
 	{ "max_worker_lifetime", K_SECONDS, F(max_worker_lifetime), 0, 0 },
 	{ "max_worker_memory", K_SIZE, F(max_worker_memory), 0, 0 },
 	{ "max_recycling", K_INT, F(max_recycling), 1, 1024 },
+	{ "boot_priority", K_BOOTPRIO, F(boot_priority), 0, 0 },
 	{ "ready_path", K_URLPATH, F(ready_path), 0, 0 },
 	{ "ready_interval", K_SECONDS, F(ready_interval), 1, 0 },
 	{ "ready_successes", K_INT, F(ready_successes), 1, INT_MAX },
@@ -346,6 +348,19 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		else {
 			snprintf(why, whylen,
 			    "'%s' is not one of symlink, none", value);
+			return -1;
+		}
+		return 0;
+	case K_BOOTPRIO:
+		if (strcmp(value, "idle") == 0)
+			ld->config->boot_priority = NW_BOOT_IDLE;
+		else if (strcmp(value, "low") == 0)
+			ld->config->boot_priority = NW_BOOT_LOW;
+		else if (strcmp(value, "normal") == 0)
+			ld->config->boot_priority = NW_BOOT_NORMAL;
+		else {
+			snprintf(why, whylen,
+			    "'%s' is not one of idle, low, normal", value);
 			return -1;
 		}
 		return 0;
@@ -930,6 +945,7 @@ config_defaults(void)
 	c->header_timeout = 10;
 	c->boot_timeout = 60;
 	c->max_recycling = 1;
+	c->boot_priority = NW_BOOT_IDLE;
 	c->ready_interval = 0.5;
 	c->ready_successes = 1;
 	c->ready_timeout = 2;

@@ -19,6 +19,13 @@ enum nw_interface {
 	NW_INTERFACE_ASGI,
 };
 
+/* How a worker that boots beside serving ones competes for the CPU. */
+enum nw_boot_priority {
+	NW_BOOT_IDLE,   /* SCHED_IDLE until live: only spare CPU */
+	NW_BOOT_LOW,    /* nice 19 until live */
+	NW_BOOT_NORMAL, /* as the master */
+};
+
 enum nw_rollback {
 	NW_ROLLBACK_SYMLINK, /* revert `chdir` when it is a symlink */
 	NW_ROLLBACK_NONE,    /* only keep the old workers */
@@ -62,6 +69,7 @@ struct nw_config {
 	double max_worker_lifetime; /* s, 0: off; jittered by 10% */
 	long long max_worker_memory;/* bytes RSS, 0: off */
 	int max_recycling;          /* replacements booting at once */
+	enum nw_boot_priority boot_priority;
 
 	char *ready_path;           /* NULL: `booted` is the only gate */
 	double ready_interval;
