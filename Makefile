@@ -42,7 +42,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
 	dpkg-dev clang-format
 
-.PHONY: all deps check unit integration run install uninstall clean fmt bench deb
+.PHONY: all deps check unit integration run install uninstall clean fmt bench deb \
+	fuzz check-fuzz
 
 all: narwhal $(SHIM_SO)
 
@@ -98,6 +99,40 @@ fmt:
 bench: deps all
 	$(PYTHON) tests/bench/bench.py
 
+# libFuzzer harnesses (tests/fuzz/README.md): each tests/fuzz/fuzz_NAME.c
+# links the worker's Python-free HTTP core, or the master's sources when
+# NAME starts with config.
+FUZZ_CC         ?= clang
+FUZZ_FLAGS      := -g -O1 -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 20
+FUZZ_BIN        := $(patsubst tests/fuzz/%.c,tests/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CORE       := $(or $(wildcard worker-shim/src/core/*.c),worker-shim/src/http_parser.c worker-shim/src/buf.c)
+FUZZ_CORE_INC   := -Iworker-shim/src $(if $(wildcard worker-shim/src/core),-Iworker-shim/src/core)
+
+FUZZ_MASTER_BIN := $(filter tests/fuzz/bin/fuzz_config%,$(FUZZ_BIN))
+
+$(FUZZ_MASTER_BIN): tests/fuzz/bin/%: tests/fuzz/%.c $(MASTER_SRC) supervisor/*.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Isupervisor -o $@ $< $(MASTER_SRC) $(LDLIBS)
+
+$(filter-out $(FUZZ_MASTER_BIN),$(FUZZ_BIN)): tests/fuzz/bin/%: tests/fuzz/%.c $(FUZZ_CORE) $(SHIM_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_CORE_INC) -o $@ $< $(FUZZ_CORE)
+
+fuzz: $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do tests/fuzz/run.sh $$b $(FUZZ_SECONDS) || exit 1; done
+
+# CI: a fixed budget per harness from the seeds alone; any crash fails.
+check-fuzz: $(FUZZ_BIN)
+	@work=$$(mktemp -d /tmp/nwfuzz-XXXXXX); \
+	for b in $(FUZZ_BIN); do \
+		tests/fuzz/run.sh $$b $(FUZZ_CI_SECONDS) $$work >$$work/log 2>&1 \
+			|| { tail -60 $$work/log; echo "fuzz: $$b failed; inputs in $$work"; exit 1; }; \
+		grep -E '^(fuzz:|stat::number_of_executed_units)' $$work/log; \
+	done; rm -rf $$work
+
 # narwhal_<version>_<arch>.deb, with dpkg-deb alone; see packaging/debian/.
 DEB_VERSION := $(shell sed -n 's/^\#define NW_VERSION "\(.*\)"/\1/p' supervisor/master.h)
 DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
@@ -111,4 +146,5 @@ deb: all
 
 clean:
 	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
+	rm -rf tests/fuzz/bin
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache
