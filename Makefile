@@ -40,10 +40,10 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-flask python3-django python3-fastapi python3-starlette \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
-	dpkg-dev clang-format
+	dpkg-dev clang-format clang libclang-rt-14-dev util-linux
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb \
-	fuzz check-fuzz
+	fuzz check-fuzz check-sanitize
 
 all: narwhal $(SHIM_SO)
 
@@ -99,6 +99,31 @@ fmt:
 bench: deps all
 	$(PYTHON) tests/bench/bench.py
 
+# The master and the worker extension built with ASan and UBSan, then the
+# integration suite against them (tests/sanitize/run.sh): any report fails.
+# Left out: test_memory (ASan's shadow memory is the RSS it measures) and
+# test_packaging (installs and packages the normal build).
+SAN_DIR     := build/sanitize
+SAN_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+SAN_LIBASAN  = $(realpath $(shell $(CC) -print-file-name=libasan.so))
+SAN_SHIM    := $(SAN_DIR)/worker-shim/narwhal_worker/_http.abi3.so
+SAN_TESTS   ?= $(filter-out %/test_memory.py %/test_packaging.py,$(wildcard tests/integration/test_*.py))
+
+$(SAN_DIR)/narwhal: $(MASTER_SRC) supervisor/main.c supervisor/*.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SAN_FLAGS) -o $@ $(MASTER_SRC) supervisor/main.c $(LDLIBS)
+
+$(SAN_SHIM): $(SHIM_SRC) $(SHIM_HDR) $(wildcard worker-shim/narwhal_worker/*.py)
+	rm -rf $(SAN_DIR)/worker-shim
+	mkdir -p $(SAN_DIR)/worker-shim
+	cp -r worker-shim/narwhal_worker $(SAN_DIR)/worker-shim/
+	rm -rf $(SAN_DIR)/worker-shim/narwhal_worker/*.so $(SAN_DIR)/worker-shim/narwhal_worker/__pycache__
+	$(CC) $(SHIM_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(SHIM_SRC)
+
+check-sanitize: $(SAN_DIR)/narwhal $(SAN_SHIM)
+	tests/sanitize/run.sh $(SAN_DIR) $(SAN_LIBASAN) $(SAN_TESTS)
+
 # libFuzzer harnesses (tests/fuzz/README.md): each tests/fuzz/fuzz_NAME.c
 # links the worker's Python-free HTTP core, or the master's sources when
 # NAME starts with config.
@@ -146,5 +171,5 @@ deb: all
 
 clean:
 	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
-	rm -rf tests/fuzz/bin
+	rm -rf tests/fuzz/bin build
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

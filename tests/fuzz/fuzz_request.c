@@ -148,13 +148,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(rw == NW_PARSE_ERROR || rw == NW_PARSE_AGAIN ||
 	    rw == NW_PARSE_DONE);
 	/* A partial line may be refused before it ends (its bytes already
-	 * say it is bad): ERROR against AGAIN is fine, any other
-	 * difference is not. */
+	 * say it is bad): ERROR against AGAIN is fine, and which 4xx may
+	 * depend on which limit a partial head hit first (431 or 400);
+	 * accepting one way and refusing the other is not. */
 	CHECK((rw == NW_PARSE_DONE) == (rs == NW_PARSE_DONE));
 	if (rw == NW_PARSE_ERROR)
-		CHECK(whole.status >= 400 && whole.status < 600);
-	if (rw == NW_PARSE_ERROR && rs == NW_PARSE_ERROR)
-		CHECK(whole.status == split.status);
+		CHECK(whole.status >= 400 && whole.status < 500);
+	if (rs == NW_PARSE_ERROR)
+		CHECK(split.status >= 400 && split.status < 500);
 	if (rw == NW_PARSE_DONE) {
 		CHECK(whole.head_len == split.head_len);
 		CHECK(whole.nheaders == split.nheaders);
