@@ -121,8 +121,13 @@ $(SAN_SHIM): $(SHIM_SRC) $(SHIM_HDR) $(wildcard worker-shim/narwhal_worker/*.py)
 	rm -rf $(SAN_DIR)/worker-shim/narwhal_worker/*.so $(SAN_DIR)/worker-shim/narwhal_worker/__pycache__
 	$(CC) $(SHIM_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(SHIM_SRC)
 
-check-sanitize: $(SAN_DIR)/narwhal $(SAN_SHIM)
-	tests/sanitize/run.sh $(SAN_DIR) $(SAN_LIBASAN) $(SAN_TESTS)
+$(SAN_DIR)/python: tests/sanitize/python.in
+	@mkdir -p $(@D)
+	sed 's|@LIBASAN@|$(SAN_LIBASAN)|' $< >$@
+	chmod +x $@
+
+check-sanitize: $(SAN_DIR)/narwhal $(SAN_SHIM) $(SAN_DIR)/python
+	tests/sanitize/run.sh $(SAN_DIR) $(SAN_TESTS)
 
 # libFuzzer harnesses (tests/fuzz/README.md): each tests/fuzz/fuzz_NAME.c
 # links the worker's Python-free HTTP core, or the master's sources when
