@@ -22,15 +22,15 @@ LDLIBS   += -lev -linih -lsystemd -ldl -lm
 PY_INCLUDES := $(shell $(PYTHON)-config --includes 2>/dev/null || $(PYTHON) -c 'import sysconfig;print("-I"+sysconfig.get_paths()["include"])')
 # One build serves every interpreter >= 3.8: the stable ABI.
 SHIM_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Wno-unused-parameter \
-	-DPy_LIMITED_API=0x03080000 $(PY_INCLUDES)
+	-Iworker-shim/src -DPy_LIMITED_API=0x03080000 $(PY_INCLUDES)
 ifeq ($(CI),true)
 SHIM_CFLAGS += -Werror
 endif
 
 MASTER_SRC := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
 MASTER_OBJ := $(MASTER_SRC:.c=.o)
-SHIM_SRC   := $(wildcard worker-shim/src/*.c)
-SHIM_HDR   := $(wildcard worker-shim/src/*.h)
+SHIM_SRC   := $(wildcard worker-shim/src/*.c worker-shim/src/*/*.c)
+SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
@@ -40,9 +40,12 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-flask python3-django python3-fastapi python3-starlette \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
-	dpkg-dev clang-format clang libclang-rt-14-dev util-linux
+	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
+	python3-venv python3-prometheus-client prometheus \
+	postgresql python3-psycopg2 python3-asyncpg git util-linux \
+	clang libclang-rt-14-dev
 
-.PHONY: all deps check unit integration run install uninstall clean fmt bench deb \
+.PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel \
 	fuzz check-fuzz check-sanitize
 
 all: narwhal $(SHIM_SO)
@@ -174,7 +177,19 @@ deb: all
 	$(MAKE) install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr
 	packaging/debian/build-deb.sh $(DEB_ROOT) $(DEB_VERSION) $(DEB_ARCH) $(DEB_FILE)
 
+# dist/narwhal-<version>-cp38-abi3-<platform>.whl: pip install it into a
+# virtualenv and venv/bin/narwhal runs that venv's python. No network.
+WHEEL_STAGE := build/wheel
+
+wheel: all
+	rm -rf $(WHEEL_STAGE) && mkdir -p $(WHEEL_STAGE)/narwhal_worker dist
+	cp packaging/wheel/setup.py packaging/wheel/setup.cfg narwhal $(WHEEL_STAGE)/
+	cp worker-shim/narwhal_worker/*.py $(SHIM_SO) $(WHEEL_STAGE)/narwhal_worker/
+	cd $(WHEEL_STAGE) && NARWHAL_VERSION=$(DEB_VERSION) $(PYTHON) -m build \
+		--no-isolation --wheel --outdir $(CURDIR)/dist . >/dev/null
+	@ls dist/narwhal-$(DEB_VERSION)-*.whl
+
 clean:
+	rm -rf build dist tests/fuzz/bin
 	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
-	rm -rf tests/fuzz/bin build
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

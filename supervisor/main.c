@@ -1,6 +1,6 @@
 /*
  * main.c: the `narwhal` command line: run a master, check a config, or talk
- * to a running master (`reload`, `status`).
+ * to a running master (`reload`, `rollback`, `status`).
  *
  * Exit codes: 0 clean, 1 config error or fatal, 2 usage; `reload --wait`
  * adds its own (see client.c and narwhal(8)).
@@ -29,10 +29,11 @@ main(int argc, char **argv)
 {
 	char err[1024];
 	struct nw_config *config;
-	int check = 0, check_app = 0, n = 0;
+	int check = 0, check_app = 0, print = 0, n = 0;
 	char **args;
 
 	if (argc > 1 && (strcmp(argv[1], "reload") == 0 ||
+			    strcmp(argv[1], "rollback") == 0 ||
 			    strcmp(argv[1], "status") == 0))
 		return nw_client_main(argc - 1, argv + 1);
 	args = calloc((size_t)argc + 1, sizeof *args);
@@ -41,6 +42,8 @@ main(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--check-config") == 0) {
 			check = 1;
+		} else if (strcmp(argv[i], "--print-config") == 0) {
+			print = 1;
 		} else if (strcmp(argv[i], "--check-app") == 0) {
 			check = check_app = 1;
 		} else if (strcmp(argv[i], "-h") == 0 ||
@@ -56,6 +59,14 @@ main(int argc, char **argv)
 		} else {
 			args[n++] = argv[i];
 		}
+	}
+	if (print) {
+		int rc = nw_config_print(n, args, stdout, err, sizeof err);
+
+		if (rc != 0)
+			fprintf(stderr, "narwhal: %s\n", err);
+		free(args);
+		return rc;
 	}
 	config = nw_config_load(n, args, err, sizeof err);
 	if (config == NULL) {
@@ -76,6 +87,8 @@ main(int argc, char **argv)
 			free(args);
 			return 1;
 		}
+		for (size_t i = 0; i < config->nnotes; i++)
+			fprintf(stderr, "narwhal: %s\n", config->notes[i]);
 		printf("narwhal: %s: ok\n",
 		    config->path ? config->path : "command line");
 		fflush(stdout);
