@@ -1557,6 +1557,11 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
+	case K_BOOTPRIO:
+		fputs((const char *const[]){ [NW_BOOT_IDLE] = "idle",
+		    [NW_BOOT_LOW] = "low", [NW_BOOT_NORMAL] = "normal" }
+		    [*(const int *)field], out);
+		break;
 	case K_SNAPSHOT:
 		fputs((const char *const[]){ [NW_SNAPSHOT_AUTO] = "auto",
 		    [NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" }
