@@ -87,6 +87,8 @@ static const struct key keys[] = {
 	{ "graceful_timeout", K_SECONDS, F(graceful_timeout), 0, 0 },
 	{ "keepalive", K_SECONDS, F(keepalive), 0, 0 },
 	{ "header_timeout", K_SECONDS, F(header_timeout), 1, 0 },
+	{ "min_body_rate", K_SIZE, F(min_body_rate), 0, 0 },
+	{ "write_timeout", K_SECONDS, F(write_timeout), 1, 0 },
 	{ "boot_timeout", K_SECONDS, F(boot_timeout), 1, 0 },
 	{ "max_requests", K_LONG, F(max_requests), 0, LONG_MAX },
 	{ "max_requests_jitter", K_LONG, F(max_requests_jitter), 0, LONG_MAX },
@@ -1352,6 +1354,8 @@ config_defaults(void)
 	c->graceful_timeout = 30;
 	c->keepalive = 2;
 	c->header_timeout = 10;
+	c->write_timeout = 10;
+	c->min_body_rate = 1024;
 	c->boot_timeout = 60;
 	c->max_recycling = 1;
 	c->boot_priority = NW_BOOT_IDLE;
@@ -1371,6 +1375,7 @@ config_defaults(void)
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;
 	c->limit_request_field_size = 8190;
+	c->limit_request_body = 100LL << 20;
 	c->umask = -1;
 	c->errorlog = strdup("-");
 	c->loglevel = NW_LOG_INFO;

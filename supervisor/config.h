@@ -58,7 +58,7 @@ struct nw_config {
 	enum nw_interface interface;
 	char *worker_class;         /* gunicorn's -k as written, "sync" */
 	int threads;                /* gunicorn's --threads (issue 14) */
-	int worker_connections;     /* gunicorn's --worker-connections */
+	int worker_connections;     /* open connections per worker */
 	char *asyncio_loop;         /* auto, asyncio, uvloop */
 	char *python;               /* interpreter the workers run */
 	char *python_why;           /* how it was picked, for the log */
@@ -75,6 +75,8 @@ struct nw_config {
 	double graceful_timeout;    /* s a TERMed worker may drain */
 	double keepalive;           /* s an idle keep-alive connection lives */
 	double header_timeout;      /* s to receive a request's head */
+	double write_timeout;       /* s a client may not read; <= timeout/2 */
+	long long min_body_rate;    /* bytes/s a body must keep, 0: none */
 	double boot_timeout;        /* s from spawn to live */
 
 	long max_requests;          /* 0: never recycle for requests */

@@ -216,6 +216,13 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	    ? c->timeout / 4. : c->metrics_interval);
 	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
 	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
+	/* Below the heartbeat timeout: a client that does not read costs its
+	 * connection, never the worker (issue 15). */
+	env_addf(p, "NARWHAL_WRITE_TIMEOUT", "%g",
+	    c->write_timeout < c->timeout / 2 ? c->write_timeout
+					      : c->timeout / 2);
+	env_addf(p, "NARWHAL_WORKER_CONNECTIONS", "%d", c->worker_connections);
+	env_addf(p, "NARWHAL_MIN_BODY_RATE", "%lld", c->min_body_rate);
 	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);
 	env_addf(p, "NARWHAL_LIMIT_REQUEST_LINE", "%ld", c->limit_request_line);
 	env_addf(p, "NARWHAL_LIMIT_REQUEST_FIELDS", "%ld",

@@ -250,6 +250,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	e->limits.fields = (size_t)limit_fields;
 	e->limits.field_size = (size_t)limit_field;
 	e->limits.body = limit_body;
+	nw_engine_bounds(e);
 	/*
 	 * The epoll set is nested in the loop's, where EPOLLEXCLUSIVE cannot
 	 * pick one worker: every worker's loop is woken for a new connection,
