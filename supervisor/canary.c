@@ -84,7 +84,9 @@ holding(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen;
 
-	return g != NULL && g->config->watch && !m->metrics.rollback_manual &&
+	/* --reload is development: an edit goes live once it boots. */
+	return g != NULL && g->config->watch && !g->config->reload &&
+	    !m->metrics.rollback_manual &&
 	    !(m->canary.gen == g && m->canary.passed);
 }
 
