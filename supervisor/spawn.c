@@ -394,22 +394,23 @@ exec_child(struct child_plan *p)
 }
 
 /*
- * A worker that boots while others serve (a recycling replacement, a
- * respawn, a reload beside the old generation) competes with them for the
- * CPU: importing an app costs a core for a while, and their latency pays.
- * So it boots at boot_priority and is raised back at go-live, or after
- * BOOST_AFTER when only spare CPU is too little (supervise.c). Only if it
- * can be raised: that takes root (CAP_SYS_NICE) or an RLIMIT_NICE that lets
- * the master's own nice value be set (systemd: LimitNICE=+0).
+ * A recycling replacement boots while the worker it relieves still serves:
+ * capacity is whole, so it need not hurry, but importing an app costs a
+ * core for a while and the serving workers' latency would pay. So it boots
+ * at boot_priority and is raised back at go-live, or after BOOST_AFTER when
+ * spare CPU is too little (supervise.c). Anything else that boots (a cold
+ * start, a respawn, a new generation) is missing capacity or a deploy
+ * someone waits for: full speed. Lowered only if it can be raised again:
+ * that takes root (CAP_SYS_NICE) or an RLIMIT_NICE that lets the master's
+ * own nice value be set (systemd: LimitNICE=+0).
  */
 static enum nw_boot_priority
-boot_priority(struct nw_master *m, const struct nw_config *c)
+boot_priority(const struct nw_worker *w, const struct nw_config *c)
 {
 	struct rlimit lim;
 	int nice_now;
 
-	if (c->boot_priority == NW_BOOT_NORMAL ||
-	    nw_master_live_count(m, NULL) == 0)
+	if (c->boot_priority == NW_BOOT_NORMAL || w->replaces == NULL)
 		return NW_BOOT_NORMAL;
 	if (geteuid() == 0)
 		return c->boot_priority;
@@ -481,7 +482,7 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 
 	memset(&plan, 0, sizeof plan);
 	plan.umask = c->umask;
-	plan.priority = boot_priority(m, c);
+	plan.priority = boot_priority(w, c);
 	w->boot_failure[0] = '\0';
 	if (resolve_user(c, &plan, w->boot_failure,
 		sizeof w->boot_failure) < 0)
