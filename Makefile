@@ -34,6 +34,9 @@ SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
+# The worker's HTTP core and engine link without Python (tests/unit/test_shim_*).
+SHIM_UNIT_OBJ := $(patsubst %.c,%.o,$(wildcard worker-shim/src/core/*.c worker-shim/src/engine/*.c))
+SHIM_UNIT_BIN := $(filter tests/unit/test_shim_%,$(UNIT_BIN))
 
 DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	libsystemd-dev libcurl4-openssl-dev python3-dev python3-pytest \
@@ -72,6 +75,21 @@ deps:
 tests/unit/test_%: tests/unit/test_%.c $(MASTER_OBJ) tests/unit/tap.h
 	$(CC) $(CFLAGS) -Isupervisor -o $@ $< $(MASTER_OBJ) $(LDLIBS)
 
+$(SHIM_UNIT_OBJ): worker-shim/src/%.o: worker-shim/src/%.c $(SHIM_HDR)
+	$(CC) $(CFLAGS) -Iworker-shim/src -c -o $@ $<
+
+$(SHIM_UNIT_BIN): tests/unit/test_shim_%: tests/unit/test_shim_%.c $(SHIM_UNIT_OBJ) tests/unit/tap.h
+	$(CC) $(CFLAGS) -Iworker-shim/src -o $@ $< $(SHIM_UNIT_OBJ)
+
+# The worker core's proxy and access-log code is pure C: tested without
+# Python, from its sources.
+FRONT_SRC := worker-shim/src/core/front.c worker-shim/src/core/alogfmt.c \
+	worker-shim/src/core/buf.c worker-shim/src/core/request.c
+
+tests/unit/test_front: tests/unit/test_front.c $(FRONT_SRC) tests/unit/tap.h \
+		worker-shim/src/core/front.h worker-shim/src/core/http.h
+	$(CC) $(CFLAGS) -Iworker-shim/src -o $@ $< $(FRONT_SRC)
+
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "# $$t"; ./$$t || exit 1; done
 
@@ -97,7 +115,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/narwhal.8 $(DESTDIR)$(MANDIR)/man5/narwhal.ini.5
 
 fmt:
-	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*/*.c worker-shim/src/*/*.h tests/unit/*.c tests/unit/*.h
 
 bench: deps all
 	$(PYTHON) tests/bench/bench.py
@@ -191,5 +209,5 @@ wheel: all
 
 clean:
 	rm -rf build dist tests/fuzz/bin
-	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
+	rm -f narwhal supervisor/*.o worker-shim/src/*/*.o $(SHIM_SO) $(UNIT_BIN)
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include "core/front.h"
 #include "core/http.h"
 #include "core/log.h"
 
@@ -104,6 +105,8 @@ struct nw_conn {
 	struct nw_chunked dec;
 	uint64_t remaining; /* Content-Length bytes still to come */
 	bool body_done;
+	bool body_told;     /* the driver knows it is done */
+	size_t body_ready;  /* decoded, not yet handed to the driver */
 	uint64_t body_size; /* decoded bytes so far */
 	uint64_t body_raw;  /* bytes read off the wire for it */
 	int64_t body_window_ns; /* min_body_rate counts from here... */
@@ -132,7 +135,8 @@ struct nw_conn {
 	socklen_t peerlen;
 	char host[64]; /* its address ("" for a Unix socket) */
 	int port;      /* 0 for a Unix socket */
-	bool trusted;  /* loopback or Unix: may say the client spoke HTTPS */
+	bool trusted;  /* in forwarded_allow_ips: may say it spoke HTTPS */
+	bool proxy_pending; /* a PROXY header must come first (front.c) */
 	bool local;    /* on this host: see nw_engine_yield */
 };
 
@@ -237,6 +241,7 @@ struct nw_engine {
 	enum nw_watch wakeup_watch;
 	struct nw_clock clock;
 	struct nw_timer_list timers[NW_TIMER_COUNT];
+	int64_t timer_due; /* no deadline is earlier (INT64_MAX: none) */
 	size_t nconns;
 	struct nw_conn *conns;      /* all open ones, linked */
 	struct nw_conn *free_conns; /* kept with their buffers, via next */
@@ -263,6 +268,13 @@ struct nw_engine {
 	struct nw_counters counters;
 	unsigned ws_open; /* open WebSockets, for the heartbeat */
 
+	/* behind a proxy (front.c), gunicorn's settings */
+	struct nw_iplist forwarded;        /* may claim HTTPS */
+	struct nw_scheme_headers secure;   /* the headers that claim it */
+	int proxy_protocol;                /* 0: off; else PROXY v1 or v2 */
+	struct nw_iplist proxy_allow;      /* must send a PROXY header */
+	struct nw_alogfmt *alogfmt;        /* NULL: gunicorn's default line */
+
 	/* access log */
 	char *alog_path; /* NULL: off; "-": fd 1 */
 	int alog_fd;
@@ -279,7 +291,7 @@ void nw_engine_dispatch(
 void nw_engine_tick(struct nw_engine *e);
 int64_t nw_engine_next_deadline(const struct nw_engine *e);
 int nw_engine_timeout(const struct nw_engine *e);
-void nw_engine_arm(struct nw_engine *e);
+void nw_engine_arm_driver(struct nw_engine *e);
 void nw_engine_stop(struct nw_engine *e, int64_t graceful_ms);
 bool nw_engine_drained(const struct nw_engine *e);
 void nw_engine_close(struct nw_engine *e);
@@ -287,7 +299,7 @@ void nw_engine_free(struct nw_engine *e);
 void nw_engine_run_queue(struct nw_engine *e);
 void nw_engine_yield(struct nw_engine *e);
 size_t nw_engine_inflight(const struct nw_engine *e);
-bool nw_engine_keeps_alive(const struct nw_engine *e);
+
 
 /* master.c: the worker's side of the master protocol, and the counters */
 void nw_engine_control_readable(struct nw_engine *e);
@@ -299,8 +311,14 @@ void nw_engine_count(struct nw_engine *e, int status, uint64_t sent,
     int64_t started_ns);
 int64_t nw_engine_now_ns(void);
 int nw_engine_alog_open(struct nw_engine *e, const char *path);
-void nw_engine_alog_flush(struct nw_engine *e);
 int nw_engine_alog_reopen(struct nw_engine *e);
+
+/* front.c: behind a proxy: gunicorn's settings from the environment */
+int nw_engine_front_setup(struct nw_engine *e, char *why, size_t whylen);
+void nw_engine_front_free(struct nw_engine *e);
+bool nw_engine_claims_https(const struct nw_engine *e, const char *name,
+    size_t namelen, const char *value, size_t valuelen);
+int nw_conn_proxy_header(struct nw_conn *c);
 
 /* listen.c: listeners, accepting, the peer */
 int nw_listener_init(struct nw_listener *l, int fd, bool public);
@@ -354,5 +372,30 @@ int nw_accept(
     int lfd, bool tcp, struct sockaddr_storage *peer, socklen_t *plen);
 int nw_sock_name(int fd, char host[NW_HOST_MAX], int *port);
 bool nw_peer_is_local(int fd, const struct sockaddr_storage *peer);
+
+/* Inline: the hot path of every request goes through these. */
+
+/* Tells a driver with a timer of its own when to tick. */
+static inline void
+nw_engine_arm(struct nw_engine *e)
+{
+	if (e->drv->arm != NULL)
+		nw_engine_arm_driver(e);
+}
+
+/* May an answer keep its connection? Not without keep-alive, nor stopping. */
+static inline bool
+nw_engine_keeps_alive(const struct nw_engine *e)
+{
+	return e->keepalive_ms > 0 && !e->stopping && !e->stop_requested;
+}
+
+/* Buffered access log lines go out (once per loop turn). */
+static inline void
+nw_engine_alog_flush(struct nw_engine *e)
+{
+	if (e->alog.len > 0)
+		nw_accesslog_write(e->alog_fd, &e->alog);
+}
 
 #endif
