@@ -254,6 +254,8 @@ def test_reload_flag_picks_up_an_edit_and_survives_a_syntax_error(narwhal):
     assert n.get("/").body == b"v1"
     write("v2")
     n.wait_live(gen=2, timeout=30)
+    # The old worker may answer what reached it as it was told to stop.
+    n.wait_for_log(r"gen 1: exited", timeout=30)
     assert n.get("/").body == b"v2"
     with open(src, "w") as f:
         f.write("def application(environ, start_response:\n")
