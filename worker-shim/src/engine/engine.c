@@ -13,9 +13,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
+
+/* A NARWHAL_* number the master set, or def. */
+static double
+env_number(const char *name, double def)
+{
+	const char *v = getenv(name);
+	char *end;
+	double d;
+
+	if (v == NULL || *v == '\0')
+		return def;
+	d = strtod(v, &end);
+	return *end == '\0' && d >= 0 ? d : def;
+}
+
+/*
+ * The resource bounds every driver gets alike (issue 15), from what the
+ * master set (conf/narwhal.ini documents them): write_timeout, the
+ * connection cap (never above what the fd limit allows, less room for the
+ * worker's own fds) and the minimum body rate. A driver calls this once,
+ * after its own settings.
+ */
+void
+nw_engine_bounds(struct nw_engine *e)
+{
+	struct rlimit nofile;
+	double conns = env_number("NARWHAL_WORKER_CONNECTIONS", 1000);
+	double wt = env_number("NARWHAL_WRITE_TIMEOUT", 10);
+
+	e->write_timeout_ms = wt > 0 ? (int64_t)(wt * 1000.0 + 0.5) : 10000;
+	e->min_body_rate =
+	    (uint64_t)env_number("NARWHAL_MIN_BODY_RATE", 1024);
+	e->max_conns = conns >= 1 ? (size_t)conns : 0;
+	if (e->max_conns > 0 && getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)e->max_conns + 32 > nofile.rlim_cur)
+		e->max_conns = nofile.rlim_cur > 64
+		    ? (size_t)(nofile.rlim_cur - 32)
+		    : (size_t)(nofile.rlim_cur / 2 + 1);
+}
 
 /* The defaults; the driver sets the configuration before start. */
 int

@@ -37,6 +37,7 @@ nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p)
 	e->limits.fields = (size_t)p->limit_fields;
 	e->limits.field_size = (size_t)p->limit_field;
 	e->limits.body = p->limit_body;
+	nw_engine_bounds(e); /* the rest, from the master's environment */
 	return 0;
 }
 

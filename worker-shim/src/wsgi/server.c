@@ -32,9 +32,15 @@ wsgi_body(struct nw_conn *c, const char *p, size_t n, bool done)
 {
 	struct nw_wsgi *s = NW_WSGI(c->engine);
 
-	if (nw_wsgi_body_add(s, &NW_WSGI_CONN(c)->body, p, n, c->remaining) < 0)
+	switch (nw_wsgi_body_add(s, &NW_WSGI_CONN(c)->body, p, n,
+	    c->remaining)) {
+	case 0:
+		return 0;
+	case -2:
+		return 503; /* the worker's spool is full: try again later */
+	default:
 		return 500;
-	return 0;
+	}
 }
 
 /* A complete request: the app runs now, and its answer goes out. */
@@ -46,15 +52,16 @@ wsgi_request(struct nw_conn *c)
 	PyObject *input;
 	int rc;
 
+	nw_wsgi_body_release(s, &wc->body);
 	input = nw_wsgi_body_input(&wc->body);
 	if (input == NULL) {
 		nw_py_error("cannot make wsgi.input");
-		nw_wsgi_body_reset(&wc->body);
+		nw_wsgi_body_reset(s, &wc->body);
 		return -1;
 	}
 	rc = nw_wsgi_handle(s, c, input);
 	Py_DECREF(input);
-	nw_wsgi_body_reset(&wc->body);
+	nw_wsgi_body_reset(s, &wc->body);
 	if (rc == NW_HANDLED_FATAL) {
 		s->fatal = true;
 		s->e.halt = true;
@@ -67,8 +74,9 @@ static void
 wsgi_closed(struct nw_conn *c)
 {
 	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
+	struct nw_wsgi *s = NW_WSGI(c->engine);
 
-	nw_wsgi_body_reset(&wc->body);
+	nw_wsgi_body_reset(s, &wc->body);
 	/* keep small buffers for the next connection, not big ones */
 	if (wc->body.mem.cap > 16 * 1024)
 		nw_buf_free(&wc->body.mem);
@@ -79,7 +87,7 @@ wsgi_closed(struct nw_conn *c)
 static void
 wsgi_freed(struct nw_conn *c)
 {
-	nw_wsgi_body_free(&NW_WSGI_CONN(c)->body);
+	nw_wsgi_body_free(NW_WSGI(c->engine), &NW_WSGI_CONN(c)->body);
 }
 
 /* Python's wakeup pipe: a signal came, its handler runs now. */
@@ -109,19 +117,33 @@ static const struct nw_driver wsgi_driver = {
     .wakeup = wsgi_wakeup,
 };
 
-/* The write hook of the response writers: sleep without the GIL. */
+/*
+ * The write hook of the response writers: sleep without the GIL, for at most
+ * write_timeout (then the writer gives up on this connection alone), and
+ * heartbeat meanwhile: a client that does not read is not a hung app, and
+ * the master must not kill the worker (and its other connections) for it.
+ */
 static int
 wait_writable(void *arg, int fd, int timeout_ms)
 {
 	struct nw_wsgi *s = arg;
+	struct nw_engine *e = &s->e;
 	struct pollfd p = {fd, POLLOUT, 0};
+	int64_t deadline = nw_engine_now_ns() / 1000000 + timeout_ms;
 
 	for (;;) {
-		int r;
+		int64_t left = deadline - nw_engine_now_ns() / 1000000;
+		int slice = (int)(left < 0 ? 0 : left), r;
 
-		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, timeout_ms);
+		if (e->heartbeat_ms > 0 && slice > e->heartbeat_ms)
+			slice = (int)e->heartbeat_ms;
+		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, slice);
 		Py_END_ALLOW_THREADS if (r > 0) return 0;
 		if (r == 0) {
+			nw_clock_update(&e->clock);
+			nw_engine_heartbeat(e, false);
+			if (nw_engine_now_ns() / 1000000 < deadline)
+				continue;
 			errno = ETIMEDOUT;
 			return -1;
 		}
@@ -274,6 +296,11 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	s->errors = errors;
 	if ((s->tmpdir = strdup(tmp && *tmp ? tmp : "/tmp")) == NULL)
 		goto nomem;
+	/* One body at the limit, or 256 MiB of smaller ones (1 GiB when
+	 * bodies have no limit), on disk at once while they arrive. */
+	s->spool_max = e->limits.body == 0 ? (uint64_t)1 << 30
+	    : e->limits.body > ((uint64_t)256 << 20) ? e->limits.body
+						     : (uint64_t)256 << 20;
 	if (script_name == NULL)
 		script_name = PyUnicode_FromString("");
 	else
