@@ -46,9 +46,10 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
 	python3-venv python3-prometheus-client prometheus \
 	postgresql python3-psycopg2 python3-asyncpg git util-linux \
-	python3-gevent python3-eventlet
+	clang libclang-rt-14-dev python3-gevent python3-eventlet
 
-.PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel
+.PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel \
+	fuzz check-fuzz check-sanitize
 
 all: narwhal $(SHIM_SO)
 
@@ -119,6 +120,70 @@ fmt:
 bench: deps all
 	$(PYTHON) tests/bench/bench.py
 
+# The master and the worker extension built with ASan and UBSan, then the
+# integration suite against them (tests/sanitize/run.sh): any report fails.
+# Left out: test_memory (ASan's shadow memory is the RSS it measures) and
+# test_packaging (installs and packages the normal build).
+SAN_DIR     := build/sanitize
+SAN_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+SAN_LIBASAN  = $(realpath $(shell $(CC) -print-file-name=libasan.so))
+SAN_SHIM    := $(SAN_DIR)/worker-shim/narwhal_worker/_http.abi3.so
+SAN_TESTS   ?= $(filter-out %/test_memory.py %/test_packaging.py,$(wildcard tests/integration/test_*.py))
+
+$(SAN_DIR)/narwhal: $(MASTER_SRC) supervisor/main.c supervisor/*.h
+	@mkdir -p $(@D)
+	$(CC) $(filter-out -O2,$(CFLAGS)) $(SAN_FLAGS) -o $@ $(MASTER_SRC) supervisor/main.c $(LDLIBS)
+
+$(SAN_SHIM): $(SHIM_SRC) $(SHIM_HDR) $(wildcard worker-shim/narwhal_worker/*.py)
+	rm -rf $(SAN_DIR)/worker-shim
+	mkdir -p $(SAN_DIR)/worker-shim
+	cp -r worker-shim/narwhal_worker $(SAN_DIR)/worker-shim/
+	rm -rf $(SAN_DIR)/worker-shim/narwhal_worker/*.so $(SAN_DIR)/worker-shim/narwhal_worker/__pycache__
+	$(CC) $(SHIM_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(SHIM_SRC)
+
+$(SAN_DIR)/python: tests/sanitize/python.in
+	@mkdir -p $(@D)
+	sed 's|@LIBASAN@|$(SAN_LIBASAN)|' $< >$@
+	chmod +x $@
+
+check-sanitize: $(SAN_DIR)/narwhal $(SAN_SHIM) $(SAN_DIR)/python
+	tests/sanitize/run.sh $(SAN_DIR) $(SAN_TESTS)
+
+# libFuzzer harnesses (tests/fuzz/README.md): each tests/fuzz/fuzz_NAME.c
+# links the worker's Python-free HTTP core, or the master's sources when
+# NAME starts with config.
+FUZZ_CC         ?= clang
+FUZZ_FLAGS      := -g -O1 -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 20
+FUZZ_BIN        := $(patsubst tests/fuzz/%.c,tests/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CORE       := $(or $(wildcard worker-shim/src/core/*.c),worker-shim/src/http_parser.c worker-shim/src/buf.c)
+FUZZ_CORE_INC   := -Iworker-shim/src $(if $(wildcard worker-shim/src/core),-Iworker-shim/src/core)
+
+FUZZ_MASTER_BIN := $(filter tests/fuzz/bin/fuzz_config%,$(FUZZ_BIN))
+
+$(FUZZ_MASTER_BIN): tests/fuzz/bin/%: tests/fuzz/%.c $(MASTER_SRC) supervisor/*.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Isupervisor -o $@ $< $(MASTER_SRC) $(LDLIBS)
+
+$(filter-out $(FUZZ_MASTER_BIN),$(FUZZ_BIN)): tests/fuzz/bin/%: tests/fuzz/%.c $(FUZZ_CORE) $(SHIM_HDR)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_CORE_INC) -o $@ $< $(FUZZ_CORE)
+
+fuzz: $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do tests/fuzz/run.sh $$b $(FUZZ_SECONDS) || exit 1; done
+
+# CI: a fixed budget per harness from the seeds alone; any crash fails.
+check-fuzz: $(FUZZ_BIN)
+	@work=$$(mktemp -d /tmp/nwfuzz-XXXXXX); \
+	for b in $(FUZZ_BIN); do \
+		tests/fuzz/run.sh $$b $(FUZZ_CI_SECONDS) $$work >$$work/log 2>&1 \
+			|| { tail -60 $$work/log; echo "fuzz: $$b failed; inputs in $$work"; exit 1; }; \
+		grep -E '^(fuzz:|stat::number_of_executed_units)' $$work/log; \
+	done; rm -rf $$work
+
 # narwhal_<version>_<arch>.deb, with dpkg-deb alone; see packaging/debian/.
 DEB_VERSION := $(shell sed -n 's/^\#define NW_VERSION "\(.*\)"/\1/p' supervisor/master.h)
 DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
@@ -143,6 +208,6 @@ wheel: all
 	@ls dist/narwhal-$(DEB_VERSION)-*.whl
 
 clean:
-	rm -rf build dist
+	rm -rf build dist tests/fuzz/bin
 	rm -f narwhal supervisor/*.o worker-shim/src/*/*.o $(SHIM_SO) $(UNIT_BIN)
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

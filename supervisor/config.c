@@ -40,6 +40,7 @@ enum kind {
 	K_SIZE,
 	K_MODE,
 	K_ROLLBACK,
+	K_BOOTPRIO,
 	K_SNAPSHOT,
 	K_ARGV,
 	K_LOGLEVEL,
@@ -87,12 +88,15 @@ static const struct key keys[] = {
 	{ "graceful_timeout", K_SECONDS, F(graceful_timeout), 0, 0 },
 	{ "keepalive", K_SECONDS, F(keepalive), 0, 0 },
 	{ "header_timeout", K_SECONDS, F(header_timeout), 1, 0 },
+	{ "min_body_rate", K_SIZE, F(min_body_rate), 0, 0 },
+	{ "write_timeout", K_SECONDS, F(write_timeout), 1, 0 },
 	{ "boot_timeout", K_SECONDS, F(boot_timeout), 1, 0 },
 	{ "max_requests", K_LONG, F(max_requests), 0, LONG_MAX },
 	{ "max_requests_jitter", K_LONG, F(max_requests_jitter), 0, LONG_MAX },
 	{ "max_worker_lifetime", K_SECONDS, F(max_worker_lifetime), 0, 0 },
 	{ "max_worker_memory", K_SIZE, F(max_worker_memory), 0, 0 },
 	{ "max_recycling", K_INT, F(max_recycling), 1, 1024 },
+	{ "boot_priority", K_BOOTPRIO, F(boot_priority), 0, 0 },
 	{ "ready_path", K_URLPATH, F(ready_path), 0, 0 },
 	{ "ready_interval", K_SECONDS, F(ready_interval), 1, 0 },
 	{ "ready_successes", K_INT, F(ready_successes), 1, INT_MAX },
@@ -417,6 +421,19 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		else {
 			snprintf(why, whylen,
 			    "'%s' is not one of symlink, none", value);
+			return -1;
+		}
+		return 0;
+	case K_BOOTPRIO:
+		if (strcmp(value, "idle") == 0)
+			ld->config->boot_priority = NW_BOOT_IDLE;
+		else if (strcmp(value, "low") == 0)
+			ld->config->boot_priority = NW_BOOT_LOW;
+		else if (strcmp(value, "normal") == 0)
+			ld->config->boot_priority = NW_BOOT_NORMAL;
+		else {
+			snprintf(why, whylen,
+			    "'%s' is not one of idle, low, normal", value);
 			return -1;
 		}
 		return 0;
@@ -1352,8 +1369,11 @@ config_defaults(void)
 	c->graceful_timeout = 30;
 	c->keepalive = 2;
 	c->header_timeout = 10;
+	c->write_timeout = 10;
+	c->min_body_rate = 1024;
 	c->boot_timeout = 60;
 	c->max_recycling = 1;
+	c->boot_priority = NW_BOOT_IDLE;
 	c->ready_interval = 0.5;
 	c->ready_successes = 1;
 	c->ready_timeout = 2;
@@ -1370,6 +1390,7 @@ config_defaults(void)
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;
 	c->limit_request_field_size = 8190;
+	c->limit_request_body = 100LL << 20;
 	c->umask = -1;
 	c->errorlog = strdup("-");
 	c->loglevel = NW_LOG_INFO;
@@ -1557,6 +1578,11 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			fprintf(out, "%s%s%s%s", v == *(char **const *)field ?
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
+		break;
+	case K_BOOTPRIO:
+		fputs((const char *const[]){ [NW_BOOT_IDLE] = "idle",
+		    [NW_BOOT_LOW] = "low", [NW_BOOT_NORMAL] = "normal" }
+		    [*(const int *)field], out);
 		break;
 	case K_SNAPSHOT:
 		fputs(snapshot_words[*(const int *)field], out);

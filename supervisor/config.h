@@ -33,6 +33,13 @@ enum nw_worker_kind {
 	NW_WORKER_ASGI,     /* uvicorn's classes: ASGI on asyncio */
 };
 
+/* How a worker that boots beside serving ones competes for the CPU. */
+enum nw_boot_priority {
+	NW_BOOT_IDLE,   /* SCHED_IDLE until live: only spare CPU */
+	NW_BOOT_LOW,    /* nice 19 until live */
+	NW_BOOT_NORMAL, /* as the master */
+};
+
 enum nw_rollback {
 	NW_ROLLBACK_SYMLINK, /* revert `chdir` when it is a symlink */
 	NW_ROLLBACK_NONE,    /* only keep the old workers */
@@ -66,7 +73,8 @@ struct nw_config {
 	char *worker_class;         /* gunicorn's -k as written, "sync" */
 	enum nw_worker_kind worker_kind; /* ...what it means */
 	int threads;                /* WSGI requests at once per worker */
-	int worker_connections;     /* gevent, eventlet: requests at once */
+	int worker_connections;     /* open connections per worker; gevent,
+	                             * eventlet: also requests at once */
 	char *asyncio_loop;         /* auto, asyncio, uvloop */
 	char *python;               /* interpreter the workers run */
 	char *python_why;           /* how it was picked, for the log */
@@ -83,6 +91,8 @@ struct nw_config {
 	double graceful_timeout;    /* s a TERMed worker may drain */
 	double keepalive;           /* s an idle keep-alive connection lives */
 	double header_timeout;      /* s to receive a request's head */
+	double write_timeout;       /* s a client may not read; <= timeout/2 */
+	long long min_body_rate;    /* bytes/s a body must keep, 0: none */
 	double boot_timeout;        /* s from spawn to live */
 
 	long max_requests;          /* 0: never recycle for requests */
@@ -90,6 +100,7 @@ struct nw_config {
 	double max_worker_lifetime; /* s, 0: off; jittered by 10% */
 	long long max_worker_memory;/* bytes RSS, 0: off */
 	int max_recycling;          /* replacements booting at once */
+	enum nw_boot_priority boot_priority;
 
 	char *ready_path;           /* NULL: `booted` is the only gate */
 	double ready_interval;

@@ -97,6 +97,9 @@ main(int argc, char **argv)
 		free(args);
 		return n;
 	}
-	/* args stays: every reload reads the same flags again. */
-	return nw_master_run(n, args, config);
+	/* args stays while the master runs: every reload reads the same
+	 * flags again. */
+	n = nw_master_run(n, args, config);
+	free(args);
+	return n;
 }

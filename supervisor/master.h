@@ -157,6 +157,7 @@ struct nw_worker {
 	int exit_status;             /* from waitpid, for the log and reports */
 	int was_stopped;             /* exited after the master asked it to */
 	int spawn_failed;            /* never ran: nw_spawn() failed */
+	int low_priority;            /* booting at boot_priority: raise it */
 	char boot_failure[384];      /* why it failed to boot, if it did */
 	TAILQ_ENTRY(nw_worker) entry;
 };
@@ -389,6 +390,8 @@ const char *nw_worker_last_stderr(struct nw_worker *w, char *buf,
 /* On failure, -1 and w->boot_failure says why. */
 int nw_spawn(struct nw_master *m, struct nw_worker *w);
 void nw_spawn_close_fds(struct nw_master *m, struct nw_worker *w);
+/* Back to the master's own CPU priority, after booting at a low one. */
+void nw_spawn_raise_priority(struct nw_master *m, struct nw_worker *w);
 
 /* supervise.c: decides what to start and stop */
 void nw_supervise_init(struct nw_master *m);

@@ -6,15 +6,18 @@
  * privileges and calls execve. The layout it sets up is the contract in
  * worker-shim/README.md. It decides nothing about when to spawn.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +46,7 @@ struct child_plan {
 	int ngroups;
 	int drop_privileges;
 	int umask;
+	enum nw_boot_priority priority; /* NW_BOOT_NORMAL: leave it */
 	char home[256];  /* the user's, when switching to one */
 	char name[64];
 };
@@ -201,7 +205,6 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_add(p, "NARWHAL_ASYNCIO_LOOP", c->asyncio_loop);
 	env_add(p, "NARWHAL_WORKER_CLASS", worker_kind_names[c->worker_kind]);
 	env_addf(p, "NARWHAL_THREADS", "%d", c->threads);
-	env_addf(p, "NARWHAL_WORKER_CONNECTIONS", "%d", c->worker_connections);
 	env_addf(p, "NARWHAL_WORKER_ID", "%u", w->id);
 	env_addf(p, "NARWHAL_GENERATION", "%u", w->gen->id);
 	env_add(p, "NARWHAL_CHDIR", w->gen->tree);
@@ -224,6 +227,13 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	    ? c->timeout / 4. : c->metrics_interval);
 	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
 	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
+	/* Below the heartbeat timeout: a client that does not read costs its
+	 * connection, never the worker (issue 15). */
+	env_addf(p, "NARWHAL_WRITE_TIMEOUT", "%g",
+	    c->write_timeout < c->timeout / 2 ? c->write_timeout
+					      : c->timeout / 2);
+	env_addf(p, "NARWHAL_WORKER_CONNECTIONS", "%d", c->worker_connections);
+	env_addf(p, "NARWHAL_MIN_BODY_RATE", "%lld", c->min_body_rate);
 	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);
 	env_addf(p, "NARWHAL_LIMIT_REQUEST_LINE", "%ld", c->limit_request_line);
 	env_addf(p, "NARWHAL_LIMIT_REQUEST_FIELDS", "%ld",
@@ -380,6 +390,15 @@ exec_child(struct child_plan *p)
 			_exit(127);
 	if (p->umask >= 0)
 		umask((mode_t)p->umask);
+	/* Plain system calls, like the ones around them. Before exec, the
+	 * interpreter is still one thread: all it starts inherits this. */
+	if (p->priority == NW_BOOT_IDLE) {
+		struct sched_param zero = { 0 };
+
+		sched_setscheduler(0, SCHED_IDLE, &zero);
+	} else if (p->priority == NW_BOOT_LOW) {
+		setpriority(PRIO_PROCESS, 0, 19);
+	}
 	if (p->drop_privileges) {
 		if (setgroups((size_t)p->ngroups, p->groups) < 0 ||
 		    setgid(p->gid) < 0 || setuid(p->uid) < 0)
@@ -388,6 +407,79 @@ exec_child(struct child_plan *p)
 	execve(p->argv[0], p->argv, p->envp);
 	execvpe(p->argv[0], p->argv, p->envp);
 	_exit(127);
+}
+
+/*
+ * A recycling replacement boots while the worker it relieves still serves:
+ * capacity is whole, so it need not hurry, but importing an app costs a
+ * core for a while and the serving workers' latency would pay. So it boots
+ * at boot_priority and is raised back at go-live, or after BOOST_AFTER when
+ * spare CPU is too little (supervise.c). Anything else that boots (a cold
+ * start, a respawn, a new generation) is missing capacity or a deploy
+ * someone waits for: full speed. Lowered only if it can be raised again:
+ * that takes root (CAP_SYS_NICE) or an RLIMIT_NICE that lets the master's
+ * own nice value be set (systemd: LimitNICE=+0).
+ */
+static enum nw_boot_priority
+boot_priority(const struct nw_worker *w, const struct nw_config *c)
+{
+	struct rlimit lim;
+	int nice_now;
+
+	if (c->boot_priority == NW_BOOT_NORMAL || w->replaces == NULL)
+		return NW_BOOT_NORMAL;
+	if (geteuid() == 0)
+		return c->boot_priority;
+	errno = 0;
+	nice_now = getpriority(PRIO_PROCESS, 0);
+	if (errno != 0 || getrlimit(RLIMIT_NICE, &lim) < 0 ||
+	    (lim.rlim_cur != RLIM_INFINITY &&
+		lim.rlim_cur < (rlim_t)(20 - nice_now)))
+		return NW_BOOT_NORMAL;
+	return c->boot_priority;
+}
+
+static void
+raise_task(pid_t tid, int nice_value)
+{
+	struct sched_param none = { 0 };
+
+	/* ESRCH: a thread that ended meanwhile. */
+	if (sched_setscheduler(tid, SCHED_OTHER, &none) < 0 && errno != ESRCH)
+		nw_debug("task %d: SCHED_OTHER: %s", (int)tid, strerror(errno));
+	if (setpriority(PRIO_PROCESS, (id_t)tid, nice_value) < 0 &&
+	    errno != ESRCH)
+		nw_debug("task %d: nice %d: %s", (int)tid, nice_value,
+		    strerror(errno));
+}
+
+void
+nw_spawn_raise_priority(struct nw_master *m, struct nw_worker *w)
+{
+	char path[64];
+	struct dirent *e;
+	int nice_value;
+	DIR *d;
+
+	if (!w->low_priority || w->pid <= 0)
+		return;
+	w->low_priority = 0;
+	errno = 0;
+	nice_value = getpriority(PRIO_PROCESS, 0);
+	if (errno != 0)
+		nice_value = 0;
+	/* Per thread: priorities are a thread's on Linux, and the app may
+	 * have started threads while it booted. */
+	snprintf(path, sizeof path, "/proc/%d/task", (int)w->pid);
+	d = opendir(path);
+	if (d == NULL) {
+		raise_task(w->pid, nice_value);
+		return;
+	}
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			raise_task((pid_t)atoi(e->d_name), nice_value);
+	closedir(d);
 }
 
 static unsigned long
@@ -406,6 +498,7 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 
 	memset(&plan, 0, sizeof plan);
 	plan.umask = c->umask;
+	plan.priority = boot_priority(w, c);
 	w->boot_failure[0] = '\0';
 	if (resolve_user(c, &plan, w->boot_failure,
 		sizeof w->boot_failure) < 0)
@@ -474,6 +567,7 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 		return -1;
 	}
 	w->pid = pid;
+	w->low_priority = plan.priority != NW_BOOT_NORMAL;
 	ev_io_set(&w->control_io, w->control_fd, EV_READ);
 	ev_io_start(m->loop, &w->control_io);
 	ev_io_set(&w->stderr_io, w->stderr_fd, EV_READ);

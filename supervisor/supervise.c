@@ -435,7 +435,12 @@ nw_supervise_backoff(int crashes)
 	return fmin(BACKOFF_CAP, ldexp(1., crashes - 2));
 }
 
-/* max_worker_lifetime and max_worker_memory: reasons to recycle. */
+/* A worker booting at a low priority (spawn.c) gets the CPU it needs after
+ * this long: when the CPU is saturated, spare time alone may never do. */
+#define BOOST_AFTER 5.0
+
+/* max_worker_lifetime and max_worker_memory: reasons to recycle; and slow
+ * boots at a low priority. */
 static void
 on_limits_check(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -447,6 +452,14 @@ on_limits_check(struct ev_loop *loop, ev_timer *t, int revents)
 		const struct nw_config *c = w->gen->config;
 		char why[96];
 
+		if (w->low_priority && nw_worker_is_booting(w) &&
+		    now - w->spawned_at >=
+			fmin(BOOST_AFTER, c->boot_timeout / 4)) {
+			nw_debug("worker %u pid %d: booting for %.1fs, raising "
+				 "its priority", w->id, (int)w->pid,
+			    now - w->spawned_at);
+			nw_spawn_raise_priority(m, w);
+		}
 		if (w->state != NW_LIVE || w->gen != m->current)
 			continue;
 		if (w->lifetime > 0 && now - w->spawned_at >= w->lifetime) {

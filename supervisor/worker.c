@@ -140,6 +140,7 @@ go_live(struct nw_master *m, struct nw_worker *w, const char *why)
 
 	ev_timer_stop(m->loop, &w->timer);
 	nw_probe_stop(m, w);
+	nw_spawn_raise_priority(m, w);
 	nw_worker_send(w, "live");
 	w->live_at = ev_now(m->loop);
 	ev_timer_stop(m->loop, &w->watchdog);

@@ -577,6 +577,101 @@ def scenario_recycling(args):
     return rows
 
 
+# Paced load: each wrk connection waits before its next request, so the rate
+# is fixed below capacity and latency is not the queue's but the server's.
+PACED_LUA = """
+local d = tonumber(os.getenv("NW_DELAY_MS") or "10")
+function delay()
+   return d
+end
+"""
+
+
+def wrk_paced(url, seconds, rate, connections, script):
+    env = dict(os.environ, NW_DELAY_MS="%g" % (connections * 1000.0 / rate))
+    out = subprocess.run(
+        ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency",
+         "-s", script, url],
+        capture_output=True, text=True, env=env, timeout=seconds + 60)
+    return parse_wrk_text(out.stdout)
+
+
+def scenario_recycling_paced(args):
+    """max_requests 1000 at a paced rate below capacity, beside the same
+    server without recycling: all run at once, bursts go round them in
+    turn (so the machine's noise falls on each alike), and each burst's p99
+    is kept. Reported: the median p99 of each, its ratio to the one without
+    recycling, the worst burst, and the rate each achieved. One recycling
+    server per --boot-priority value (comma-separated)."""
+    rate, conns, burst = args.rate, 18, 2
+    bursts = max(4, args.duration * 3 // burst)
+    variants = [v for v in args.boot_priority.split(",") if v]
+    tmps = [tempfile.mkdtemp(prefix="nwbench-")
+            for _ in range(len(variants) + 1)]
+    script = os.path.join(tmps[0], "paced.lua")
+    with open(script, "w") as f:
+        f.write(PACED_LUA)
+    servers, labels = [], []
+    for i, v in enumerate(variants):
+        servers.append(narwhal_server(
+            tmps[i], host="127.0.0.%d" % (41 + i),
+            extra={"max_requests": 1000, "max_requests_jitter": 50,
+                   "boot_priority": v}))
+        labels.append("max_requests 1000, boot_priority %s" % v)
+    servers.append(narwhal_server(tmps[-1], host="127.0.0.31",
+                                  extra={"boot_priority": "normal"}))
+    labels.append("without recycling")
+    n = len(servers)
+    p99s, rates = [[] for _ in servers], [[] for _ in servers]
+    errors, recycled = [0] * n, [0] * n
+    try:
+        for srv, tmp in zip(servers, tmps):
+            srv.tmp = tmp
+            srv.start(timeout=60)
+        for srv in servers:
+            wrk_paced(srv.url, args.warmup, rate, conns, script)
+        for i in range(bursts):
+            for j in range(n):
+                k = (i + j) % n
+                res = wrk_paced(servers[k].url, burst, rate, conns, script)
+                if res["p99"] is not None:
+                    p99s[k].append(res["p99"])
+                if res["rps"] is not None:
+                    rates[k].append(res["rps"])
+                errors[k] += res["errors"] + res["non2xx"]
+        for k, srv in enumerate(servers):
+            recycled[k] = len(re.findall(r"retiring \(max_requests",
+                                         srv.read_log()))
+    finally:
+        for srv in servers:
+            srv.stop()
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+    med = [median(v) for v in p99s]
+    base = med[-1]
+    print()
+    print("recycling at a paced %d req/s (wrk -t1 -c%d with a delay; %d "
+          "workers; %d bursts of %d s per server, in turn)"
+          % (rate, conns, WORKERS, bursts, burst))
+    hdr = "%-40s | %6s %8s %8s %6s %8s %6s | %6s" % (
+        "narwhal", "req/s", "p99 med", "p99 max", "ratio", "worst/med",
+        "recyc", "errors")
+    print(hdr)
+    print("-" * len(hdr))
+    for k in range(n):
+        ratio = "%.2f" % (med[k] / base) if med[k] and base else "-"
+        worst = "%.2fx" % (max(p99s[k]) / base) if p99s[k] and base else "-"
+        print("%-40s | %6.0f %8s %8s %6s %8s %6d | %6d" % (
+            labels[k], median(rates[k]) or 0, fmt_ms(med[k]),
+            fmt_ms(max(p99s[k]) if p99s[k] else None), ratio, worst,
+            recycled[k], errors[k]))
+    print("ratio: median p99 over the one without recycling (goal <= 1.3); "
+          "worst/med: the worst burst's p99 over that median (goal <= 3).")
+    return [{"label": labels[k], "p99": p99s[k], "rps": rates[k],
+             "errors": errors[k], "recycled": recycled[k]}
+            for k in range(n)]
+
+
 # The ASGI scenario: (name, label, app for narwhal/uvicorn, check).
 ASGI_ENDPOINTS = [
     ("hello", "hello world (raw ASGI app)", "asgi:application", "/",
@@ -1124,6 +1219,7 @@ SCENARIOS = {
     "hello": scenario_hello,
     "reload": scenario_reload_under_load,
     "recycling": scenario_recycling,
+    "recycling-paced": scenario_recycling_paced,
     "asgi": scenario_asgi,
     "metrics": scenario_metrics,
     "threads": scenario_threads,
@@ -1145,6 +1241,12 @@ def main():
                    help="rounds of the asgi, threads and gevent scenarios; "
                         "medians are reported "
                         "(default 3)")
+    p.add_argument("--rate", type=int, default=1800,
+                   help="req/s of the recycling-paced scenario "
+                        "(default 1800)")
+    p.add_argument("--boot-priority", default="normal,idle,low",
+                   help="recycling-paced: one recycling server per "
+                        "boot_priority (default normal,idle,low)")
     p.add_argument("--json", metavar="FILE", help="also write results here")
     args = p.parse_args()
     if args.quick:

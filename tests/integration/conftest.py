@@ -10,6 +10,7 @@ Knobs, as nginx-tests has them:
   NARWHAL_BIN           the binary (default: <repo>/narwhal)
   NARWHAL_KEEP_TMP=1    keep the temporary directory (its path is printed)
   NARWHAL_TIMEOUT_MULT  multiplies every timeout (default 1)
+  NARWHAL_TEST_PYTHON   the workers' interpreter (default /usr/bin/python3)
 """
 
 import http.client
@@ -29,7 +30,7 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 APPS = os.path.join(REPO, "tests", "apps")
 BIN = os.path.abspath(os.environ.get("NARWHAL_BIN", os.path.join(REPO, "narwhal")))
-PYTHON = "/usr/bin/python3"
+PYTHON = os.environ.get("NARWHAL_TEST_PYTHON", "/usr/bin/python3")
 KEEP_TMP = os.environ.get("NARWHAL_KEEP_TMP", "") not in ("", "0")
 TIMEOUT_MULT = float(os.environ.get("NARWHAL_TIMEOUT_MULT", "1") or "1")
 

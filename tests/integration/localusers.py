@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from conftest import T
+from conftest import Narwhal, T
 
 
 def need_root():
@@ -75,3 +75,19 @@ def clean_env(home):
                                 "STATE_DIRECTORY"))}
     env["HOME"] = home
     return env
+
+
+class NarwhalAs(Narwhal):
+    """A master run by uid, with the default runtime and state dirs."""
+
+    def __init__(self, uid, home, **kw):
+        self.uid = uid
+        self.home = home
+        settings = {"runtime_dir": None, "state_dir": None, "workers": 1}
+        settings.update(kw.pop("settings", {}))
+        super().__init__(os.path.join(home, "srv"), settings=settings, **kw)
+        chown_tree(home, uid)
+
+    def command(self):
+        return as_user(self.uid, ["env", "-u", "XDG_RUNTIME_DIR",
+                                  "HOME=%s" % self.home] + super().command())

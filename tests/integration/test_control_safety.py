@@ -14,25 +14,9 @@ import socket
 import subprocess
 import textwrap
 
-from conftest import APPS, BIN, PYTHON, Narwhal, T, wait_until
-from localusers import (as_user, chown_tree, clean_env, home_for, need_root,
-                        run_as, unused_uids)
-
-
-class NarwhalAs(Narwhal):
-    """A master run by uid, with the default runtime and state dirs."""
-
-    def __init__(self, uid, home, **kw):
-        self.uid = uid
-        self.home = home
-        settings = {"runtime_dir": None, "state_dir": None, "workers": 1}
-        settings.update(kw.pop("settings", {}))
-        super().__init__(os.path.join(home, "srv"), settings=settings, **kw)
-        chown_tree(home, uid)
-
-    def command(self):
-        return as_user(self.uid, ["env", "-u", "XDG_RUNTIME_DIR",
-                                  "HOME=%s" % self.home] + super().command())
+from conftest import APPS, BIN, PYTHON, T, wait_until
+from localusers import (NarwhalAs, as_user, chown_tree, clean_env, home_for,
+                        need_root, run_as, unused_uids)
 
 
 def plant_dir(path, owner):

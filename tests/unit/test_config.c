@@ -175,7 +175,7 @@ test_defaults(void)
 	is_int(c->limit_request_line, 4094, "limit_request_line");
 	is_int(c->limit_request_fields, 100, "limit_request_fields");
 	is_int(c->limit_request_field_size, 8190, "limit_request_field_size");
-	is_int(c->limit_request_body, 0, "limit_request_body");
+	is_int(c->limit_request_body, 100LL << 20, "limit_request_body");
 	is_str(c->pidfile, NULL, "pidfile");
 	is_str(c->user, NULL, "user");
 	is_str(c->group, NULL, "group");
@@ -1118,6 +1118,7 @@ static const char *const every_key[] = {
 	"app", "interface", "asyncio_loop", "python", "chdir",
 	"pythonpath", "bind", "backlog", "workers", "timeout",
 	"graceful_timeout", "keepalive", "header_timeout",
+	"min_body_rate", "write_timeout", "boot_priority",
 	"boot_timeout", "max_requests", "max_requests_jitter",
 	"max_worker_lifetime", "max_worker_memory", "max_recycling",
 	"ready_path", "ready_interval", "ready_successes",

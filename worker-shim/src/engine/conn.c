@@ -149,6 +149,10 @@ nw_conn_close(struct nw_conn *c)
 	if (c->all_next)
 		c->all_next->all_prev = c->all_prev;
 	e->nconns--;
+	if (e->full && e->nconns < e->max_conns) {
+		e->full = false;
+		nw_listeners_update(e);
+	}
 	c->next = e->limbo;
 	e->limbo = c;
 	if (e->drv->closed)
@@ -211,6 +215,9 @@ nw_conn_resume_reading(struct nw_conn *c)
 		return;
 	c->read_paused = false;
 	nw_conn_update_events(c);
+	/* The driver's pause was not the client's slowness. */
+	c->body_window_ns = nw_engine_now_ns();
+	c->body_window_raw = c->body_raw;
 	if (c->state == NW_CONN_REQUEST && !c->body_done) {
 		/* from the driver: the clock may be old */
 		nw_clock_update(&e->clock);
@@ -524,6 +531,7 @@ body_begin(struct nw_conn *c)
 	c->chunked = c->req.chunked;
 	c->body_size = c->body_raw = 0;
 	c->body_ready = 0;
+	c->body_window_raw = 0;
 	if (c->chunked) {
 		nw_chunked_init(&c->dec);
 		c->remaining = 0;
@@ -536,6 +544,30 @@ body_begin(struct nw_conn *c)
 		return 413;
 	c->body_done = c->body_told = c->remaining == 0;
 	return 0;
+}
+
+/*
+ * min_body_rate: after a grace (header_timeout, and at least
+ * NW_BODY_GRACE_MS: a small body may trickle), a body must have come at
+ * that average rate, or a client sending a byte now and then would hold its
+ * connection (and, for WSGI, the buffer) for ever. The time between two
+ * reads is bounded apart (NW_TIMER_BODY).
+ */
+static bool
+body_too_slow(struct nw_conn *c)
+{
+	struct nw_engine *e = c->engine;
+	int64_t ms, grace = e->header_timeout_ms > NW_BODY_GRACE_MS
+	    ? e->header_timeout_ms
+	    : NW_BODY_GRACE_MS;
+
+	if (e->min_body_rate == 0 || c->body_done)
+		return false;
+	ms = (nw_engine_now_ns() - c->body_window_ns) / 1000000;
+	if (ms <= grace)
+		return false;
+	return (c->body_raw - c->body_window_raw) * 1000 <
+	    e->min_body_rate * (uint64_t)(ms - grace);
 }
 
 /*
@@ -575,6 +607,8 @@ body_decode(struct nw_conn *c)
 	c->body_size += out;
 	c->body_raw += consumed;
 	c->body_done = done;
+	if (body_too_slow(c))
+		return -408;
 	if (consumed > out)
 		memmove(p + out, p + consumed, avail - consumed);
 	c->in.len -= consumed - out;
@@ -712,9 +746,10 @@ conn_process(struct nw_conn *c)
 				 * The header timeout runs from a request's
 				 * first byte: they came with this read.
 				 */
-				if (first && (c->requests > 0 ||
-				                 c->timer == NW_TIMER_GRACE ||
-				                 c->timer == NW_TIMER_NONE))
+				if (first &&
+				    (c->requests > 0 ||
+				        c->timer == NW_TIMER_GRACE ||
+				        c->timer == NW_TIMER_NONE))
 					nw_timer_set(c, NW_TIMER_HEAD);
 				return;
 			}
@@ -729,6 +764,7 @@ conn_process(struct nw_conn *c)
 			c->client_close = !c->req.keep_alive;
 			c->continue_sent = false;
 			c->started_ns = nw_engine_now_ns();
+			c->body_window_ns = c->started_ns;
 			if (c->timer != NW_TIMER_WRITE &&
 			    c->timer != NW_TIMER_NONE)
 				nw_timer_unlink(c);
@@ -756,8 +792,7 @@ conn_process(struct nw_conn *c)
 				}
 			}
 		}
-		if ((c->state == NW_CONN_BODY ||
-		        c->state == NW_CONN_REQUEST) &&
+		if ((c->state == NW_CONN_BODY || c->state == NW_CONN_REQUEST) &&
 		    !c->body_done) {
 			if ((rc = body_feed(c)) < 0) {
 				body_error(c, -rc);
@@ -765,8 +800,9 @@ conn_process(struct nw_conn *c)
 			}
 			if (c->fd >= 0 && c->state == NW_CONN_HEAD)
 				continue; /* answered in place */
-			if (c->fd < 0 || (c->state != NW_CONN_BODY &&
-			                     c->state != NW_CONN_REQUEST))
+			if (c->fd < 0 ||
+			    (c->state != NW_CONN_BODY &&
+			        c->state != NW_CONN_REQUEST))
 				return;
 			if (!c->body_done) {
 				if (e->drv->auto_continue &&

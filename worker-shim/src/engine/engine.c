@@ -13,9 +13,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
+
+/* A NARWHAL_* number the master set, or def. */
+static double
+env_number(const char *name, double def)
+{
+	const char *v = getenv(name);
+	char *end;
+	double d;
+
+	if (v == NULL || *v == '\0')
+		return def;
+	d = strtod(v, &end);
+	return *end == '\0' && d >= 0 ? d : def;
+}
+
+/*
+ * The resource bounds every driver gets alike (issue 15), from what the
+ * master set (conf/narwhal.ini documents them): write_timeout, the
+ * connection cap (never above what the fd limit allows, less room for the
+ * worker's own fds) and the minimum body rate. A driver calls this once,
+ * after its own settings.
+ */
+void
+nw_engine_bounds(struct nw_engine *e)
+{
+	struct rlimit nofile;
+	double conns = env_number("NARWHAL_WORKER_CONNECTIONS", 1000);
+	double wt = env_number("NARWHAL_WRITE_TIMEOUT", 10);
+
+	e->write_timeout_ms = wt > 0 ? (int64_t)(wt * 1000.0 + 0.5) : 10000;
+	e->min_body_rate =
+	    (uint64_t)env_number("NARWHAL_MIN_BODY_RATE", 1024);
+	e->max_conns = conns >= 1 ? (size_t)conns : 0;
+	if (e->max_conns > 0 && getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)e->max_conns + 32 > nofile.rlim_cur)
+		e->max_conns = nofile.rlim_cur > 64
+		    ? (size_t)(nofile.rlim_cur - 32)
+		    : (size_t)(nofile.rlim_cur / 2 + 1);
+}
 
 /* The defaults; the driver sets the configuration before start. */
 int
@@ -67,7 +108,8 @@ nw_engine_start(struct nw_engine *e)
 	e->timers[NW_TIMER_WRITE].timeout_ms = e->write_timeout_ms;
 	e->timers[NW_TIMER_LINGER].timeout_ms = NW_LINGER_MS;
 	e->timers[NW_TIMER_GRACE].timeout_ms = NW_GRACE_MS;
-	if (e->control_fd >= 0 && watch(e, e->control_fd, &e->control_watch) < 0)
+	if (e->control_fd >= 0 &&
+	    watch(e, e->control_fd, &e->control_watch) < 0)
 		nw_log("cannot watch the control socket: %s", strerror(errno));
 	if (e->wakeup_fd >= 0 && watch(e, e->wakeup_fd, &e->wakeup_watch) < 0)
 		nw_log("cannot watch the signal pipe: %s", strerror(errno));
@@ -150,7 +192,8 @@ nw_engine_tick(struct nw_engine *e)
 	if (e->closed)
 		return;
 	nw_timers_expire(e);
-	if (e->accept_paused_until && e->clock.mono_ms >= e->accept_paused_until) {
+	if (e->accept_paused_until &&
+	    e->clock.mono_ms >= e->accept_paused_until) {
 		e->accept_paused_until = 0;
 		nw_listeners_update(e);
 	}

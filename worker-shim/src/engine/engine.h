@@ -73,6 +73,7 @@ enum nw_timer {
 
 #define NW_LINGER_MS 2000 /* lingering close */
 #define NW_GRACE_MS 1000  /* see nw_conn_stop_idle */
+#define NW_BODY_GRACE_MS 10000 /* before min_body_rate applies */
 /* Reading a body pauses while the driver holds this much of it. */
 #define NW_BODY_HIGH (256 * 1024)
 /* A driver waits while this much output waits for the client. */
@@ -108,6 +109,8 @@ struct nw_conn {
 	size_t body_ready;  /* decoded, not yet handed to the driver */
 	uint64_t body_size; /* decoded bytes so far */
 	uint64_t body_raw;  /* bytes read off the wire for it */
+	int64_t body_window_ns; /* min_body_rate counts from here... */
+	uint64_t body_window_raw; /* ...and from this many bytes */
 	bool continue_sent; /* 100 Continue */
 	bool client_close;  /* the client did not ask for keep-alive */
 	int64_t started_ns; /* the head was parsed (CLOCK_MONOTONIC) */
@@ -123,12 +126,12 @@ struct nw_conn {
 	struct nw_conn *hnext;
 	bool queued; /* on the run queue: a pipelined request waits */
 	struct nw_conn *qnext;
-	int in_process; /* nw_conn_process is on the stack */
-	uint64_t requests; /* answered on this connection */
-	int timer;         /* which list it is on, or NW_TIMER_NONE */
-	int64_t deadline;  /* monotonic ms */
-	struct nw_conn *prev, *next;          /* its deadline list */
-	struct nw_conn *all_prev, *all_next;  /* every open connection */
+	int in_process;              /* nw_conn_process is on the stack */
+	uint64_t requests;           /* answered on this connection */
+	int timer;                   /* which list it is on, or NW_TIMER_NONE */
+	int64_t deadline;            /* monotonic ms */
+	struct nw_conn *prev, *next; /* its deadline list */
+	struct nw_conn *all_prev, *all_next; /* every open connection */
 	/* the peer */
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -223,6 +226,8 @@ struct nw_engine {
 	int64_t keepalive_ms; /* 0: no keep-alive */
 	int64_t header_timeout_ms;
 	int64_t write_timeout_ms;
+	size_t max_conns;       /* worker_connections; 0: no cap */
+	uint64_t min_body_rate; /* bytes/s a body must keep; 0: none */
 	int64_t heartbeat_ms;  /* 0: none */
 	uint64_t max_requests; /* 0: no budget */
 	int accepts_per_wakeup;
@@ -252,15 +257,16 @@ struct nw_engine {
 
 	/* life */
 	bool started;
-	bool live;           /* the master said `live` */
-	bool stop_requested; /* the master went away */
-	bool stopping;       /* nw_engine_stop ran */
-	bool closed;         /* nw_engine_close ran */
-	bool halt;           /* the driver must leave: stop processing */
-	bool retired;        /* `retire` sent */
-	int64_t stop_deadline;       /* 0: none */
+	bool live;             /* the master said `live` */
+	bool stop_requested;   /* the master went away */
+	bool stopping;         /* nw_engine_stop ran */
+	bool closed;           /* nw_engine_close ran */
+	bool halt;             /* the driver must leave: stop processing */
+	bool retired;          /* `retire` sent */
+	int64_t stop_deadline; /* 0: none */
 	int64_t next_heartbeat;
 	int64_t accept_paused_until; /* after EMFILE; 0: not paused */
+	bool full; /* max_conns open, none idle: public sockets not watched */
 	struct nw_counters counters;
 	unsigned ws_open; /* open WebSockets, for the heartbeat */
 
@@ -279,6 +285,7 @@ struct nw_engine {
 
 /* engine.c: life of the engine */
 int nw_engine_init(struct nw_engine *e, const struct nw_driver *drv);
+void nw_engine_bounds(struct nw_engine *e);
 int nw_engine_start(struct nw_engine *e);
 void nw_engine_go_live(struct nw_engine *e);
 void nw_engine_dispatch(
@@ -295,15 +302,14 @@ void nw_engine_run_queue(struct nw_engine *e);
 void nw_engine_yield(struct nw_engine *e);
 size_t nw_engine_inflight(const struct nw_engine *e);
 
-
 /* master.c: the worker's side of the master protocol, and the counters */
 void nw_engine_control_readable(struct nw_engine *e);
 void nw_engine_control_send(struct nw_engine *e, const char *msg);
 void nw_engine_heartbeat(struct nw_engine *e, bool force);
 size_t nw_engine_heartbeat_format(char *out, size_t cap,
     const struct nw_counters *k, size_t inflight, unsigned ws);
-void nw_engine_count(struct nw_engine *e, int status, uint64_t sent,
-    int64_t started_ns);
+void nw_engine_count(
+    struct nw_engine *e, int status, uint64_t sent, int64_t started_ns);
 int64_t nw_engine_now_ns(void);
 int nw_engine_alog_open(struct nw_engine *e, const char *path);
 int nw_engine_alog_reopen(struct nw_engine *e);

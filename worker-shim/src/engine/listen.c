@@ -75,7 +75,7 @@ nw_listeners_update(struct nw_engine *e)
 
 		listener_register(e, l,
 		    e->started && !e->stopping && !e->closed && !paused &&
-		        (!l->public || e->live));
+		        (!l->public || (e->live && !e->full)));
 	}
 }
 
@@ -175,6 +175,28 @@ conn_new(struct nw_engine *e, int fd, struct nw_listener *l)
 	return c;
 }
 
+/*
+ * At worker_connections, the oldest idle keep-alive connection makes room
+ * (a client may always find one closed, and retries); with none idle, the
+ * public sockets are left to the other workers until a connection closes
+ * (nw_conn_close). The private socket (health checks) is always served.
+ */
+static bool
+room_for_one(struct nw_engine *e, struct nw_listener *l)
+{
+	struct nw_conn *idle = e->timers[NW_TIMER_IDLE].head;
+
+	if (e->max_conns == 0 || e->nconns < e->max_conns || !l->public)
+		return true;
+	if (idle != NULL) {
+		nw_conn_close(idle);
+		return true;
+	}
+	e->full = true;
+	nw_listeners_update(e);
+	return false;
+}
+
 /* The listener is readable: take its connections, a batch at most. */
 void
 nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
@@ -187,6 +209,8 @@ nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 		struct nw_conn *c;
 		int fd;
 
+		if (!room_for_one(e, l))
+			return;
 		fd = nw_accept(l->fd, l->tcp, &peer, &plen);
 		if (fd == NW_ACCEPT_RETRY)
 			continue;

@@ -20,9 +20,8 @@
 #include "engine/engine.h"
 
 /* Upper bounds of the latency buckets, in microseconds; the last is +Inf. */
-static const int64_t lat_bounds_us[NW_LAT_BUCKETS - 1] = {5000, 10000,
-    25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
-    10000000};
+static const int64_t lat_bounds_us[NW_LAT_BUCKETS - 1] = {5000, 10000, 25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 int64_t
 nw_engine_now_ns(void)
@@ -142,8 +141,8 @@ nw_engine_heartbeat(struct nw_engine *e, bool force)
 	e->next_heartbeat = e->clock.mono_ms + e->heartbeat_ms;
 	if (e->control_fd < 0)
 		return;
-	n = nw_engine_heartbeat_format(msg, sizeof msg, &e->counters,
-	    nw_engine_inflight(e), e->ws_open);
+	n = nw_engine_heartbeat_format(
+	    msg, sizeof msg, &e->counters, nw_engine_inflight(e), e->ws_open);
 	if (n > 0)
 		nw_engine_control_send(e, msg);
 }

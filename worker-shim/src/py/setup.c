@@ -37,6 +37,7 @@ nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p)
 	e->limits.fields = (size_t)p->limit_fields;
 	e->limits.field_size = (size_t)p->limit_field;
 	e->limits.body = p->limit_body;
+	nw_engine_bounds(e); /* the rest, from the master's environment */
 	return 0;
 }
 
@@ -65,8 +66,8 @@ nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
 	}
 	for (i = private_fd >= 0 ? -1 : 0; i < n; i++) {
 		struct nw_listener *l = &e->listeners[e->nlisteners];
-		long fd = i < 0 ? private_fd
-		                : PyLong_AsLong(PyList_GetItem(seq, i));
+		long fd =
+		    i < 0 ? private_fd : PyLong_AsLong(PyList_GetItem(seq, i));
 
 		if (fd == -1 && PyErr_Occurred())
 			goto out;

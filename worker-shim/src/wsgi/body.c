@@ -4,6 +4,9 @@
  * The engine decodes the body and checks its limits; this keeps what it
  * hands over, in memory while small and in an unlinked temporary file in
  * TMPDIR past NW_BODY_MEM_MAX, and turns it into wsgi.input (input.c).
+ * limit_request_body bounds one body; spool_max bounds what all the bodies
+ * still arriving on this worker may put on disk at once (a body that would
+ * pass it is answered 503), so no number of uploads fills the disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,15 +74,40 @@ int
 nw_wsgi_body_add(struct nw_wsgi *s, struct nw_wsgi_body *b, const char *p,
     size_t n, uint64_t expected)
 {
-	if (b->fd < 0 && b->mem.len + n + expected > NW_BODY_MEM_MAX &&
-	    body_spill(s, b) < 0)
-		return -1;
+	size_t moved = b->fd < 0 ? b->mem.len : 0;
+
+	if (b->fd < 0 && b->mem.len + n + expected > NW_BODY_MEM_MAX) {
+		if (s->spooled + moved + n > s->spool_max)
+			return -2;
+		if (body_spill(s, b) < 0)
+			return -1;
+		s->spooled += moved;
+		b->on_disk += moved;
+	}
 	b->size += n;
 	if (n == 0)
 		return 0;
-	if (b->fd >= 0)
-		return write_file(b->fd, p, n);
-	return nw_buf_append(&b->mem, p, n);
+	if (b->fd < 0)
+		return nw_buf_append(&b->mem, p, n);
+	if (s->spooled + n > s->spool_max)
+		return -2;
+	s->spooled += n;
+	b->on_disk += n;
+	return write_file(b->fd, p, n);
+}
+
+/*
+ * The body is the app's now (or gone): it no longer counts as arriving.
+ * The count is the loop thread's: once released, a body's reset (on a
+ * pool thread) leaves it alone.
+ */
+void
+nw_wsgi_body_release(struct nw_wsgi *s, struct nw_wsgi_body *b)
+{
+	if (b->on_disk == 0)
+		return;
+	s->spooled -= b->on_disk;
+	b->on_disk = 0;
 }
 
 /* wsgi.input over what was kept; the file, if any, is its now. */
@@ -99,8 +127,9 @@ nw_wsgi_body_input(struct nw_wsgi_body *b)
 
 /* Empty again for the next request; small buffers are kept. */
 void
-nw_wsgi_body_reset(struct nw_wsgi_body *b)
+nw_wsgi_body_reset(struct nw_wsgi *s, struct nw_wsgi_body *b)
 {
+	nw_wsgi_body_release(s, b);
 	if (b->fd >= 0)
 		close(b->fd);
 	b->fd = -1;
@@ -111,8 +140,8 @@ nw_wsgi_body_reset(struct nw_wsgi_body *b)
 }
 
 void
-nw_wsgi_body_free(struct nw_wsgi_body *b)
+nw_wsgi_body_free(struct nw_wsgi *s, struct nw_wsgi_body *b)
 {
-	nw_wsgi_body_reset(b);
+	nw_wsgi_body_reset(s, b);
 	nw_buf_free(&b->mem);
 }

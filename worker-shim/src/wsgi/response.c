@@ -774,7 +774,11 @@ done:
 	return rc;
 }
 
-/* A request's body as wsgi.input, then the request. */
+/*
+ * A request's body as wsgi.input, then the request. The caller released
+ * the body first (nw_wsgi_body_release, on the loop's thread), so the
+ * resets here touch no count of the server's: a pool thread may run this.
+ */
 int
 nw_wsgi_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
     struct nw_wsgi_conn *wc, int fd, struct nw_wsgi_answer *a)
@@ -785,20 +789,22 @@ nw_wsgi_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
 	input = nw_wsgi_body_input(&wc->body);
 	if (input == NULL) {
 		nw_py_error("cannot make wsgi.input");
-		nw_wsgi_body_reset(&wc->body);
+		nw_wsgi_body_reset(s, &wc->body);
 		a->status = 0;
 		a->sent = 0;
 		return NW_HANDLED_CLOSE;
 	}
 	rc = nw_wsgi_handle(s, l, &wc->c, fd, input, a);
 	Py_DECREF(input);
-	nw_wsgi_body_reset(&wc->body);
+	nw_wsgi_body_reset(s, &wc->body);
 	return rc;
 }
 
 /*
- * The write hook of a pool thread, or of the loop's own requests: sleep
- * without the GIL.
+ * The write hook of a pool thread: sleep without the GIL, for at most
+ * write_timeout, and never call the engine (it is the loop thread's; the
+ * loop heartbeats meanwhile). The loop's own requests use server.c's, which
+ * heartbeats while it waits; greenlets use green.c's.
  */
 static int
 wait_writable(void *arg, int fd, int timeout_ms)

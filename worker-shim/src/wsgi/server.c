@@ -33,10 +33,15 @@ wsgi_body(struct nw_conn *c, const char *p, size_t n, bool done)
 {
 	struct nw_wsgi *s = NW_WSGI(c->engine);
 
-	if (nw_wsgi_body_add(s, &NW_WSGI_CONN(c)->body, p, n, c->remaining) <
-	    0)
+	switch (nw_wsgi_body_add(s, &NW_WSGI_CONN(c)->body, p, n,
+	    c->remaining)) {
+	case 0:
+		return 0;
+	case -2:
+		return 503; /* the worker's spool is full: try again later */
+	default:
 		return 500;
-	return 0;
+	}
 }
 
 /*
@@ -51,6 +56,9 @@ wsgi_request(struct nw_conn *c)
 	struct nw_wsgi_answer a;
 	int rc;
 
+	/* The body is the request's now, no longer counted as arriving: on
+	 * the loop's thread, as the count is the loop's (body.c). */
+	nw_wsgi_body_release(s, &wc->body);
 	if (s->pool != NULL)
 		return nw_threads_request(s, wc);
 	if (s->green != NULL)
@@ -69,10 +77,11 @@ static void
 wsgi_closed(struct nw_conn *c)
 {
 	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
+	struct nw_wsgi *s = NW_WSGI(c->engine);
 
 	if (wc->parked)
 		return; /* a thread still has it: see threads_cut */
-	nw_wsgi_body_reset(&wc->body);
+	nw_wsgi_body_reset(s, &wc->body);
 	/* keep small buffers for the next connection, not big ones */
 	if (wc->body.mem.cap > 16 * 1024)
 		nw_buf_free(&wc->body.mem);
@@ -83,7 +92,7 @@ wsgi_closed(struct nw_conn *c)
 static void
 wsgi_freed(struct nw_conn *c)
 {
-	nw_wsgi_body_free(&NW_WSGI_CONN(c)->body);
+	nw_wsgi_body_free(NW_WSGI(c->engine), &NW_WSGI_CONN(c)->body);
 }
 
 /* Python's wakeup pipe: a signal came, its handler runs now. */
@@ -117,6 +126,47 @@ static const struct nw_driver wsgi_driver = {
     .freed = wsgi_freed,
     .wakeup = wsgi_wakeup,
 };
+
+/*
+ * The write hook of the requests answered in place, on the loop's own
+ * thread (threads = 1, no greenlets): sleep without the GIL, for at most
+ * write_timeout (then the writer gives up on this connection alone), and
+ * heartbeat meanwhile: a client that does not read is not a hung app, and
+ * the master must not kill the worker (and its other connections) for it.
+ * Only this writer may call the engine: pool threads and greenlets wait
+ * with the plain hooks of response.c and green.c (the same timeout), while
+ * the loop, or the hub, goes on heartbeating.
+ */
+static int
+wait_writable_beat(void *arg, int fd, int timeout_ms)
+{
+	struct nw_wsgi *s = arg;
+	struct nw_engine *e = &s->e;
+	struct pollfd p = {fd, POLLOUT, 0};
+	int64_t deadline = nw_engine_now_ns() / 1000000 + timeout_ms;
+
+	for (;;) {
+		int64_t left = deadline - nw_engine_now_ns() / 1000000;
+		int slice = (int)(left < 0 ? 0 : left), r;
+
+		if (e->heartbeat_ms > 0 && slice > e->heartbeat_ms)
+			slice = (int)e->heartbeat_ms;
+		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, slice);
+		Py_END_ALLOW_THREADS if (r > 0) return 0;
+		if (r == 0) {
+			nw_clock_update(&e->clock);
+			nw_engine_heartbeat(e, false);
+			if (nw_engine_now_ns() / 1000000 < deadline)
+				continue;
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (errno != EINTR)
+			return -1;
+		if (PyErr_CheckSignals() < 0 || s->quit)
+			return -1;
+	}
+}
 
 /* The loop */
 
@@ -252,6 +302,8 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	e->wakeup_fd = wakeup_fd;
 	s->graceful_ms = graceful <= 0 ? 0 : (int64_t)(graceful * 1000.0 + 0.5);
 	nw_wsgi_local_init(s, &s->local, &e->clock);
+	/* only the loop's own thread writes with it (wsgi_request) */
+	s->local.writer.wait = wait_writable_beat;
 	/* requests may run side by side: on threads, or in greenlets */
 	s->multithread = threads > 1 || green != Py_None;
 	Py_INCREF(app);
@@ -265,6 +317,11 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	s->errors = errors;
 	if ((s->tmpdir = strdup(tmp && *tmp ? tmp : "/tmp")) == NULL)
 		goto nomem;
+	/* One body at the limit, or 256 MiB of smaller ones (1 GiB when
+	 * bodies have no limit), on disk at once while they arrive. */
+	s->spool_max = e->limits.body == 0 ? (uint64_t)1 << 30
+	    : e->limits.body > ((uint64_t)256 << 20) ? e->limits.body
+						     : (uint64_t)256 << 20;
 	if (script_name == NULL)
 		script_name = PyUnicode_FromString("");
 	else
@@ -283,8 +340,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	if (s->script_name_len &&
 	    s->script_name_b[s->script_name_len - 1] == '/')
 		s->script_name_len--;
-	if (nw_py_listeners(e, private_fd, listen_fds, environ_template, s) <
-	    0)
+	if (nw_py_listeners(e, private_fd, listen_fds, environ_template, s) < 0)
 		goto fail;
 	if (nw_engine_alog_open(e, accesslog) < 0) {
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);

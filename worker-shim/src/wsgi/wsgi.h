@@ -24,6 +24,7 @@ struct nw_wsgi_body {
 	struct nw_buf mem; /* the body while it is small */
 	int fd;            /* the unlinked file it spilled to, or -1 */
 	uint64_t size;     /* bytes kept */
+	uint64_t on_disk;  /* of them, counted in nw_wsgi.spooled */
 };
 
 /*
@@ -65,6 +66,8 @@ struct nw_wsgi {
 	struct nw_engine e; /* first: the driver's callbacks get &e */
 	int64_t graceful_ms;
 	char *tmpdir;            /* where big bodies spill */
+	uint64_t spooled;        /* on disk for bodies still arriving... */
+	uint64_t spool_max;      /* ...at most: see body.c */
 	bool running;
 	bool quit;           /* INT/QUIT: leave the loop now */
 	bool fatal;          /* a Python exception must leave serve() */
@@ -104,8 +107,9 @@ int nw_wsgi_server_init(PyObject *module);
 int nw_wsgi_body_add(struct nw_wsgi *s, struct nw_wsgi_body *b,
     const char *p, size_t n, uint64_t expected);
 PyObject *nw_wsgi_body_input(struct nw_wsgi_body *b);
-void nw_wsgi_body_reset(struct nw_wsgi_body *b);
-void nw_wsgi_body_free(struct nw_wsgi_body *b);
+void nw_wsgi_body_release(struct nw_wsgi *s, struct nw_wsgi_body *b);
+void nw_wsgi_body_reset(struct nw_wsgi *s, struct nw_wsgi_body *b);
+void nw_wsgi_body_free(struct nw_wsgi *s, struct nw_wsgi_body *b);
 
 /* environ.c */
 int nw_wsgi_environ_init(void);
