@@ -40,7 +40,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-flask python3-django python3-fastapi python3-starlette \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
-	dpkg-dev clang-format
+	dpkg-dev clang-format libssl-dev zlib1g-dev python3-websockets \
+	python3-wsproto
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb
 
@@ -53,7 +54,7 @@ supervisor/%.o: supervisor/%.c supervisor/*.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(SHIM_SO): $(SHIM_SRC) $(SHIM_HDR)
-	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC)
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC) -lcrypto -lz
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -67,6 +68,12 @@ deps:
 
 tests/unit/test_%: tests/unit/test_%.c $(MASTER_OBJ) tests/unit/tap.h
 	$(CC) $(CFLAGS) -Isupervisor -o $@ $< $(MASTER_OBJ) $(LDLIBS)
+
+# The WebSocket core alone: no Python, no master.
+WS_CORE_SRC := $(wildcard worker-shim/src/core/ws_*.c)
+tests/unit/test_ws: tests/unit/test_ws.c $(WS_CORE_SRC) \
+		worker-shim/src/core/ws.h tests/unit/tap.h
+	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) -lcrypto -lz
 
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "# $$t"; ./$$t || exit 1; done
