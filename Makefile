@@ -102,8 +102,12 @@ uninstall:
 fmt:
 	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*.h tests/unit/*.c tests/unit/*.h
 
-bench: deps all
+bench: deps all tests/bench/wsbench
 	$(PYTHON) tests/bench/bench.py
+
+# The WebSocket load generator: C and epoll, so it is not the bottleneck.
+tests/bench/wsbench: tests/bench/wsbench.c $(WS_CORE_SRC) worker-shim/src/core/ws.h
+	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) -lcrypto -lz
 
 # narwhal_<version>_<arch>.deb, with dpkg-deb alone; see packaging/debian/.
 DEB_VERSION := $(shell sed -n 's/^\#define NW_VERSION "\(.*\)"/\1/p' supervisor/master.h)
@@ -117,5 +121,5 @@ deb: all
 	packaging/debian/build-deb.sh $(DEB_ROOT) $(DEB_VERSION) $(DEB_ARCH) $(DEB_FILE)
 
 clean:
-	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN)
+	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN) tests/bench/wsbench
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache
