@@ -7,6 +7,7 @@
  * running master beyond the socket.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ enum {
 	RELOAD_REFUSED = 3,
 	RELOAD_ROLLED_BACK = 4,
 	RELOAD_TIMEOUT = 5,
+	RELOAD_DEPENDENCY = 6, /* rolled back; the old generation fails too */
 };
 
 static double
@@ -64,6 +66,41 @@ connect_control(const char *path)
 	return fd;
 }
 
+/*
+ * Anyone can put a socket where we look if a directory on the way lets
+ * them: talk only to a master of our own uid or root's. Root may also talk
+ * to a master of the uid owning the socket's directory, when only that uid
+ * and root can change it (a service running as its own user).
+ */
+static int
+check_peer(int fd, const char *path, const char *command)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	char dir[PATH_MAX], why[768], *slash;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		fprintf(stderr, "narwhal %s: %s: SO_PEERCRED: %s\n", command,
+		    path, strerror(errno));
+		return -1;
+	}
+	if (cred.uid == geteuid() || cred.uid == 0)
+		return 0;
+	snprintf(dir, sizeof dir, "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (geteuid() == 0 && nw_path_trusted(slash != NULL ? dir : ".",
+				 cred.uid, 0, why, sizeof why) == 0)
+		return 0;
+	fprintf(stderr,
+	    "narwhal %s: %s is served by pid %d of uid %u, not by uid %u or "
+	    "root: another user may have put it there; not talking to it\n",
+	    command, path, (int)cred.pid, (unsigned)cred.uid,
+	    (unsigned)geteuid());
+	return -1;
+}
+
 static int
 classify(const char *line)
 {
@@ -73,6 +110,8 @@ classify(const char *line)
 		return RELOAD_REFUSED;
 	if (strncmp(line, "result: rolled-back", 19) == 0)
 		return RELOAD_ROLLED_BACK;
+	if (strncmp(line, "result: dependency-down", 23) == 0)
+		return RELOAD_DEPENDENCY;
 	return RELOAD_ERROR;
 }
 
@@ -180,6 +219,11 @@ nw_client_main(int argc, char **argv)
 	if (fd < 0) {
 		fprintf(stderr, "narwhal %s: no master at %s: %s\n", command,
 		    path, strerror(errno));
+		free(path);
+		return RELOAD_ERROR;
+	}
+	if (check_peer(fd, path, command) < 0) {
+		close(fd);
 		free(path);
 		return RELOAD_ERROR;
 	}

@@ -9,6 +9,7 @@
  * error; it never touches sockets, processes or another config.
  */
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -82,6 +83,9 @@ static const struct key keys[] = {
 	{ "ready_interval", K_SECONDS, F(ready_interval), 1, 0 },
 	{ "ready_successes", K_INT, F(ready_successes), 1, INT_MAX },
 	{ "ready_timeout", K_SECONDS, F(ready_timeout), 1, 0 },
+	{ "ready_failures", K_INT, F(ready_failures), 0, INT_MAX },
+	{ "ready_grace", K_SECONDS, F(ready_grace), 0, 0 },
+	{ "warmup_path", K_URLPATH, F(warmup_path), 0, 0 },
 	{ "reload_batch", K_INT, F(reload_batch), 0, INT_MAX },
 	{ "min_uptime", K_SECONDS, F(min_uptime), 0, 0 },
 	{ "boot_retries", K_INT, F(boot_retries), 0, INT_MAX },
@@ -135,6 +139,7 @@ struct load {
 	int failed;
 	int failed_line;
 	int lenient;                 /* only keys that locate the master count */
+	int app_bare;                /* app had no colon: module:application */
 };
 
 /*
@@ -272,6 +277,7 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		if (nw_parse_app(value, &s, why, whylen) < 0)
 			return -1;
 		set_str(field, s);
+		ld->app_bare = strchr(value, ':') == NULL;
 		return 0;
 	case K_INTERFACE:
 		return nw_parse_interface(value, field, why, whylen);
@@ -391,6 +397,13 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		    nw_path_resolve(base, value));
 		break;
 	case K_NAME:
+		/* INI keeps quotes: user = "www-data" names `"www-data"`. */
+		if (value[0] == '"' || value[0] == '\'') {
+			snprintf(why, whylen, "%s: quotes are part of the value "
+			    "in an INI file; write the name without them",
+			    value);
+			return -1;
+		}
 		set_str(field, value[0] == '\0' ? NULL : strdup(value));
 		if (value[0] == '\0')
 			return 0;
@@ -748,6 +761,119 @@ check_chdir(struct load *ld)
 		load_fail(ld, o, "chdir", "%s: %s", c->chdir, strerror(error));
 }
 
+/* user and group name accounts that exist now (a reload checks again). */
+static void
+check_accounts(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	char *end;
+
+	if (c->user != NULL) {
+		unsigned long id = strtoul(c->user, &end, 10);
+
+		if ((*end == '\0' ? getpwuid((uid_t)id)
+				   : getpwnam(c->user)) == NULL)
+			load_fail(ld, origin_of(ld, "user"), "user",
+			    "%s: no such user", c->user);
+	}
+	if (c->group != NULL) {
+		unsigned long id = strtoul(c->group, &end, 10);
+
+		if ((*end == '\0' ? getgrgid((gid_t)id)
+				   : getgrnam(c->group)) == NULL)
+			load_fail(ld, origin_of(ld, "group"), "group",
+			    "%s: no such group", c->group);
+	}
+}
+
+/* A Unix socket's directory must exist: narwhal creates no directories. */
+static void
+check_binds(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	struct stat st;
+
+	for (size_t i = 0; i < c->nbinds; i++) {
+		char *dir;
+		int error = 0;
+
+		if (strncmp(c->binds[i], "unix:", 5) != 0)
+			continue;
+		if ((dir = nw_path_dirname(c->binds[i] + 5)) == NULL)
+			continue;
+		if (stat(dir, &st) < 0)
+			error = errno;
+		else if (!S_ISDIR(st.st_mode))
+			error = ENOTDIR;
+		if (error != 0)
+			load_fail(ld, origin_of(ld, "bind"), "bind",
+			    "%s: directory %s: %s", c->binds[i], dir,
+			    strerror(error));
+		free(dir);
+	}
+}
+
+/* base/a/b/c as a module: c.py, c/ (a package), or a compiled one. */
+static int
+module_exists(const char *base, const char *dotted, size_t len)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	size_t n;
+
+	n = (size_t)snprintf(path, sizeof(path), "%s/%.*s", base, (int)len,
+	    dotted);
+	if (n >= sizeof(path) - 4)
+		return 1; /* cannot tell: do not complain */
+	for (char *p = path + strlen(base) + 1; *p != '\0'; p++)
+		if (*p == '.')
+			*p = '/';
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 1;
+	strcat(path, ".py");
+	return stat(path, &st) == 0;
+}
+
+/*
+ * `app = mysite.wsgi.application` is gunicorn's bare-module form, so it
+ * means module `mysite.wsgi.application`. When the tree has no such module
+ * but has mysite/wsgi.py, the dot was meant as a colon: say so now rather
+ * than at the first worker's import.
+ */
+static void
+check_app_shape(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	const char *colon = strchr(c->app, ':'), *dot;
+	size_t len = (size_t)(colon - c->app);
+
+	if (!ld->app_bare || colon == NULL)
+		return;
+	dot = memrchr(c->app, '.', len);
+	if (dot == NULL)
+		return;
+	for (size_t i = 0; i <= c->npythonpath; i++) {
+		const char *base = i == 0 ? c->chdir : c->pythonpath[i - 1];
+
+		if (module_exists(base, c->app, len))
+			return;
+	}
+	for (size_t i = 0; i <= c->npythonpath; i++) {
+		const char *base = i == 0 ? c->chdir : c->pythonpath[i - 1];
+
+		if (module_exists(base, c->app, (size_t)(dot - c->app))) {
+			load_fail(ld, origin_of(ld, "app"), "app",
+			    "'%.*s' is not MODULE:CALLABLE: there is no module "
+			    "%.*s in %s, but there is %.*s (did you mean "
+			    "%.*s:%.*s?)", (int)len, c->app, (int)len, c->app,
+			    base, (int)(dot - c->app), c->app,
+			    (int)(dot - c->app), c->app,
+			    (int)(colon - dot - 1), dot + 1);
+			return;
+		}
+	}
+}
+
 /*
  * What no single key can check: the whole, after the flags. A lenient load
  * (`narwhal reload`, `status`) only needs the paths that find the master, so
@@ -780,6 +906,10 @@ finish(struct load *ld, int lenient)
 		return;
 	check_chdir(ld);
 	check_python(ld);
+	check_accounts(ld);
+	check_binds(ld);
+	if (!ld->failed)
+		check_app_shape(ld);
 }
 
 static struct nw_config *
@@ -803,6 +933,8 @@ config_defaults(void)
 	c->ready_interval = 0.5;
 	c->ready_successes = 1;
 	c->ready_timeout = 2;
+	c->ready_failures = 5;
+	c->warmup_path = strdup("/");
 	c->min_uptime = 2;
 	c->boot_retries = 1;
 	c->rollback = NW_ROLLBACK_SYMLINK;
@@ -813,7 +945,7 @@ config_defaults(void)
 	c->errorlog = strdup("-");
 	c->loglevel = NW_LOG_INFO;
 	if (c->asyncio_loop == NULL || c->python == NULL ||
-	    c->errorlog == NULL) {
+	    c->errorlog == NULL || c->warmup_path == NULL) {
 		nw_config_free(c);
 		return NULL;
 	}
@@ -897,6 +1029,7 @@ nw_config_free(struct nw_config *c)
 	nw_strv_free(c->pythonpath);
 	nw_strv_free(c->binds);
 	free(c->ready_path);
+	free(c->warmup_path);
 	nw_strv_free(c->on_rollback);
 	free(c->pidfile);
 	free(c->user);

@@ -67,6 +67,9 @@ struct nw_config {
 	double ready_interval;
 	int ready_successes;
 	double ready_timeout;       /* s for one probe request */
+	int ready_failures;         /* failing answers in a row: fail; 0: off */
+	double ready_grace;         /* s after `booted` failures don't count */
+	char *warmup_path;          /* no ready_path: one GET; NULL: off */
 
 	int reload_batch;           /* 0: the whole generation at once */
 	double min_uptime;          /* s a new worker must live to count */

@@ -36,6 +36,7 @@ static const char *const outcome_words[] = {
 	[NW_RELOAD_OK] = "ok",
 	[NW_RELOAD_INVALID_CONFIG] = "refused",
 	[NW_RELOAD_ROLLED_BACK] = "rolled-back",
+	[NW_RELOAD_DEPENDENCY] = "dependency-down",
 };
 
 static void

@@ -29,7 +29,7 @@ main(int argc, char **argv)
 {
 	char err[1024];
 	struct nw_config *config;
-	int check = 0, n = 0;
+	int check = 0, check_app = 0, n = 0;
 	char **args;
 
 	if (argc > 1 && (strcmp(argv[1], "reload") == 0 ||
@@ -41,6 +41,8 @@ main(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--check-config") == 0) {
 			check = 1;
+		} else if (strcmp(argv[i], "--check-app") == 0) {
+			check = check_app = 1;
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
 			nw_config_usage(stdout);
@@ -76,9 +78,11 @@ main(int argc, char **argv)
 		}
 		printf("narwhal: %s: ok\n",
 		    config->path ? config->path : "command line");
+		fflush(stdout);
+		n = check_app ? nw_check_app(config) : 0;
 		nw_config_free(config);
 		free(args);
-		return 0;
+		return n;
 	}
 	/* args stays: every reload reads the same flags again. */
 	return nw_master_run(n, args, config);

@@ -193,8 +193,8 @@ watch_signals(struct nw_master *m)
  * The shim sits next to the binary in a build tree, and in ../lib/narwhal
  * once installed; NARWHAL_SHIM_DIR overrides both.
  */
-static char *
-find_shim_dir(void)
+char *
+nw_find_shim_dir(void)
 {
 	const char *env = getenv("NARWHAL_SHIM_DIR");
 	static const char *const relative[] = { "worker-shim",
@@ -228,11 +228,19 @@ write_pidfile(const char *path)
 {
 	char tmp[PATH_MAX + 16];
 	FILE *f;
+	int fd;
 
+	/* In a shared directory, a name another user planted (a symlink to a
+	 * file of ours) must not be written through. */
 	snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
-	f = fopen(tmp, "w");
-	if (f == NULL)
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0644);
+	if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
+	}
 	fprintf(f, "%d\n", (int)getpid());
 	if (fclose(f) != 0 || rename(tmp, path) < 0) {
 		unlink(tmp);
@@ -267,6 +275,49 @@ seed_random(void)
 	srandom(seed);
 }
 
+/*
+ * The runtime directory holds the control socket and the workers' private
+ * sockets, the state directory the tree a cold start falls back to: another
+ * user who can change either (say, by creating /tmp/narwhal-<uid> first)
+ * could answer `narwhal reload` or choose the code we run. Refuse to start.
+ */
+static int
+trust_dirs(struct nw_master *m, const struct nw_config *config)
+{
+	char err[768], *slash, *dir;
+
+	if (nw_mkdir_p(m->runtime_dir, 0700) < 0) {
+		nw_error("runtime dir %s: %s", m->runtime_dir, strerror(errno));
+		return -1;
+	}
+	if (nw_path_trusted(m->runtime_dir, geteuid(), 0, err, sizeof err) <
+	    0) {
+		nw_error("runtime dir %s: %s", m->runtime_dir, err);
+		return -1;
+	}
+	chmod(m->runtime_dir, 0700);
+	/* Not being able to create it only costs the cold-start fallback. */
+	if (nw_mkdir_p(m->state_dir, 0700) == 0 &&
+	    nw_path_trusted(m->state_dir, geteuid(), 0, err, sizeof err) < 0) {
+		nw_error("state dir %s: %s", m->state_dir, err);
+		return -1;
+	}
+	if (config->control_socket == NULL)
+		return 0;
+	dir = nw_strdup(m->control_path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (nw_path_trusted(slash != NULL ? dir : ".", geteuid(), 1, err,
+		sizeof err) < 0) {
+		nw_error("control socket %s: %s", m->control_path, err);
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	return 0;
+}
+
 static int
 setup(struct nw_master *m, struct nw_config *config)
 {
@@ -275,11 +326,8 @@ setup(struct nw_master *m, struct nw_config *config)
 	m->runtime_dir = nw_config_runtime_dir(config);
 	m->state_dir = nw_config_state_dir(config);
 	m->control_path = nw_config_control_path(config);
-	if (nw_mkdir_p(m->runtime_dir, 0700) < 0) {
-		nw_error("runtime dir %s: %s", m->runtime_dir, strerror(errno));
+	if (trust_dirs(m, config) < 0)
 		return -1;
-	}
-	chmod(m->runtime_dir, 0700);
 	if (nw_probe_init(m, config, err, sizeof err) < 0) {
 		nw_error("%s", err);
 		return -1;
@@ -348,7 +396,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_set_userdata(m->loop, m);
 	seed_random();
-	m->shim_dir = find_shim_dir();
+	m->shim_dir = nw_find_shim_dir();
 	nw_info("narwhal %s starting, master pid %d, worker shim %s",
 	    NW_VERSION, (int)getpid(), m->shim_dir);
 	if (setup(m, config) < 0) {

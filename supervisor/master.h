@@ -39,8 +39,10 @@ enum nw_worker_state {
 
 enum nw_worker_event {
 	NW_EV_SPAWNED,        /* fork+exec done */
+	NW_EV_SPAWN_FAILED,   /* no process: boot_failure says why */
 	NW_EV_BOOTED,         /* said `booted` */
-	NW_EV_PROBE_OK,       /* ready_path answered 2xx enough times */
+	NW_EV_PROBE_OK,       /* passed the gate (why: how, when waived) */
+	NW_EV_PROBE_FAILED,   /* reconcile gave up on its probe answers */
 	NW_EV_RETIRE,         /* said `retire`, or outlived its limits */
 	NW_EV_STOP,           /* the master wants it gone, gracefully */
 	NW_EV_KILL,           /* the master wants it gone now */
@@ -62,6 +64,25 @@ struct nw_generation {
 
 struct nw_probe;
 
+/* Bounds of what is kept of a probe's answer, for reports. */
+#define NW_PROBE_BODY_KEEP 160
+
+/* What a worker's last probe (or one-off check) got back. */
+struct nw_probe_result {
+	char path[128];              /* what was requested */
+	long status;                 /* HTTP status; 0: no answer */
+	char body[NW_PROBE_BODY_KEEP]; /* start of the body, printable */
+	char error[96];              /* no answer: why (timeout, refused) */
+	double at;                   /* ev_now() of the answer, 0: none yet */
+};
+
+enum nw_check {
+	NW_CHECK_NONE,    /* never checked */
+	NW_CHECK_PENDING, /* a one-off probe of a serving worker is out */
+	NW_CHECK_PASSED,
+	NW_CHECK_FAILED,
+};
+
 struct nw_worker {
 	unsigned id;                 /* log name; kept across crash respawns */
 	pid_t pid;                   /* 0 while in backoff */
@@ -82,9 +103,14 @@ struct nw_worker {
 	ev_child child;
 	ev_timer timer;              /* boot deadline, kill or respawn */
 	ev_timer watchdog;           /* heartbeat deadline while serving */
-	struct nw_probe *probe;
+	struct nw_probe *probe;      /* the gate while booting, a check later */
+	struct nw_probe_result probe_last;
+	int probe_failures;          /* failing answers in a row */
+	int probe_gave_up;           /* failures reached ready_failures */
+	enum nw_check check;         /* one-off probe while serving */
 
 	double spawned_at;           /* ev_now() */
+	double booted_at;
 	double live_at;
 	unsigned long requests;      /* from the last heartbeat */
 	unsigned long budget;        /* max_requests drawn for it, 0: none */
@@ -93,7 +119,8 @@ struct nw_worker {
 	int hung;                    /* SIGABRT sent by the watchdog */
 	int exit_status;             /* from waitpid, for the log and reports */
 	int was_stopped;             /* exited after the master asked it to */
-	char boot_failure[128];      /* why it failed to boot, if it did */
+	int spawn_failed;            /* never ran: nw_spawn() failed */
+	char boot_failure[384];      /* why it failed to boot, if it did */
 	TAILQ_ENTRY(nw_worker) entry;
 };
 
@@ -136,12 +163,17 @@ enum nw_reload_outcome {
 	NW_RELOAD_OK,
 	NW_RELOAD_INVALID_CONFIG,
 	NW_RELOAD_ROLLED_BACK,
+	NW_RELOAD_DEPENDENCY,  /* rolled back; the old generation fails too */
 };
 
 struct nw_reload {
 	struct nw_generation *gen; /* the generation being started */
 	double started_at;
 	int failures;              /* boot failures so far */
+	int failed;                /* failures > boot_retries: abort */
+	char failure[512];         /* the last failure, for the report */
+	char *failure_stderr;      /* its worker's last stderr lines */
+	int old_checked;           /* the old generation's workers probed */
 	int old_target;            /* workers to go back to on failure */
 	int done_live;             /* all workers live; waiting for min_uptime */
 	ev_timer settle;           /* min_uptime after the last went live */
@@ -178,6 +210,8 @@ struct nw_master {
 	enum nw_reload_outcome last_outcome;
 	char last_reason[512];
 	char *last_stderr;             /* failed worker's last lines */
+	char last_probe[512];          /* failed worker's last probe answer */
+	char recycle_held[256];        /* why replacements do not come up */
 	double last_reload_at;
 	unsigned long reloads_finished;
 
@@ -213,6 +247,14 @@ const char *nw_worker_state_name(enum nw_worker_state state);
 void nw_worker_event(struct nw_master *m, struct nw_worker *w,
     enum nw_worker_event ev, const char *why);
 void nw_worker_free(struct nw_master *m, struct nw_worker *w);
+/* The reconcile step's answer to an exit: respawn after that many seconds
+ * (the slot waits in backoff), or < 0 to drop the worker. */
+void nw_worker_settle(struct nw_master *m, struct nw_worker *w,
+    double respawn);
+int nw_worker_is_booting(const struct nw_worker *w);
+/* The probe's last answer in a few words: `GET /x answered 503: body`. */
+const char *nw_worker_probe_text(const struct nw_worker *w, char *buf,
+    size_t len);
 struct nw_worker *nw_worker_new(struct nw_master *m,
     struct nw_generation *gen, struct nw_worker *replaces);
 int nw_worker_counts_as_capacity(const struct nw_worker *w);
@@ -221,6 +263,7 @@ const char *nw_worker_last_stderr(struct nw_worker *w, char *buf,
     size_t len);
 
 /* spawn.c: fork+exec of one worker */
+/* On failure, -1 and w->boot_failure says why. */
 int nw_spawn(struct nw_master *m, struct nw_worker *w);
 void nw_spawn_close_fds(struct nw_master *m, struct nw_worker *w);
 
@@ -230,7 +273,10 @@ void nw_supervise_mark(struct nw_master *m);
 void nw_supervise_reconcile(struct nw_master *m);
 /* After an exit: seconds until the slot respawns, or -1 to drop it. */
 double nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w);
-void nw_supervise_worker_live(struct nw_master *m, struct nw_worker *w);
+/* The exponential backoff of a slot after its nth quick death. */
+double nw_supervise_backoff(int crashes);
+/* The backoff part of it, at time now; updates w->crashes. */
+double nw_supervise_respawn_delay(struct nw_worker *w, double now);
 unsigned long nw_supervise_draw_budget(const struct nw_config *config,
     unsigned long random_value);
 
@@ -247,6 +293,8 @@ void nw_reload_step(struct nw_master *m);
 /* A worker of the generation being started exited on its own. */
 double nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_reload_init(struct nw_master *m);
+/* A new worker failed its probe: ask the old generation the same. */
+void nw_reload_check_old(struct nw_master *m);
 
 /* rollback.c: undoing a failed deploy, remembering the last good one */
 void nw_rollback_tree(struct nw_master *m, struct nw_generation *failed,
@@ -264,6 +312,11 @@ void nw_coldstart_init(struct nw_master *m);
 int nw_probe_init(struct nw_master *m, const struct nw_config *config,
     char *err, size_t errlen);
 void nw_probe_start(struct nw_master *m, struct nw_worker *w);
+/* One request to a serving worker with gen's gate; w->check tells. */
+void nw_probe_check(struct nw_master *m, struct nw_worker *w,
+    struct nw_generation *gen);
+/* The path gen's gate requests, or NULL when it has none. */
+const char *nw_probe_path(const struct nw_config *config);
 void nw_probe_stop(struct nw_master *m, struct nw_worker *w);
 void nw_probe_cleanup(struct nw_master *m);
 
@@ -297,6 +350,10 @@ void nw_sd_status(struct nw_master *m);
 
 /* master.c */
 int nw_master_run(int argc, char **argv, struct nw_config *config);
+char *nw_find_shim_dir(void);
+
+/* check.c: `narwhal --check-app`, importing the app once, serving nothing */
+int nw_check_app(const struct nw_config *config);
 int nw_master_live_count(struct nw_master *m, struct nw_generation *g);
 void nw_master_shutdown(struct nw_master *m, enum nw_stop how);
 
@@ -304,6 +361,11 @@ void nw_master_shutdown(struct nw_master *m, enum nw_stop how);
 char *nw_strdup(const char *s);
 void *nw_calloc(size_t n, size_t size);
 int nw_mkdir_p(const char *path, mode_t mode);
+/* 0 if only owner or root can change dir and every directory above it
+ * (sticky_ok: dir itself may be sticky and writable by all, as /tmp is);
+ * else -1 and why in err. */
+int nw_path_trusted(const char *dir, uid_t owner, int sticky_ok, char *err,
+    size_t errlen);
 long long nw_proc_rss(pid_t pid);
 int nw_set_cloexec(int fd, int on);
 

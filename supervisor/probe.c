@@ -1,27 +1,290 @@
 /*
- * probe.c: the health gate, `GET ready_path` over a worker's private socket.
+ * probe.c: the gate between `booted` and live, and one-off checks of workers
+ * that serve, by HTTP over each worker's private Unix socket.
  *
- * libcurl's multi interface runs on the master's libev loop (socket and timer
- * callbacks), so a slow or silent worker never blocks the master. A probe
- * repeats every ready_interval until ready_successes 2xx answers in a row;
- * the boot deadline itself is worker.c's. libcurl is only there once a config
- * with ready_path was loaded (curl_lib.c); nw_probe_init checks that early.
+ * With ready_path, libcurl's multi interface (loaded only then, curl_lib.c)
+ * repeats `GET ready_path` until ready_successes 2xx answers in a row. With
+ * no ready_path, the warm-up gate sends one `GET warmup_path` with a few
+ * lines of plain socket code, and any answer below 500 passes. Either way
+ * the answer's status and the start of its body are kept on the worker for
+ * the reports, failing answers back off, and after ready_failures of them
+ * in a row the probe gives up and marks the worker: what happens then is
+ * the reconcile step's decision (supervise.c), not this file's. The boot
+ * deadline is worker.c's.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "master.h"
 
+/* Failing answers space the next probe out by this, up to PROBE_DELAY_MAX. */
+#define PROBE_BACKOFF 1.5
+#define PROBE_DELAY_MAX 5.0
+/* What a one-off check waits for an answer, at least. */
+#define CHECK_TIMEOUT_MIN 2.0
+
 struct nw_probe {
 	struct nw_worker *worker;
-	CURL *easy;          /* non-NULL while a request is in flight */
-	ev_timer interval;
+	const struct nw_config *config; /* whose gate: a check may ask
+					 * with a newer generation's */
+	int check;           /* one request to a serving worker */
+	int warmup;          /* no ready_path: any answer < 500 passes */
+	double delay;        /* until the next request; grows while failing */
 	int successes;
-	long last_status;
-	char url[1024];
+	ev_timer interval;
+	char path[128];
+
+	CURL *easy;          /* ready_path: non-NULL while a request is out */
+
+	int fd;              /* warm-up: -1 unless a request is out */
+	ev_io io;
+	ev_timer deadline;
+	size_t sent;
+	char request[256];
+
+	char answer[4096];   /* the answer's start (curl: the body's) */
+	size_t len;
 };
+
+static void
+probe_free(struct nw_master *m, struct nw_probe *p);
+
+/* The body's first bytes, on one line, printable, no half characters. */
+static void
+keep_body(char *out, size_t outlen, const char *body, size_t len)
+{
+	size_t j = 0;
+	int space = 0;
+
+	for (size_t i = 0; i < len && j + 1 < outlen; i++) {
+		unsigned char ch = (unsigned char)body[i];
+
+		if (ch == '\r' || ch == '\n' || ch == '\t' || ch == ' ') {
+			space = j > 0;
+			continue;
+		}
+		if (space && j + 2 < outlen)
+			out[j++] = ' ';
+		space = 0;
+		out[j++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
+	}
+	out[j] = '\0';
+}
+
+const char *
+nw_probe_path(const struct nw_config *config)
+{
+	return config->ready_path != NULL ? config->ready_path
+					  : config->warmup_path;
+}
+
+static void
+schedule(struct nw_master *m, struct nw_probe *p, double after)
+{
+	ev_timer_stop(m->loop, &p->interval);
+	ev_timer_set(&p->interval, after, 0.);
+	ev_timer_start(m->loop, &p->interval);
+}
+
+/* Every answer, or its absence, ends here; p may be gone afterwards. */
+static void
+answered(struct nw_master *m, struct nw_probe *p, long status,
+    const char *body, size_t bodylen, const char *error)
+{
+	struct nw_worker *w = p->worker;
+	const struct nw_config *c = p->config;
+	struct nw_probe_result *r = &w->probe_last, before = *r;
+	int pass = p->warmup ? status > 0 && status < 500
+			     : status >= 200 && status < 300;
+	int counted;
+
+	snprintf(r->path, sizeof r->path, "%s", p->path);
+	r->status = status;
+	r->at = ev_now(m->loop);
+	keep_body(r->body, sizeof r->body, body, bodylen);
+	snprintf(r->error, sizeof r->error, "%s", error ? error : "");
+	if (p->check) {
+		char text[512];
+
+		w->check = pass ? NW_CHECK_PASSED : NW_CHECK_FAILED;
+		nw_worker_probe_text(w, text, sizeof text);
+		nw_log(pass ? NW_LOG_INFO : NW_LOG_WARNING,
+		    "worker %u pid %d gen %u check %s: %s", w->id, (int)w->pid,
+		    w->gen->id, pass ? "passed" : "failed", text);
+		probe_free(m, p);
+		w->probe = NULL;
+		nw_supervise_mark(m);
+		return;
+	}
+	if (pass) {
+		w->probe_failures = 0;
+		if (p->warmup || ++p->successes >= c->ready_successes) {
+			nw_worker_event(m, w, NW_EV_PROBE_OK, NULL);
+			return;
+		}
+		schedule(m, p, c->ready_interval);
+		return;
+	}
+	p->successes = 0;
+	/* The warm-up retries what got no answer until boot_timeout; a
+	 * 5xx is its verdict. ready_grace: answers while the app warms up. */
+	counted = p->warmup ? status > 0
+			    : ev_now(m->loop) - w->booted_at >= c->ready_grace;
+	if (counted)
+		w->probe_failures = p->warmup && c->ready_failures > 0
+		    ? c->ready_failures : w->probe_failures + 1;
+	/* Said when the answer changes, not at every try. */
+	if (before.status != r->status || strcmp(before.body, r->body) != 0 ||
+	    strcmp(before.error, r->error) != 0) {
+		char text[512];
+
+		nw_worker_probe_text(w, text, sizeof text);
+		nw_warn("worker %u pid %d gen %u probe: %s%s (%d of %d "
+			"failures)", w->id, (int)w->pid, w->gen->id,
+		    p->path, text + strlen("GET ") + strlen(p->path),
+		    w->probe_failures, c->ready_failures);
+	}
+	if (c->ready_failures > 0 && w->probe_failures >= c->ready_failures) {
+		w->probe_gave_up = 1;
+		ev_timer_stop(m->loop, &p->interval);
+		nw_supervise_mark(m);
+		return;
+	}
+	if (counted)
+		p->delay = p->delay * PROBE_BACKOFF;
+	if (p->delay > PROBE_DELAY_MAX)
+		p->delay = PROBE_DELAY_MAX > c->ready_interval
+		    ? PROBE_DELAY_MAX : c->ready_interval;
+	schedule(m, p, p->delay);
+}
+
+/* ---- the warm-up request: plain HTTP/1.1 over the private socket ---- */
+
+static void
+raw_close(struct nw_master *m, struct nw_probe *p)
+{
+	if (p->fd < 0)
+		return;
+	ev_io_stop(m->loop, &p->io);
+	ev_timer_stop(m->loop, &p->deadline);
+	close(p->fd);
+	p->fd = -1;
+}
+
+static void
+raw_done(struct nw_master *m, struct nw_probe *p, const char *error)
+{
+	char *end, *body;
+	long status = 0;
+	size_t bodylen = 0;
+
+	raw_close(m, p);
+	p->answer[p->len < sizeof p->answer ? p->len
+					    : sizeof p->answer - 1] = '\0';
+	if (error == NULL && sscanf(p->answer, "HTTP/1.%*1d %3ld", &status) != 1)
+		error = p->len == 0 ? "closed without an answer"
+				    : "not an HTTP answer";
+	if (error != NULL) {
+		answered(m, p, 0, "", 0, error);
+		return;
+	}
+	body = "";
+	if ((end = strstr(p->answer, "\r\n\r\n")) != NULL) {
+		*end = '\0';
+		body = end + 4;
+		bodylen = p->len - (size_t)(body - p->answer);
+		/* Chunked: skip the first chunk's size line. */
+		if (strcasestr(p->answer, "\ntransfer-encoding: chunked") &&
+		    (end = strstr(body, "\r\n")) != NULL) {
+			bodylen -= (size_t)(end + 2 - body);
+			body = end + 2;
+		}
+	}
+	answered(m, p, status, body, bodylen, NULL);
+}
+
+static void
+on_raw_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct nw_probe *p = container_of(io, struct nw_probe, io);
+	struct nw_master *m = ev_userdata(loop);
+	size_t want = strlen(p->request);
+	ssize_t n;
+
+	if (p->sent < want) {
+		n = send(p->fd, p->request + p->sent, want - p->sent,
+		    MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n < 0) {
+			raw_done(m, p, strerror(errno));
+			return;
+		}
+		p->sent += (size_t)n;
+		if (p->sent == want) {
+			ev_io_stop(loop, io);
+			ev_io_set(io, p->fd, EV_READ);
+			ev_io_start(loop, io);
+		}
+		return;
+	}
+	n = recv(p->fd, p->answer + p->len, sizeof p->answer - 1 - p->len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n < 0) {
+		raw_done(m, p, p->len > 0 ? NULL : strerror(errno));
+		return;
+	}
+	p->len += (size_t)n;
+	/* The close that ends a Connection: close answer, or enough. */
+	if (n == 0 || p->len == sizeof p->answer - 1)
+		raw_done(m, p, NULL);
+}
+
+static void
+on_raw_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_probe *p = container_of(t, struct nw_probe, deadline);
+
+	raw_done(ev_userdata(loop), p, "timed out");
+}
+
+static void
+raw_start(struct nw_master *m, struct nw_probe *p, double timeout)
+{
+	struct sockaddr_un sun;
+
+	p->len = 0;
+	p->sent = 0;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s",
+	    p->worker->private_path);
+	p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0) {
+		/* Out of fds, say: an answer we could not get, not a no. */
+		answered(m, p, 0, "", 0, strerror(errno));
+		return;
+	}
+	if (connect(p->fd, (struct sockaddr *)&sun, sizeof sun) < 0 &&
+	    errno != EINPROGRESS) {
+		raw_done(m, p, strerror(errno));
+		return;
+	}
+	ev_io_init(&p->io, on_raw_io, p->fd, EV_WRITE);
+	ev_io_start(m->loop, &p->io);
+	ev_timer_init(&p->deadline, on_raw_deadline, timeout, 0.);
+	ev_timer_start(m->loop, &p->deadline);
+}
+
+/* ---- ready_path: libcurl multi on the libev loop ---- */
 
 struct curl_socket {
 	ev_io io;
@@ -101,32 +364,17 @@ timer_function(CURLM *multi, long timeout_ms, void *userp)
 static void
 request_done(struct nw_master *m, struct nw_probe *p, CURLcode result)
 {
-	struct nw_worker *w = p->worker;
 	long status = 0;
 
 	m->libcurl.easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
 	m->libcurl.multi_remove_handle(m->curl, p->easy);
 	m->libcurl.easy_cleanup(p->easy);
 	p->easy = NULL;
-	if (result == CURLE_OK && status >= 200 && status < 300) {
-		if (++p->successes >= w->gen->config->ready_successes)
-			nw_worker_event(m, w, NW_EV_PROBE_OK, NULL);
+	if (result != CURLE_OK && status == 0) {
+		answered(m, p, 0, "", 0, m->libcurl.easy_strerror(result));
 		return;
 	}
-	p->successes = 0;
-	/* Say it once per change, not every ready_interval. */
-	if (status != p->last_status) {
-		if (result == CURLE_OK)
-			nw_info("worker %u pid %d gen %u probe: %s answered %ld",
-			    w->id, (int)w->pid, w->gen->id,
-			    w->gen->config->ready_path, status);
-		else
-			nw_info("worker %u pid %d gen %u probe: %s: %s", w->id,
-			    (int)w->pid, w->gen->id,
-			    w->gen->config->ready_path,
-			    m->libcurl.easy_strerror(result));
-	}
-	p->last_status = status;
+	answered(m, p, status, p->answer, p->len, NULL);
 }
 
 static void
@@ -145,48 +393,103 @@ check_done(struct nw_master *m)
 	}
 }
 
+/* The start of the body, for the reports; the rest is dropped. */
 static size_t
-discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+keep_start(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	return size * nmemb;
+	struct nw_probe *p = userdata;
+	size_t n = size * nmemb, room = sizeof p->answer - 1 - p->len;
+
+	memcpy(p->answer + p->len, ptr, n < room ? n : room);
+	p->len += n < room ? n : room;
+	return n;
 }
+
+static void
+curl_start(struct nw_master *m, struct nw_probe *p, double timeout)
+{
+	const struct nw_libcurl *lib = &m->libcurl;
+	char url[1024];
+
+	p->len = 0;
+	p->easy = lib->easy_init();
+	if (p->easy == NULL) {
+		answered(m, p, 0, "", 0, "libcurl: cannot make a request");
+		return;
+	}
+	snprintf(url, sizeof url, "http://localhost%s", p->path);
+	lib->easy_setopt(p->easy, CURLOPT_URL, url);
+	lib->easy_setopt(p->easy, CURLOPT_UNIX_SOCKET_PATH,
+	    p->worker->private_path);
+	lib->easy_setopt(p->easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+	lib->easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
+	/* A kept-alive probe connection would hold a stopping worker open. */
+	lib->easy_setopt(p->easy, CURLOPT_FORBID_REUSE, 1L);
+	lib->easy_setopt(p->easy, CURLOPT_USERAGENT, "narwhal-probe");
+	lib->easy_setopt(p->easy, CURLOPT_PRIVATE, p);
+	lib->easy_setopt(p->easy, CURLOPT_WRITEFUNCTION, keep_start);
+	lib->easy_setopt(p->easy, CURLOPT_WRITEDATA, p);
+	lib->multi_add_handle(m->curl, p->easy);
+}
+
+/* ---- one probe ---- */
 
 static void
 on_interval(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct nw_probe *p = container_of(t, struct nw_probe, interval);
 	struct nw_master *m = ev_userdata(loop);
-	const struct nw_libcurl *lib = &m->libcurl;
-	const struct nw_config *c = p->worker->gen->config;
+	const struct nw_config *c = p->config;
+	struct nw_worker *w = p->worker;
+	double timeout = c->ready_timeout;
 
-	if (p->easy != NULL)
+	if (p->easy != NULL || p->fd >= 0)
 		return; /* the last one is still out: its timeout will tell */
-	p->easy = lib->easy_init();
-	if (p->easy == NULL)
-		return;
-	lib->easy_setopt(p->easy, CURLOPT_URL, p->url);
-	lib->easy_setopt(p->easy, CURLOPT_UNIX_SOCKET_PATH,
-	    p->worker->private_path);
-	lib->easy_setopt(p->easy, CURLOPT_TIMEOUT_MS,
-	    (long)(c->ready_timeout * 1000));
-	lib->easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
-	/* A kept-alive probe connection would hold a stopping worker open. */
-	lib->easy_setopt(p->easy, CURLOPT_FORBID_REUSE, 1L);
-	lib->easy_setopt(p->easy, CURLOPT_USERAGENT, "narwhal-probe");
-	lib->easy_setopt(p->easy, CURLOPT_PRIVATE, p);
-	/* A probe body is not ours to keep. */
-	lib->easy_setopt(p->easy, CURLOPT_WRITEFUNCTION, discard);
-	lib->multi_add_handle(m->curl, p->easy);
+	if (p->check && timeout < CHECK_TIMEOUT_MIN)
+		timeout = CHECK_TIMEOUT_MIN;
+	if (p->warmup && !p->check) {
+		/* A first request may compile templates or open pools: it has
+		 * what is left of boot_timeout. */
+		timeout = w->spawned_at + c->boot_timeout - ev_now(loop);
+		if (timeout < c->ready_timeout)
+			timeout = c->ready_timeout;
+	}
+	if (p->warmup || m->curl == NULL)
+		raw_start(m, p, timeout);
+	else
+		curl_start(m, p, timeout);
+}
+
+static struct nw_probe *
+probe_new(struct nw_master *m, struct nw_worker *w,
+    const struct nw_config *c)
+{
+	struct nw_probe *p = nw_calloc(1, sizeof *p);
+	const char *path = nw_probe_path(c);
+
+	p->worker = w;
+	p->config = c;
+	p->fd = -1;
+	p->warmup = c->ready_path == NULL;
+	p->delay = c->ready_interval;
+	snprintf(p->path, sizeof p->path, "%s", path ? path : "/");
+	snprintf(p->request, sizeof p->request,
+	    "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: narwhal-probe"
+	    "\r\nConnection: close\r\n\r\n", p->path);
+	ev_timer_init(&p->interval, on_interval, 0., 0.);
+	return p;
 }
 
 void
 nw_probe_start(struct nw_master *m, struct nw_worker *w)
 {
 	const struct nw_config *c = w->gen->config;
-	struct nw_probe *p;
 	char err[512];
 
 	nw_probe_stop(m, w);
+	w->probe_failures = 0;
+	w->probe_gave_up = 0;
+	memset(&w->probe_last, 0, sizeof w->probe_last);
 	/* Every config is checked when loaded, but the cold-start fallback
 	 * re-reads the file: it may have gained ready_path since. Without a
 	 * probe the worker's boot deadline fails it. */
@@ -195,13 +498,37 @@ nw_probe_start(struct nw_master *m, struct nw_worker *w)
 		    w->gen->id, err);
 		return;
 	}
-	p = nw_calloc(1, sizeof *p);
-	p->worker = w;
-	p->last_status = -1;
-	snprintf(p->url, sizeof p->url, "http://localhost%s", c->ready_path);
-	ev_timer_init(&p->interval, on_interval, 0., c->ready_interval);
-	ev_timer_start(m->loop, &p->interval);
-	w->probe = p;
+	w->probe = probe_new(m, w, c);
+	ev_timer_start(m->loop, &w->probe->interval);
+}
+
+void
+nw_probe_check(struct nw_master *m, struct nw_worker *w,
+    struct nw_generation *gen)
+{
+	const struct nw_config *c = gen->config;
+
+	if (w->probe != NULL || nw_probe_path(c) == NULL ||
+	    w->private_path[0] == '\0')
+		return;
+	if (c->ready_path != NULL && m->curl == NULL)
+		return;
+	w->probe = probe_new(m, w, c);
+	w->probe->check = 1;
+	w->check = NW_CHECK_PENDING;
+	ev_timer_start(m->loop, &w->probe->interval);
+}
+
+static void
+probe_free(struct nw_master *m, struct nw_probe *p)
+{
+	ev_timer_stop(m->loop, &p->interval);
+	if (p->easy != NULL) {
+		m->libcurl.multi_remove_handle(m->curl, p->easy);
+		m->libcurl.easy_cleanup(p->easy);
+	}
+	raw_close(m, p);
+	free(p);
 }
 
 void
@@ -211,13 +538,13 @@ nw_probe_stop(struct nw_master *m, struct nw_worker *w)
 
 	if (p == NULL)
 		return;
-	ev_timer_stop(m->loop, &p->interval);
-	if (p->easy != NULL) {
-		m->libcurl.multi_remove_handle(m->curl, p->easy);
-		m->libcurl.easy_cleanup(p->easy);
+	/* A check that cannot finish tells nothing; nobody waits for it. */
+	if (p->check && w->check == NW_CHECK_PENDING) {
+		w->check = NW_CHECK_NONE;
+		nw_supervise_mark(m);
 	}
-	free(p);
 	w->probe = NULL;
+	probe_free(m, p);
 }
 
 /*

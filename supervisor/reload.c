@@ -7,6 +7,10 @@
  * file judges the outcome: success once every new worker is live (and has
  * stayed up min_uptime), failure after boot_retries failed boots, in which
  * case the old generation is made whole again and the tree is put back.
+ * When new workers fail their probe, the old generation's workers are asked
+ * the same question: if they fail it too, a dependency is down, and the
+ * report says so. Only the reconcile step calls in here: a worker's
+ * transition records what happened, and this file acts on it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,10 +37,18 @@ static void
 finish(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen;
+	struct nw_worker *w;
 
 	ev_timer_stop(m->loop, &m->reload.settle);
 	m->reload.gen = NULL;
 	m->reload.done_live = 0;
+	m->reload.failed = 0;
+	m->reload.old_checked = 0;
+	free(m->reload.failure_stderr);
+	m->reload.failure_stderr = NULL;
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (w->check != NW_CHECK_PENDING)
+			w->check = NW_CHECK_NONE;
 	nw_generation_release(m, g);
 	/* READY=1 before `reload --wait` hears the result, so that when
 	 * ExecReload= returns systemd has already seen the reload end. */
@@ -69,20 +81,80 @@ succeed(struct nw_master *m)
 	finish(m);
 }
 
+/* 1: every old worker asked failed the new generation's check. */
+static int
+old_generation_fails(struct nw_master *m, char *detail, size_t len)
+{
+	struct nw_worker *w;
+	int failed = 0, passed = 0;
+
+	detail[0] = '\0';
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		if (w->gen != m->current)
+			continue;
+		if (w->check == NW_CHECK_PASSED)
+			passed++;
+		if (w->check == NW_CHECK_FAILED && failed++ == 0) {
+			char probe[384];
+
+			nw_worker_probe_text(w, probe, sizeof probe);
+			snprintf(detail, len, "old worker %u: %s", w->id,
+			    probe);
+		}
+	}
+	return failed > 0 && passed == 0;
+}
+
+static int
+old_check_pending(struct nw_master *m)
+{
+	struct nw_worker *w;
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (w->check == NW_CHECK_PENDING && w->gen == m->current)
+			return 1;
+	return 0;
+}
+
+void
+nw_reload_check_old(struct nw_master *m)
+{
+	struct nw_worker *w;
+
+	if (m->reload.gen == NULL || m->reload.old_checked)
+		return;
+	m->reload.old_checked = 1;
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (w->gen == m->current && nw_worker_counts_as_capacity(w))
+			nw_probe_check(m, w, m->reload.gen);
+}
+
 static void
 abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
 {
 	struct nw_generation *g = m->reload.gen;
-	char reason[512], note[256] = "";
+	char reason[1024], note[256] = "", old[512];
+	int dependency = old_generation_fails(m, old, sizeof old);
 
-	nw_error("generation %u: failed: %s; generation %u keeps serving, "
-		 "tree %s",
-	    g->id, why, m->current->id, m->current->tree);
+	if (dependency)
+		nw_error("generation %u: failed: %s; the old generation fails "
+			 "the same check: a dependency is down (%s); "
+			 "generation %u keeps serving, tree %s",
+		    g->id, why, old, m->current->id, m->current->tree);
+	else
+		nw_error("generation %u: failed: %s; generation %u keeps "
+			 "serving, tree %s",
+		    g->id, why, m->current->id, m->current->tree);
 	m->target = m->reload.old_target;
 	nw_rollback_tree(m, g, m->current, note, sizeof note);
-	snprintf(reason, sizeof reason, "generation %u failed: %s%s%s", g->id,
-	    why, *note ? "; " : "", note);
-	set_outcome(m, NW_RELOAD_ROLLED_BACK, reason, stderr_lines);
+	snprintf(reason, sizeof reason, "generation %u failed: %s%s%s%s%s",
+	    g->id, why,
+	    dependency ? "; the old generation fails the same check: a "
+			 "dependency is down: " : "",
+	    dependency ? old : "", *note ? "; " : "", note);
+	set_outcome(m, dependency ? NW_RELOAD_DEPENDENCY
+				  : NW_RELOAD_ROLLED_BACK,
+	    reason, stderr_lines);
 	nw_rollback_hook(m, g, m->current, reason);
 	/* supervise.c now stops g's booting workers and keeps its live ones
 	 * serving until the current generation is whole again. */
@@ -106,6 +178,13 @@ nw_reload_step(struct nw_master *m)
 	double youngest = 0, settle_at;
 	int live = 0;
 
+	if (m->reload.failed) {
+		/* The old generation's answer is part of the report. */
+		if (old_check_pending(m))
+			return;
+		abort_reload(m, m->reload.failure, m->reload.failure_stderr);
+		return;
+	}
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		if (w->gen != g)
 			continue;
@@ -153,8 +232,10 @@ double
 nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w)
 {
 	struct nw_generation *g = m->reload.gen;
-	char why[256], how[160], lines[4096];
+	char how[512], lines[4096];
 
+	if (m->reload.failed)
+		return -1; /* already lost: the next pass ends it */
 	if (w->live_at > 0)
 		snprintf(how, sizeof how, "worker %u died %.1fs after going "
 		    "live (min_uptime %gs)", w->id, ev_now(m->loop) - w->live_at,
@@ -170,8 +251,11 @@ nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w)
 		nw_control_progress(m, "%s, retrying", how);
 		return 0.5;
 	}
-	snprintf(why, sizeof why, "%s", how);
-	abort_reload(m, why, lines);
+	/* Decided here, acted on by nw_reload_step() in the same pass. */
+	m->reload.failed = 1;
+	snprintf(m->reload.failure, sizeof m->reload.failure, "%s", how);
+	free(m->reload.failure_stderr);
+	m->reload.failure_stderr = lines[0] ? nw_strdup(lines) : NULL;
 	return -1;
 }
 

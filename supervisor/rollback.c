@@ -161,13 +161,18 @@ nw_state_save_good(struct nw_master *m, struct nw_generation *g)
 char *
 nw_state_load_good(struct nw_master *m)
 {
-	char path[PATH_MAX], tree[PATH_MAX];
+	char path[PATH_MAX], tree[PATH_MAX], err[768];
 	FILE *f;
 
 	state_path(m, path, sizeof path);
 	f = fopen(path, "r");
 	if (f == NULL)
 		return NULL;
+	if (nw_path_trusted(m->state_dir, geteuid(), 0, err, sizeof err) < 0) {
+		nw_warn("state dir %s: %s; not read", m->state_dir, err);
+		fclose(f);
+		return NULL;
+	}
 	if (fgets(tree, sizeof tree, f) == NULL) {
 		fclose(f);
 		return NULL;

@@ -21,6 +21,7 @@ static const char *const outcome_names[] = {
 	[NW_RELOAD_OK] = "ok",
 	[NW_RELOAD_INVALID_CONFIG] = "refused (invalid config)",
 	[NW_RELOAD_ROLLED_BACK] = "rolled back",
+	[NW_RELOAD_DEPENDENCY] = "rolled back (a dependency is down)",
 };
 
 /*

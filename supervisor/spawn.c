@@ -43,6 +43,8 @@ struct child_plan {
 	int ngroups;
 	int drop_privileges;
 	int umask;
+	char home[256];  /* the user's, when switching to one */
+	char name[64];
 };
 
 static void
@@ -71,6 +73,23 @@ env_addf(struct child_plan *p, const char *name, const char *fmt, ...)
 	vsnprintf(value, sizeof value, fmt, ap);
 	va_end(ap);
 	env_add(p, name, value);
+}
+
+/* Replaces NAME=... in place, or adds it (the array has room). */
+static void
+env_set(struct child_plan *p, const char *name, const char *value)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < p->nenv; i++)
+		if (strncmp(p->envp[i], name, len) == 0 &&
+		    p->envp[i][len] == '=') {
+			free(p->envp[i]);
+			p->envp[i] = p->envp[--p->nenv];
+			break;
+		}
+	env_add(p, name, value);
+	p->envp[p->nenv] = NULL;
 }
 
 /* Variables of ours, or of systemd's meant for the master alone. */
@@ -181,7 +200,8 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 }
 
 static int
-resolve_user(const struct nw_config *c, struct child_plan *p)
+resolve_user(const struct nw_config *c, struct child_plan *p, char *err,
+    size_t errlen)
 {
 	struct passwd *pw = NULL;
 	struct group *gr;
@@ -196,11 +216,14 @@ resolve_user(const struct nw_config *c, struct child_plan *p)
 
 		pw = *end == '\0' ? getpwuid((uid_t)id) : getpwnam(c->user);
 		if (pw == NULL) {
-			nw_error("user '%s' does not exist", c->user);
+			snprintf(err, errlen, "cannot spawn: user '%.60s' does "
+			    "not exist", c->user);
 			return -1;
 		}
 		p->uid = pw->pw_uid;
 		p->gid = pw->pw_gid;
+		snprintf(p->home, sizeof p->home, "%s", pw->pw_dir);
+		snprintf(p->name, sizeof p->name, "%s", pw->pw_name);
 	}
 	if (c->group != NULL) {
 		char *end;
@@ -208,7 +231,8 @@ resolve_user(const struct nw_config *c, struct child_plan *p)
 
 		gr = *end == '\0' ? getgrgid((gid_t)id) : getgrnam(c->group);
 		if (gr == NULL) {
-			nw_error("group '%s' does not exist", c->group);
+			snprintf(err, errlen, "cannot spawn: group '%.60s' does "
+			    "not exist", c->group);
 			return -1;
 		}
 		p->gid = gr->gr_gid;
@@ -222,7 +246,8 @@ resolve_user(const struct nw_config *c, struct child_plan *p)
 	p->drop_privileges = geteuid() == 0;
 	if (!p->drop_privileges &&
 	    (p->uid != geteuid() || p->gid != getegid())) {
-		nw_error("user '%s' group '%s': only root can switch",
+		snprintf(err, errlen, "cannot spawn: user '%.60s' group "
+		    "'%.60s': only root can switch",
 		    c->user ? c->user : "(unchanged)",
 		    c->group ? c->group : "(unchanged)");
 		return -1;
@@ -250,15 +275,21 @@ open_worker_fds(struct nw_master *m, struct nw_worker *w, int *stderr_write,
 	    m->runtime_dir, w->id);
 	*private_fd = nw_unix_listen(w->private_path, 64);
 	if (*private_fd < 0) {
-		nw_error("worker %u: cannot listen on %s: %s", w->id,
-		    w->private_path, strerror(errno));
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "cannot spawn: listen on %.200s: %s", w->private_path,
+		    strerror(errno));
+		w->private_path[0] = '\0';
 		return -1;
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "cannot spawn: socketpair: %s", strerror(errno));
 		close(*private_fd);
 		return -1;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "cannot spawn: pipe: %s", strerror(errno));
 		close(*private_fd);
 		close(pair[0]);
 		close(pair[1]);
@@ -321,10 +352,13 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 
 	memset(&plan, 0, sizeof plan);
 	plan.umask = c->umask;
-	if (resolve_user(c, &plan) < 0)
+	w->boot_failure[0] = '\0';
+	if (resolve_user(c, &plan, w->boot_failure,
+		sizeof w->boot_failure) < 0)
 		return -1;
 	if (m->nlisteners + 4 > sizeof plan.from / sizeof *plan.from) {
-		nw_error("too many listening sockets");
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "cannot spawn: too many listening sockets");
 		return -1;
 	}
 	w->budget = c->max_requests > 0
@@ -343,6 +377,17 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 	plan.argv[1] = "-m";
 	plan.argv[2] = "narwhal_worker";
 	build_env(m, w, &plan);
+	if (plan.drop_privileges && plan.name[0] != '\0') {
+		/* The user's own, as login(1) or runuser(1) would set them:
+		 * libraries look for their dotfiles in HOME (~/.postgresql). */
+		static const char *const names[] = { "HOME", "USER",
+			"LOGNAME" };
+
+		for (size_t i = 0; i < 3; i++)
+			if (config_env(c, names[i]) == NULL)
+				env_set(&plan, names[i],
+				    i == 0 ? plan.home : plan.name);
+	}
 	plan.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	plan.from[plan.nfds] = plan.devnull;
 	plan.to[plan.nfds++] = 0;
@@ -367,7 +412,8 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 		close(plan.devnull);
 	plan_free(&plan);
 	if (pid < 0) {
-		nw_error("worker %u: fork: %s", w->id, strerror(errno));
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "cannot spawn: fork: %s", strerror(errno));
 		nw_spawn_close_fds(m, w);
 		close(w->stderr_fd);
 		w->stderr_fd = -1;

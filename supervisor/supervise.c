@@ -19,13 +19,11 @@
 /* A worker that lived this long since spawn was not crash-looping. */
 #define STABLE_UPTIME 30.0
 #define BACKOFF_CAP 30.0
+/* Live at least this long (and as long as its boot took) or served: a
+ * worker that died then was killed, not crash-looping. */
+#define QUICK_DEATH 1.0
 
-static int
-is_booting(const struct nw_worker *w)
-{
-	return w->state == NW_SPAWNED || w->state == NW_BOOTED ||
-	    w->state == NW_PROBING;
-}
+#define is_booting nw_worker_is_booting
 
 /* The generation every slot should belong to. */
 static struct nw_generation *
@@ -44,11 +42,11 @@ count_slots(struct nw_master *m, struct nw_generation *g)
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		if (w->gen != g || w->replaces != NULL)
 			continue;
-		/* A hung worker keeps its slot until reaped; its
-		 * respawn (with backoff) replaces it. */
+		/* A hung or failed worker keeps its slot until reaped;
+		 * its respawn (with backoff) replaces it. */
 		if (is_booting(w) || nw_worker_counts_as_capacity(w) ||
 		    w->state == NW_BACKOFF ||
-		    (w->state == NW_STOPPING && w->hung))
+		    (w->state == NW_STOPPING && (w->hung || !w->was_stopped)))
 			n++;
 	}
 	return n;
@@ -86,15 +84,12 @@ start_worker(struct nw_master *m, struct nw_generation *g,
 {
 	struct nw_worker *w = nw_worker_new(m, g, replaces);
 
-	if (nw_spawn(m, w) < 0) {
-		/* Keep the slot: its timer retries the spawn. */
-		nw_warn("worker %u gen %u: cannot spawn, retry in 1s", w->id,
-		    g->id);
-		ev_timer_set(&w->timer, 1., 0.);
-		ev_timer_start(m->loop, &w->timer);
-		return;
-	}
-	nw_worker_event(m, w, NW_EV_SPAWNED, why);
+	/* A spawn that cannot happen is an exit like any other: it counts
+	 * against a reload, and a slot of the serving generation backs off. */
+	if (nw_spawn(m, w) < 0)
+		nw_worker_event(m, w, NW_EV_SPAWN_FAILED, NULL);
+	else
+		nw_worker_event(m, w, NW_EV_SPAWNED, why);
 }
 
 /* Drops surplus slots of g (TTOU): the least useful first. */
@@ -222,17 +217,114 @@ announce_first_live(struct nw_master *m)
 	}
 }
 
+/* Exits recorded by worker.c since the last pass: respawn or drop. */
+static void
+settle_exits(struct nw_master *m)
+{
+	struct nw_worker *w, *next;
+
+	for (w = TAILQ_FIRST(&m->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->state == NW_EXITED)
+			nw_worker_settle(m, w, nw_supervise_exit_plan(m, w));
+	}
+}
+
+/* A replacement that went live relieves the worker it replaces. */
+static void
+hand_over(struct nw_master *m)
+{
+	struct nw_worker *w, *old;
+	char why[48];
+
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		if ((old = w->replaces) == NULL ||
+		    !nw_worker_counts_as_capacity(w))
+			continue;
+		w->replaces = NULL;
+		old->replaced_by = NULL;
+		m->recycle_held[0] = '\0';
+		snprintf(why, sizeof why, "replaced by worker %u", w->id);
+		nw_worker_event(m, old, NW_EV_STOP, why);
+	}
+}
+
+/*
+ * A booting worker whose probe answers keep failing. In a new generation it
+ * fails (reload.c tells a broken release from a broken dependency). In the
+ * serving generation, which already proved itself, it may be the check
+ * that fails, not the worker: if the live workers fail the same check (or
+ * none is left to ask), it goes live, so that an outage of a dependency
+ * does not also cost capacity for as long as it lasts.
+ */
+static void
+judge_probes(struct nw_master *m)
+{
+	struct nw_worker *w, *peer;
+
+	TAILQ_FOREACH(w, &m->workers, entry) {
+		int pending = 0, failed = 0, passed = 0;
+		char why[256];
+
+		if (w->state != NW_PROBING || !w->probe_gave_up)
+			continue;
+		if (m->reload.gen == w->gen) {
+			nw_reload_check_old(m);
+			nw_worker_event(m, w, NW_EV_PROBE_FAILED, NULL);
+			continue;
+		}
+		if (w->gen != m->current || !m->first_live) {
+			nw_worker_event(m, w, NW_EV_PROBE_FAILED, NULL);
+			continue;
+		}
+		TAILQ_FOREACH(peer, &m->workers, entry) {
+			if (peer->gen != w->gen ||
+			    !nw_worker_counts_as_capacity(peer))
+				continue;
+			if (peer->check == NW_CHECK_NONE)
+				nw_probe_check(m, peer, w->gen);
+			pending += peer->check == NW_CHECK_PENDING;
+			failed += peer->check == NW_CHECK_FAILED;
+			passed += peer->check == NW_CHECK_PASSED;
+		}
+		if (pending > 0)
+			continue; /* a check's answer marks dirty again */
+		if (passed > 0) {
+			nw_worker_event(m, w, NW_EV_PROBE_FAILED, NULL);
+			continue;
+		}
+		snprintf(why, sizeof why, failed > 0
+		    ? "the live workers fail the same check: a dependency is "
+		      "down; serving to keep capacity"
+		    : "no live worker left to compare: serving to keep "
+		      "capacity");
+		nw_worker_event(m, w, NW_EV_PROBE_OK, why);
+	}
+	/* Checks are one-offs: the next failure asks again. */
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (w->check != NW_CHECK_PENDING && w->gen == m->current &&
+		    m->reload.gen == NULL)
+			w->check = NW_CHECK_NONE;
+}
+
 static void
 reconcile(struct nw_master *m)
 {
 	struct nw_generation *g = target_generation(m);
 	int slots;
 
+	settle_exits(m);
 	if (m->stopping != NW_RUNNING) {
 		if (TAILQ_EMPTY(&m->workers))
 			ev_break(m->loop, EVBREAK_ALL);
 		return;
 	}
+	hand_over(m);
+	judge_probes(m);
+	/* A failed reload ends before its generation gets another worker. */
+	if (m->reload.gen != NULL && m->reload.failed)
+		nw_reload_step(m);
+	g = target_generation(m);
 	grow(m, g);
 	slots = count_slots(m, g);
 	if (slots > m->target && m->reload.gen == NULL)
@@ -262,21 +354,6 @@ nw_supervise_mark(struct nw_master *m)
 	m->dirty = 1;
 }
 
-void
-nw_supervise_worker_live(struct nw_master *m, struct nw_worker *w)
-{
-	struct nw_worker *old = w->replaces;
-	char why[48];
-
-	if (old == NULL)
-		return;
-	/* The replacement takes over the slot; only now may the old go. */
-	w->replaces = NULL;
-	old->replaced_by = NULL;
-	snprintf(why, sizeof why, "replaced by worker %u", w->id);
-	nw_worker_event(m, old, NW_EV_STOP, why);
-}
-
 unsigned long
 nw_supervise_draw_budget(const struct nw_config *config,
     unsigned long random_value)
@@ -287,11 +364,38 @@ nw_supervise_draw_budget(const struct nw_config *config,
 	    (spread ? random_value % (spread + 1) : 0);
 }
 
+/*
+ * A crash loop is a worker that dies before it goes live, or dies live
+ * quickly (before QUICK_DEATH, and before it was live as long as its boot
+ * took) without having served a request: each respawn would cost a boot for
+ * nothing, so those back off, 0, 1, 2, 4 ... 30 s. A worker that served and
+ * died (an operator's kill, the OOM killer, a bug on one request) is
+ * replaced at once and clears the count: killing it costs its requests, not
+ * capacity. Respawning it costs at most one boot per life it lived.
+ */
+double
+nw_supervise_respawn_delay(struct nw_worker *w, double now)
+{
+	double uptime = now - w->spawned_at, live = 0;
+	int served;
+
+	if (w->live_at > 0)
+		live = now - w->live_at;
+	served = w->live_at > 0 &&
+	    (w->requests > 0 ||
+		(live >= QUICK_DEATH && live >= w->live_at - w->spawned_at));
+	if (served || uptime >= STABLE_UPTIME)
+		w->crashes = 0;
+	if (served)
+		return 0;
+	w->crashes++;
+	return nw_supervise_backoff(w->crashes);
+}
+
 double
 nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w)
 {
 	struct nw_generation *g = target_generation(m);
-	double uptime = ev_now(m->loop) - w->spawned_at;
 
 	if (m->stopping != NW_RUNNING || w->was_stopped || w->gen != g)
 		return -1;
@@ -305,12 +409,19 @@ nw_supervise_exit_plan(struct nw_master *m, struct nw_worker *w)
 		return nw_reload_exit_plan(m, w);
 	if (!m->first_live && nw_coldstart_exit_plan(m, w) < 0)
 		return -1;
-	if (uptime >= STABLE_UPTIME)
-		w->crashes = 0;
-	w->crashes++;
-	if (w->crashes == 1)
+	if (w->replaces != NULL && w->boot_failure[0] != '\0')
+		snprintf(m->recycle_held, sizeof m->recycle_held,
+		    "replacement worker %u for worker %u: %.180s", w->id,
+		    w->replaces->id, w->boot_failure);
+	return nw_supervise_respawn_delay(w, ev_now(m->loop));
+}
+
+double
+nw_supervise_backoff(int crashes)
+{
+	if (crashes <= 1)
 		return 0;
-	return fmin(BACKOFF_CAP, ldexp(1., w->crashes - 2));
+	return fmin(BACKOFF_CAP, ldexp(1., crashes - 2));
 }
 
 /* max_worker_lifetime and max_worker_memory: reasons to recycle. */

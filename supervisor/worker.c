@@ -28,8 +28,10 @@ static const char *const state_names[] = {
 
 static const char *const event_names[] = {
 	[NW_EV_SPAWNED] = "spawned",
+	[NW_EV_SPAWN_FAILED] = "spawn failed",
 	[NW_EV_BOOTED] = "booted",
 	[NW_EV_PROBE_OK] = "probe ok",
+	[NW_EV_PROBE_FAILED] = "probe failed",
 	[NW_EV_RETIRE] = "retire",
 	[NW_EV_STOP] = "stop",
 	[NW_EV_KILL] = "kill",
@@ -54,12 +56,14 @@ nw_worker_counts_as_capacity(const struct nw_worker *w)
 	return w->state == NW_LIVE || w->state == NW_RETIRING;
 }
 
-static int
-is_booting(const struct nw_worker *w)
+int
+nw_worker_is_booting(const struct nw_worker *w)
 {
 	return w->state == NW_SPAWNED || w->state == NW_BOOTED ||
 	    w->state == NW_PROBING;
 }
+
+#define is_booting nw_worker_is_booting
 
 /* The one log line of a state change. */
 static void
@@ -70,7 +74,7 @@ static void
 log_state(struct nw_master *m, struct nw_worker *w, enum nw_loglevel level,
     const char *fmt, ...)
 {
-	char detail[512];
+	char detail[768];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -81,16 +85,22 @@ log_state(struct nw_master *m, struct nw_worker *w, enum nw_loglevel level,
 }
 
 static void
-set_state(struct nw_master *m, struct nw_worker *w,
-    enum nw_worker_state state, const char *why)
+set_state_at(struct nw_master *m, struct nw_worker *w,
+    enum nw_worker_state state, enum nw_loglevel level, const char *why)
 {
 	w->state = state;
 	if (why != NULL && *why != '\0')
-		log_state(m, w, NW_LOG_INFO, "%s (%s)", state_names[state],
-		    why);
+		log_state(m, w, level, "%s (%s)", state_names[state], why);
 	else
-		log_state(m, w, NW_LOG_INFO, "%s", state_names[state]);
+		log_state(m, w, level, "%s", state_names[state]);
 	nw_supervise_mark(m);
+}
+
+static void
+set_state(struct nw_master *m, struct nw_worker *w,
+    enum nw_worker_state state, const char *why)
+{
+	set_state_at(m, w, state, NW_LOG_INFO, why);
 }
 
 void
@@ -121,8 +131,10 @@ timer_set(struct nw_master *m, struct nw_worker *w, double after)
 	ev_timer_start(m->loop, &w->timer);
 }
 
+/* The replacement relieving a retiring worker is supervise.c's business:
+ * it sees this worker live on its next pass. */
 static void
-go_live(struct nw_master *m, struct nw_worker *w)
+go_live(struct nw_master *m, struct nw_worker *w, const char *why)
 {
 	double timeout = w->gen->config->timeout;
 
@@ -133,8 +145,7 @@ go_live(struct nw_master *m, struct nw_worker *w)
 	ev_timer_stop(m->loop, &w->watchdog);
 	ev_timer_set(&w->watchdog, timeout, timeout);
 	ev_timer_start(m->loop, &w->watchdog);
-	set_state(m, w, NW_LIVE, NULL);
-	nw_supervise_worker_live(m, w);
+	set_state_at(m, w, NW_LIVE, why ? NW_LOG_WARNING : NW_LOG_INFO, why);
 }
 
 static void
@@ -149,12 +160,34 @@ begin_stop(struct nw_master *m, struct nw_worker *w, int sig, double grace,
 	set_state(m, w, NW_STOPPING, why);
 }
 
+/* A failure, not a decision: the log says so at warning level. */
+static void
+fail_boot(struct nw_master *m, struct nw_worker *w, int sig,
+    const char *why)
+{
+	ev_timer_stop(m->loop, &w->watchdog);
+	nw_probe_stop(m, w);
+	signal_worker(w, sig);
+	timer_set(m, w, HANG_KILL_GRACE);
+	w->was_stopped = 0;
+	set_state_at(m, w, NW_STOPPING, NW_LOG_WARNING, why);
+}
+
 static void
 describe_exit(const struct nw_worker *w, char *buf, size_t len)
 {
-	if (WIFSIGNALED(w->exit_status))
+	if (w->spawn_failed)
+		snprintf(buf, len, "exited (%.120s)", w->boot_failure);
+	else if (WIFSIGNALED(w->exit_status))
 		snprintf(buf, len, "exited on signal %d",
 		    WTERMSIG(w->exit_status));
+	else if (WEXITSTATUS(w->exit_status) == 126 && w->booted_at == 0)
+		snprintf(buf, len, "exited with status 126 (cannot switch to "
+		    "user %s)", w->gen->config->user ? w->gen->config->user
+		    : "(unchanged)");
+	else if (WEXITSTATUS(w->exit_status) == 127 && w->booted_at == 0)
+		snprintf(buf, len, "exited with status 127 (cannot execute "
+		    "%s)", w->gen->config->python);
 	else
 		snprintf(buf, len, "exited with status %d",
 		    WEXITSTATUS(w->exit_status));
@@ -163,24 +196,39 @@ describe_exit(const struct nw_worker *w, char *buf, size_t len)
 static void
 drain_stderr(struct nw_master *m, struct nw_worker *w);
 
+/* Records the exit; what follows (respawn, failure, rollback) is decided by
+ * the reconcile step, which answers with nw_worker_settle(). */
 static void
 on_exit_event(struct nw_master *m, struct nw_worker *w)
 {
-	char how[64];
-	double respawn;
-
 	drain_stderr(m, w);
 	ev_timer_stop(m->loop, &w->timer);
 	ev_timer_stop(m->loop, &w->watchdog);
 	nw_probe_stop(m, w);
 	nw_spawn_close_fds(m, w);
-	describe_exit(w, how, sizeof how);
+	if (!w->was_stopped && w->live_at == 0 &&
+	    w->boot_failure[0] == '\0') {
+		char how[160];
+
+		describe_exit(w, how, sizeof how);
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "%s while %s", how, state_names[w->state]);
+	}
 	w->state = NW_EXITED;
-	respawn = nw_supervise_exit_plan(m, w);
+	nw_supervise_mark(m);
+}
+
+void
+nw_worker_settle(struct nw_master *m, struct nw_worker *w, double respawn)
+{
+	char how[160];
+
+	if (w->state != NW_EXITED)
+		return;
+	describe_exit(w, how, sizeof how);
 	if (respawn < 0) {
 		log_state(m, w, w->was_stopped ? NW_LOG_INFO : NW_LOG_WARNING,
 		    "%s", how);
-		nw_supervise_mark(m);
 		nw_worker_free(m, w);
 		return;
 	}
@@ -188,10 +236,15 @@ on_exit_event(struct nw_master *m, struct nw_worker *w)
 	w->pid = 0;
 	w->state = NW_BACKOFF;
 	w->was_stopped = 0;
+	w->spawn_failed = 0;
 	w->hung = 0;
 	w->live_at = 0;
+	w->booted_at = 0;
 	w->requests = 0;
 	w->boot_failure[0] = '\0';
+	w->probe_failures = 0;
+	w->probe_gave_up = 0;
+	w->check = NW_CHECK_NONE;
 	timer_set(m, w, respawn);
 	nw_supervise_mark(m);
 }
@@ -199,13 +252,10 @@ on_exit_event(struct nw_master *m, struct nw_worker *w)
 static void
 respawn(struct nw_master *m, struct nw_worker *w)
 {
-	if (nw_spawn(m, w) < 0) {
-		nw_warn("worker %u gen %u: cannot spawn, retry in 1s", w->id,
-		    w->gen->id);
-		timer_set(m, w, 1.);
-		return;
-	}
-	nw_worker_event(m, w, NW_EV_SPAWNED, NULL);
+	if (nw_spawn(m, w) < 0)
+		nw_worker_event(m, w, NW_EV_SPAWN_FAILED, NULL);
+	else
+		nw_worker_event(m, w, NW_EV_SPAWNED, NULL);
 }
 
 static void
@@ -215,12 +265,55 @@ unexpected(struct nw_worker *w, enum nw_worker_event ev)
 	    (int)w->pid, w->gen->id, event_names[ev], state_names[w->state]);
 }
 
+const char *
+nw_worker_probe_text(const struct nw_worker *w, char *buf, size_t len)
+{
+	const struct nw_probe_result *r = &w->probe_last;
+	const char *path = r->path;
+
+	buf[0] = '\0';
+	if (r->at == 0)
+		return buf;
+	if (r->status > 0)
+		snprintf(buf, len, "GET %s answered %ld%s%s", path, r->status,
+		    r->body[0] ? ": " : "", r->body);
+	else
+		snprintf(buf, len, "GET %s: %s", path,
+		    r->error[0] ? r->error : "no answer");
+	return buf;
+}
+
+/*
+ * The boot deadline. A worker still importing gets SIGABRT, so that
+ * faulthandler shows where the import hangs; one that already said `booted`
+ * sits in narwhal's own serve loop, whose stack would say nothing about the
+ * app: SIGKILL, and the report carries the probe's last answer instead.
+ */
+static void
+boot_timeout(struct nw_master *m, struct nw_worker *w)
+{
+	const struct nw_config *c = w->gen->config;
+	char probe[384], reason[512];
+
+	nw_worker_probe_text(w, probe, sizeof probe);
+	snprintf(w->boot_failure, sizeof w->boot_failure,
+	    "not live within boot_timeout %gs (%s%s%.300s)", c->boot_timeout,
+	    state_names[w->state], probe[0] ? ": " : "", probe);
+	if (w->state == NW_SPAWNED) {
+		snprintf(reason, sizeof reason, "%s, SIGABRT", w->boot_failure);
+		fail_boot(m, w, SIGABRT, reason);
+	} else {
+		snprintf(reason, sizeof reason, "%s, SIGKILL", w->boot_failure);
+		fail_boot(m, w, SIGKILL, reason);
+	}
+}
+
 void
 nw_worker_event(struct nw_master *m, struct nw_worker *w,
     enum nw_worker_event ev, const char *why)
 {
 	const struct nw_config *c = w->gen->config;
-	char reason[160];
+	char reason[512];
 
 	switch (ev) {
 	case NW_EV_SPAWNED:
@@ -230,21 +323,47 @@ nw_worker_event(struct nw_master *m, struct nw_worker *w,
 		timer_set(m, w, c->boot_timeout);
 		set_state(m, w, NW_SPAWNED, why);
 		return;
+	case NW_EV_SPAWN_FAILED:
+		if (w->state != NW_BACKOFF)
+			break;
+		/* No process: an exit at once, settled like any other. */
+		ev_timer_stop(m->loop, &w->timer);
+		w->spawned_at = ev_now(m->loop);
+		w->spawn_failed = 1;
+		w->exit_status = 0;
+		w->was_stopped = 0;
+		if (w->boot_failure[0] == '\0')
+			snprintf(w->boot_failure, sizeof w->boot_failure,
+			    "cannot spawn");
+		w->state = NW_EXITED;
+		nw_supervise_mark(m);
+		return;
 	case NW_EV_BOOTED:
 		if (w->state != NW_SPAWNED)
 			break;
+		w->booted_at = ev_now(m->loop);
 		set_state(m, w, NW_BOOTED, why);
-		if (c->ready_path != NULL) {
-			set_state(m, w, NW_PROBING, c->ready_path);
+		if (nw_probe_path(c) != NULL) {
+			set_state(m, w, NW_PROBING, nw_probe_path(c));
 			nw_probe_start(m, w);
 		} else {
-			go_live(m, w);
+			go_live(m, w, NULL);
 		}
 		return;
 	case NW_EV_PROBE_OK:
 		if (w->state != NW_PROBING)
 			break;
-		go_live(m, w);
+		go_live(m, w, why);
+		return;
+	case NW_EV_PROBE_FAILED:
+		if (w->state != NW_PROBING)
+			break;
+		nw_worker_probe_text(w, reason, sizeof reason);
+		snprintf(w->boot_failure, sizeof w->boot_failure,
+		    "failed the probe %d times: %.320s", w->probe_failures,
+		    reason);
+		/* Booted: nothing of the app's to dump, no traffic to drain. */
+		fail_boot(m, w, SIGKILL, w->boot_failure);
 		return;
 	case NW_EV_RETIRE:
 		if (w->state != NW_LIVE)
@@ -285,13 +404,7 @@ nw_worker_event(struct nw_master *m, struct nw_worker *w,
 	case NW_EV_BOOT_TIMEOUT:
 		if (!is_booting(w))
 			break;
-		snprintf(w->boot_failure, sizeof w->boot_failure,
-		    "not live within boot_timeout %gs (%s)", c->boot_timeout,
-		    state_names[w->state]);
-		/* SIGABRT first: faulthandler shows where the import hangs. */
-		snprintf(reason, sizeof reason, "%s, SIGABRT", w->boot_failure);
-		begin_stop(m, w, SIGABRT, HANG_KILL_GRACE, reason);
-		w->was_stopped = 0; /* a failure, not a decision */
+		boot_timeout(m, w);
 		return;
 	case NW_EV_HANG:
 		if (!nw_worker_counts_as_capacity(w))
@@ -321,14 +434,6 @@ nw_worker_event(struct nw_master *m, struct nw_worker *w,
 	case NW_EV_EXITED:
 		if (w->state == NW_EXITED || w->state == NW_BACKOFF)
 			break;
-		if (!w->was_stopped && w->live_at == 0 &&
-		    w->boot_failure[0] == '\0') {
-			char how[64];
-
-			describe_exit(w, how, sizeof how);
-			snprintf(w->boot_failure, sizeof w->boot_failure,
-			    "%s while %s", how, state_names[w->state]);
-		}
 		on_exit_event(m, w);
 		return;
 	}

@@ -70,7 +70,9 @@ def test_ready_path_loads_libcurl_and_probes(narwhal):
 def test_reload_that_adds_ready_path_probes(narwhal):
     n = narwhal(settings=dict(FAST))
     assert mapped(n.pid, "libcurl") == []
-    assert not n.find_logs(r"probing")
+    # the warm-up gate (GET /) needs no libcurl
+    assert n.find_logs(r"probing \(/\)")
+    assert not n.find_logs(r"probing \(%s\)" % READY)
     n.settings["ready_path"] = READY
     n.config_text = n.render_config()
     with open(n.config_path, "w") as f:

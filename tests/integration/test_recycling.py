@@ -1,23 +1,19 @@
 """Worker recycling and watchdogs (issue 5): a worker is replaced only once
 its replacement is live, so recycling never costs capacity; a hung worker is
 killed with its Python traceback in the log; a crash loop backs off.
+The budget draw and the backoff schedule are C unit tests
+(tests/unit/test_supervise.c, tests/unit/test_worker.c).
 """
 
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
-import pytest
-
-from conftest import REPO, T, pid_alive, wait_until
+from conftest import T, pid_alive, wait_until
 from deploy import (Client, Deploy, StatusPoller, markers, start_master,
                     status, wait_settled, workers_of)
-
-SUPERVISOR = os.path.join(REPO, "supervisor")
-
 
 def good_tree(narwhal, variant="good"):
     d = Deploy(narwhal.workdir())
@@ -65,54 +61,6 @@ def test_max_requests_recycles_without_losing_capacity(narwhal):
     stops = n.find_logs(r"gen 1: stopping \((.*)\)")
     assert {m.group(1).split(" by ")[0] for m in stops} <= \
         {"replaced", "shutdown"}, [m.group(0) for m in stops]
-
-
-HARNESS = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include "master.h"
-
-int
-main(void)
-{
-	struct nw_config c = { 0 };
-
-	srandom(4242);
-	c.max_requests = 1000;
-	c.max_requests_jitter = 50;
-	for (int i = 0; i < 200; i++)
-		printf("%lu\n", nw_supervise_draw_budget(&c,
-		    (unsigned long)random()));
-	c.max_requests_jitter = 0;
-	printf("%lu\n", nw_supervise_draw_budget(&c, (unsigned long)random()));
-	return 0;
-}
-"""
-
-
-def test_budget_draws_spread_over_the_range(tmp_path):
-    """200 budgets drawn as spawn.c draws them: in range, and spread."""
-    sources = [os.path.join(SUPERVISOR, f) for f in os.listdir(SUPERVISOR)
-               if f.endswith(".c") and f != "main.c"]
-    harness = tmp_path / "draw.c"
-    harness.write_text(HARNESS)
-    exe = str(tmp_path / "draw")
-    cc = subprocess.run(
-        ["cc", "-std=c11", "-D_GNU_SOURCE", "-O0", "-w", "-I", SUPERVISOR,
-         "-o", exe, str(harness)] + sources +
-        ["-lev", "-linih", "-lsystemd", "-lcurl", "-lm"],
-        capture_output=True, text=True, timeout=T(120))
-    if cc.returncode != 0:
-        pytest.skip("cannot build the harness: %s" % cc.stderr[-500:])
-    out = subprocess.run([exe], capture_output=True, text=True,
-                         timeout=T(20)).stdout.split()
-    draws, no_jitter = [int(x) for x in out[:200]], int(out[200])
-    assert len(draws) == 200
-    assert all(1000 <= b <= 1050 for b in draws), (min(draws), max(draws))
-    assert len(set(draws)) >= 30, sorted(set(draws))
-    assert min(draws) <= 1005 and max(draws) >= 1045, (min(draws),
-                                                         max(draws))
-    assert no_jitter == 1000
 
 
 def test_hung_worker_is_killed_with_its_traceback(narwhal):
