@@ -97,6 +97,10 @@ static const struct key keys[] = {
 	{ "limit_request_field_size", K_LONG, F(limit_request_field_size), 0,
 	    LONG_MAX },
 	{ "limit_request_body", K_SIZE, F(limit_request_body), 0, 0 },
+	{ "ws_max_size", K_SIZE, F(ws_max_size), 0, 0 },
+	{ "ws_max_queue", K_INT, F(ws_max_queue), 1, 1000000 },
+	{ "ws_ping_interval", K_SECONDS, F(ws_ping_interval), 0, 0 },
+	{ "ws_ping_timeout", K_SECONDS, F(ws_ping_timeout), 0, 0 },
 	{ "pidfile", K_PATH, F(pidfile), 0, 0 },
 	{ "user", K_NAME, F(user), 0, 0 },
 	{ "group", K_NAME, F(group), 0, 0 },
@@ -938,6 +942,10 @@ config_defaults(void)
 	c->min_uptime = 2;
 	c->boot_retries = 1;
 	c->rollback = NW_ROLLBACK_SYMLINK;
+	c->ws_max_size = 16 * 1024 * 1024; /* uvicorn's --ws-max-size */
+	c->ws_max_queue = 32;
+	c->ws_ping_interval = 20;
+	c->ws_ping_timeout = 20;
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;
 	c->limit_request_field_size = 8190;

@@ -81,6 +81,10 @@ struct nw_config {
 	long limit_request_fields;
 	long limit_request_field_size;
 	long long limit_request_body; /* bytes, 0: unlimited */
+	long long ws_max_size;      /* bytes of a WebSocket message, 0: any */
+	int ws_max_queue;           /* messages waiting for the app */
+	double ws_ping_interval;    /* s between keep-alive pings, 0: none */
+	double ws_ping_timeout;     /* s a pong may take, 0: forever */
 
 	char *pidfile;
 	char *user;

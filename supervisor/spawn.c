@@ -193,6 +193,10 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	    c->limit_request_field_size);
 	env_addf(p, "NARWHAL_LIMIT_REQUEST_BODY", "%lld",
 	    c->limit_request_body);
+	env_addf(p, "NARWHAL_WS_MAX_SIZE", "%lld", c->ws_max_size);
+	env_addf(p, "NARWHAL_WS_MAX_QUEUE", "%d", c->ws_max_queue);
+	env_addf(p, "NARWHAL_WS_PING_INTERVAL", "%g", c->ws_ping_interval);
+	env_addf(p, "NARWHAL_WS_PING_TIMEOUT", "%g", c->ws_ping_timeout);
 	if (c->accesslog != NULL)
 		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
 	env_add(p, "NARWHAL_LOGLEVEL", loglevel_names[c->loglevel]);
