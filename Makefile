@@ -40,10 +40,11 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-flask python3-django python3-fastapi python3-starlette \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
-	dpkg-dev clang-format libssl-dev zlib1g-dev python3-websockets \
-	python3-wsproto
+	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
+	python3-venv python3-prometheus-client libssl-dev zlib1g-dev \
+	python3-websockets python3-wsproto
 
-.PHONY: all deps check unit integration run install uninstall clean fmt bench deb
+.PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel
 
 all: narwhal $(SHIM_SO)
 
@@ -120,6 +121,19 @@ deb: all
 	$(MAKE) install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr
 	packaging/debian/build-deb.sh $(DEB_ROOT) $(DEB_VERSION) $(DEB_ARCH) $(DEB_FILE)
 
+# dist/narwhal-<version>-cp38-abi3-<platform>.whl: pip install it into a
+# virtualenv and venv/bin/narwhal runs that venv's python. No network.
+WHEEL_STAGE := build/wheel
+
+wheel: all
+	rm -rf $(WHEEL_STAGE) && mkdir -p $(WHEEL_STAGE)/narwhal_worker dist
+	cp packaging/wheel/setup.py packaging/wheel/setup.cfg narwhal $(WHEEL_STAGE)/
+	cp worker-shim/narwhal_worker/*.py $(SHIM_SO) $(WHEEL_STAGE)/narwhal_worker/
+	cd $(WHEEL_STAGE) && NARWHAL_VERSION=$(DEB_VERSION) $(PYTHON) -m build \
+		--no-isolation --wheel --outdir $(CURDIR)/dist . >/dev/null
+	@ls dist/narwhal-$(DEB_VERSION)-*.whl
+
 clean:
+	rm -rf build dist
 	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN) tests/bench/wsbench
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

@@ -179,7 +179,7 @@ int
 nw_client_main(int argc, char **argv)
 {
 	const char *command = argv[0];
-	int wait = 0, json = 0, n = 1, fd, rc;
+	int wait = 0, json = 0, n = 1, fd, rc, located;
 	double timeout = 0;
 	char **rest = calloc((size_t)argc + 2, sizeof *rest);
 	char err[1024], *path, request[32];
@@ -214,11 +214,19 @@ nw_client_main(int argc, char **argv)
 		return RELOAD_USAGE;
 	}
 	path = nw_config_control_path(config);
+	located = config->path != NULL || config->pidfile != NULL ||
+	    config->control_socket != NULL;
 	nw_config_free(config);
 	fd = connect_control(path);
 	if (fd < 0) {
 		fprintf(stderr, "narwhal %s: no master at %s: %s\n", command,
 		    path, strerror(errno));
+		/* The path is a hash of how the master was started. */
+		if (!located)
+			fprintf(stderr, "narwhal %s: that is where a master "
+			    "started without -c listens; pass the -c FILE (or "
+			    "--pid FILE) the master was started with\n",
+			    command);
 		free(path);
 		return RELOAD_ERROR;
 	}

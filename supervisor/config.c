@@ -40,6 +40,7 @@ enum kind {
 	K_SIZE,
 	K_MODE,
 	K_ROLLBACK,
+	K_SNAPSHOT,
 	K_ARGV,
 	K_LOGLEVEL,
 	K_URLPATH,
@@ -47,6 +48,10 @@ enum kind {
 	K_SOCKPATH,
 	K_LOG,       /* a path, or "-" for the standard stream */
 	K_NAME,      /* user, group: resolved by the master */
+	K_BOOL,
+	K_WORKER_CLASS, /* gunicorn's -k: also picks the interface */
+	K_STRING,    /* any text; empty means unset */
+	K_FILELIST,  /* comma-separated paths, repeatable */
 };
 
 struct key {
@@ -62,14 +67,18 @@ struct key {
 static const struct key keys[] = {
 	{ "app", K_APP, F(app), 0, 0 },
 	{ "interface", K_INTERFACE, F(interface), 0, 0 },
+	{ "worker_class", K_WORKER_CLASS, F(worker_class), 0, 0 },
+	{ "threads", K_INT, F(threads), 1, 10000 },
+	{ "worker_connections", K_INT, F(worker_connections), 1, INT_MAX },
 	{ "asyncio_loop", K_LOOP, F(asyncio_loop), 0, 0 },
 	{ "python", K_PYTHON, F(python), 0, 0 },
 	{ "chdir", K_DIR, F(chdir), 0, 0 },
+	{ "snapshot", K_SNAPSHOT, F(snapshot), 0, 0 },
 	{ "pythonpath", K_PATHLIST, F(pythonpath), 0, 0 },
 	{ "bind", K_BIND, F(binds), 0, 0 },
 	{ "backlog", K_INT, F(backlog), 1, INT_MAX },
 	{ "workers", K_INT, F(workers), 1, 1024 },
-	{ "timeout", K_SECONDS, F(timeout), 1, 0 },
+	{ "timeout", K_SECONDS, F(timeout), 0, 0 }, /* 0: no watchdog */
 	{ "graceful_timeout", K_SECONDS, F(graceful_timeout), 0, 0 },
 	{ "keepalive", K_SECONDS, F(keepalive), 0, 0 },
 	{ "header_timeout", K_SECONDS, F(header_timeout), 1, 0 },
@@ -87,6 +96,8 @@ static const struct key keys[] = {
 	{ "ready_grace", K_SECONDS, F(ready_grace), 0, 0 },
 	{ "warmup_path", K_URLPATH, F(warmup_path), 0, 0 },
 	{ "reload_batch", K_INT, F(reload_batch), 0, INT_MAX },
+	{ "reload", K_BOOL, F(reload), 0, 0 },
+	{ "reload_extra_files", K_FILELIST, F(reload_extra_files), 0, 0 },
 	{ "min_uptime", K_SECONDS, F(min_uptime), 0, 0 },
 	{ "boot_retries", K_INT, F(boot_retries), 0, INT_MAX },
 	{ "rollback", K_ROLLBACK, F(rollback), 0, 0 },
@@ -109,6 +120,7 @@ static const struct key keys[] = {
 	{ "state_dir", K_PATH, F(state_dir), 0, 0 },
 	{ "control_socket", K_SOCKPATH, F(control_socket), 0, 0 },
 	{ "accesslog", K_LOG, F(accesslog), 0, 0 },
+	{ "access_log_format", K_STRING, F(access_log_format), 0, 0 },
 	{ "errorlog", K_LOG, F(errorlog), 1, 0 },
 	{ "loglevel", K_LOGLEVEL, F(loglevel), 0, 0 },
 };
@@ -119,6 +131,7 @@ static const struct key keys[] = {
 struct origin {
 	int line;         /* in the file; 0: not from the file */
 	const char *flag; /* as written on the command line; NULL: not */
+	const char *source; /* "GUNICORN_CMD_ARGS", "$PORT"; NULL: argv */
 };
 
 /* One load in progress; gone when nw_config_load() returns. */
@@ -129,7 +142,7 @@ struct load {
 	char *cwd;                   /* base of relative paths in flags */
 	struct origin origin[NKEYS]; /* of each key's current value */
 	int *env_lines;              /* per config->env entry; 0: a flag */
-	int cli_binds;               /* a flag bind replaced the file's */
+	int bind_layer;              /* 0 default, 1 file, 2 env, 3 flags */
 
 	FILE *fp;                    /* the file, read by file_read_line() */
 	char *line;
@@ -143,6 +156,8 @@ struct load {
 	int failed;
 	int failed_line;
 	int lenient;                 /* only keys that locate the master count */
+	FILE *print;                 /* --print-config: write the result */
+	char **env_from;             /* per config->env entry: where, for print */
 	int app_bare;                /* app had no colon: module:application */
 };
 
@@ -180,6 +195,9 @@ load_fail(struct load *ld, const struct origin *o, const char *name,
 	if (o->line > 0)
 		n = snprintf(ld->err, ld->errlen, "%s:%d: %s: ", ld->file,
 		    o->line, name);
+	else if (o->source != NULL)
+		n = snprintf(ld->err, ld->errlen, "%s: %s: ", o->source,
+		    o->flag != NULL ? o->flag : name);
 	else
 		n = snprintf(ld->err, ld->errlen, "%s: ",
 		    o->flag != NULL ? o->flag : name);
@@ -266,6 +284,41 @@ set_path(void *field, const char *value, const char *base)
 	return 0;
 }
 
+/* Which layer a value came from: later layers win (gunicorn's order). */
+static int
+origin_layer(const struct origin *o)
+{
+	if (o->line > 0)
+		return 1;
+	if (o->flag == NULL)
+		return 0;
+	return o->source != NULL ? 2 : 3;
+}
+
+/* A comma-separated list of paths, added to what is there. */
+static int
+filelist_add(char ***field, size_t *count, const char *value,
+    const char *base, char *why, size_t whylen)
+{
+	char **v = NULL, **grown;
+	size_t n = 0, i;
+
+	if (nw_parse_list(value, base, &v, &n, why, whylen) < 0)
+		return -1;
+	grown = realloc(*field, (*count + n + 1) * sizeof(*grown));
+	if (grown == NULL) {
+		nw_strv_free(v);
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		grown[(*count)++] = v[i];
+	grown[*count] = NULL;
+	free(v);
+	*field = grown;
+	return 0;
+}
+
 /* What the value means by its kind; 0 or -1 with why filled in. */
 static int
 kind_apply(struct load *ld, const struct key *k, const char *value,
@@ -317,10 +370,10 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 	case K_BIND:
 		if (nw_parse_bind(value, base, &s, why, whylen) < 0)
 			return -1;
-		/* gunicorn: binds on the command line replace the file's. */
-		if (o->flag != NULL && !ld->cli_binds) {
+		/* gunicorn: binds of a later layer replace the earlier's. */
+		if (origin_layer(o) > ld->bind_layer) {
 			binds_clear(ld->config);
-			ld->cli_binds = 1;
+			ld->bind_layer = origin_layer(o);
 		}
 		if (binds_add(ld->config, s) < 0)
 			goto nomem;
@@ -350,6 +403,19 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		else {
 			snprintf(why, whylen,
 			    "'%s' is not one of symlink, none", value);
+			return -1;
+		}
+		return 0;
+	case K_SNAPSHOT:
+		if (strcmp(value, "auto") == 0)
+			ld->config->snapshot = NW_SNAPSHOT_AUTO;
+		else if (strcmp(value, "git") == 0)
+			ld->config->snapshot = NW_SNAPSHOT_GIT;
+		else if (strcmp(value, "off") == 0)
+			ld->config->snapshot = NW_SNAPSHOT_OFF;
+		else {
+			snprintf(why, whylen, "'%s' is not one of auto, git, "
+			    "off", value);
 			return -1;
 		}
 		return 0;
@@ -400,6 +466,11 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		set_str(field, strcmp(value, "-") == 0 ? strdup(value) :
 		    nw_path_resolve(base, value));
 		break;
+	case K_STRING:
+		set_str(field, value[0] == '\0' ? NULL : strdup(value));
+		if (value[0] == '\0')
+			return 0;
+		break;
 	case K_NAME:
 		/* INI keeps quotes: user = "www-data" names `"www-data"`. */
 		if (value[0] == '"' || value[0] == '\'') {
@@ -412,6 +483,18 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		if (value[0] == '\0')
 			return 0;
 		break;
+	case K_BOOL:
+		return nw_parse_bool(value, field, why, whylen);
+	case K_WORKER_CLASS:
+		if (nw_parse_worker_class(value, &ld->config->interface, why,
+		    whylen) < 0)
+			return -1;
+		ld->origin[key_index("interface")] = *o;
+		set_str(field, strdup(value));
+		break;
+	case K_FILELIST:
+		return filelist_add(field, &ld->config->nreload_extra_files,
+		    value, base, why, whylen);
 	}
 	/* The string kinds that fall through here just stored a copy. */
 	if (*(char **)field == NULL)
@@ -517,6 +600,7 @@ file_read_line(char *str, int num, void *stream)
 		return NULL;
 	o.line = ++ld->lineno;
 	o.flag = NULL;
+	o.source = NULL;
 	while (len > 0 && (ld->line[len - 1] == '\n' ||
 	    ld->line[len - 1] == '\r'))
 		ld->line[--len] = '\0';
@@ -551,7 +635,7 @@ file_pair(void *user, const char *section, const char *name,
     const char *value)
 {
 	struct load *ld = user;
-	struct origin o = { ld->lineno, NULL };
+	struct origin o = { ld->lineno, NULL, NULL };
 	const char *eqname;
 	char dashed[64];
 	long idx;
@@ -644,24 +728,60 @@ out:
 	ld->fp = NULL;
 }
 
+/* A warning to log when this config is taken (start-up or reload). */
 static void
-apply_flags(struct load *ld, const struct nw_cli *cli)
+note(struct load *ld, const char *fmt, ...)
+{
+	struct nw_config *c = ld->config;
+	char buf[640], **grown;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if ((grown = realloc(c->notes, (c->nnotes + 2) * sizeof(*grown))) ==
+	    NULL)
+		return;
+	c->notes = grown;
+	if ((grown[c->nnotes] = strdup(buf)) != NULL)
+		c->nnotes++;
+	grown[c->nnotes] = NULL;
+}
+
+static void
+describe_origin(const struct load *ld, const struct origin *o, char *buf,
+    size_t len)
+{
+	if (o->line > 0)
+		snprintf(buf, len, "%s:%d", ld->file, o->line);
+	else if (o->flag != NULL && o->source != NULL)
+		snprintf(buf, len, "%s %s", o->source, o->flag);
+	else if (o->flag != NULL)
+		snprintf(buf, len, "command line %s", o->flag);
+	else if (o->source != NULL)
+		snprintf(buf, len, "%s", o->source);
+	else
+		snprintf(buf, len, "default");
+}
+
+/* source: NULL for argv, "GUNICORN_CMD_ARGS" for the environment's. */
+static void
+apply_flags(struct load *ld, const struct nw_cli *cli, const char *source)
 {
 	const struct nw_cli_opt *opt;
 	struct origin o;
 	const char *eq;
-	char why[512];
 	size_t i;
-	long idx;
 
 	for (i = 0; i < cli->nopts && !ld->failed; i++) {
 		opt = &cli->opts[i];
 		o.line = 0;
 		o.flag = opt->flag;
+		o.source = source;
 		switch (opt->kind) {
 		case NW_CLI_KEY:
-			idx = key_index(opt->key);
-			key_apply(ld, idx, opt->flag, opt->value, &o, ld->cwd);
+			key_apply(ld, key_index(opt->key), opt->flag,
+			    opt->value, &o, ld->cwd);
 			break;
 		case NW_CLI_ENV:
 			if ((eq = strchr(opt->value, '=')) == NULL) {
@@ -672,20 +792,250 @@ apply_flags(struct load *ld, const struct nw_cli *cli)
 			env_set(ld, opt->value, (size_t)(eq - opt->value),
 			    eq + 1, &o, opt->flag);
 			break;
-		case NW_CLI_WORKER_CLASS:
-			idx = key_index("interface");
-			if (nw_parse_worker_class(opt->value,
-			    &ld->config->interface, why, sizeof(why)) < 0)
-				load_fail(ld, &o, opt->flag, "%s", why);
-			else
-				ld->origin[idx] = o;
+		case NW_CLI_NOOP:
+			if (opt->gu->why != NULL)
+				note(ld, "%s%s%s: ignored: %s",
+				    source ? source : "", source ? " " : "",
+				    opt->flag, opt->gu->why);
+			break;
+		case NW_CLI_REFUSED:
+			load_fail(ld, &o, opt->flag, "not supported: %s",
+			    opt->gu->why);
 			break;
 		}
 	}
 	if (cli->app != NULL && !ld->failed) {
 		o.line = 0;
-		o.flag = NULL;
+		o.flag = "app";
+		o.source = source;
 		key_apply(ld, key_index("app"), "app", cli->app, &o, ld->cwd);
+	}
+}
+
+/* ---- gunicorn.conf.py ---- */
+
+static int
+falsy(const char *v)
+{
+	return v[0] == '\0' || strcmp(v, "false") == 0 ||
+	    strcmp(v, "0") == 0 || strcmp(v, "none") == 0;
+}
+
+static void
+hook_add(struct load *ld, const char *name)
+{
+	struct nw_config *c = ld->config;
+	char *joined;
+
+	if (asprintf(&joined, "%s%s%s", c->hooks ? c->hooks : "",
+	    c->hooks ? "," : "", name) < 0) {
+		load_fail_plain(ld, "out of memory");
+		return;
+	}
+	free(c->hooks);
+	c->hooks = joined;
+}
+
+/* One line of the helper's output: see gunicorn_conf.py. */
+static void
+python_line(struct load *ld, char *line)
+{
+	char *f[4] = { NULL, NULL, NULL, NULL }, *p = line;
+	const struct nw_gunicorn *gu;
+	struct origin o = { 0, NULL, NULL };
+	const char *eq;
+	int nf = 0;
+	long idx;
+
+	while (nf < 4) {
+		f[nf++] = p;
+		if (nf == 4 || (p = strchr(p, '\t')) == NULL)
+			break;
+		*p++ = '\0';
+	}
+	if (nf < 3)
+		return;
+	o.line = atoi(f[1]);
+	if (strcmp(f[0], "E") == 0) {
+		load_fail_plain(ld, "%s:%d: %s", ld->file, o.line, f[2]);
+		ld->failed_line = o.line;
+		return;
+	}
+	gu = nw_gunicorn_setting(f[2]);
+	if (strcmp(f[0], "H") == 0) {
+		if (gu == NULL)
+			return; /* a function of the file's own */
+		if (gu->fate == NW_GU_HOOK)
+			hook_add(ld, f[2]);
+		else if (gu->fate == NW_GU_REFUSED)
+			load_fail(ld, &o, f[2], "not supported: %s", gu->why);
+		else if (gu->fate == NW_GU_NOOP)
+			note(ld, "%s:%d: %s: ignored: %s", ld->file, o.line,
+			    f[2], gu->why);
+		return;
+	}
+	if (strcmp(f[0], "S") != 0 || nf < 4)
+		return;
+	if (gu == NULL) {
+		/* narwhal's own keys work in the file too (ready_path...) */
+		if ((idx = key_index(f[2])) >= 0)
+			key_apply(ld, idx, f[2], f[3], &o, ld->cwd);
+		return; /* anything else is the file's own variable */
+	}
+	switch (gu->fate) {
+	case NW_GU_KEY:
+		key_apply(ld, key_index(gu->key), f[2], f[3], &o, ld->cwd);
+		break;
+	case NW_GU_SPECIAL:
+		if (strcmp(gu->name, "raw_env") != 0)
+			break;
+		if ((eq = strchr(f[3], '=')) == NULL)
+			load_fail(ld, &o, f[2], "'%s' is not NAME=VALUE", f[3]);
+		else
+			env_set(ld, f[3], (size_t)(eq - f[3]), eq + 1, &o,
+			    f[2]);
+		break;
+	case NW_GU_NOOP:
+		if (!falsy(f[3]))
+			note(ld, "%s:%d: %s: ignored: %s", ld->file, o.line,
+			    f[2], gu->why);
+		break;
+	case NW_GU_REFUSED:
+		if (!falsy(f[3]))
+			load_fail(ld, &o, f[2], "not supported: %s", gu->why);
+		break;
+	case NW_GU_HOOK:
+		break;
+	}
+}
+
+static void
+load_python(struct load *ld, const char *python)
+{
+	char why[512], *out = NULL, *line, *next;
+
+	if (nw_conf_py_run(python, ld->config->path, &out, why,
+	    sizeof(why)) < 0) {
+		load_fail_plain(ld, "%s: %s", ld->file, why);
+		return;
+	}
+	for (line = out; line != NULL && *line != '\0' && !ld->failed;
+	     line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		python_line(ld, line);
+	}
+	free(out);
+}
+
+/*
+ * gunicorn reads -c FILE as Python whatever its name; narwhal's INI files
+ * are told apart by their extension or their [sections].
+ */
+static int
+is_python_config(const char *path)
+{
+	size_t n = strlen(path);
+	char buf[256];
+	struct stat st;
+	FILE *f;
+	int python = 1;
+
+	if (strncmp(path, "python:", 7) == 0 || (n > 3 &&
+	    strcmp(path + n - 3, ".py") == 0))
+		return 1;
+	if (n > 4 && strcmp(path + n - 4, ".ini") == 0)
+		return 0;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (f = fopen(path, "r")) == NULL)
+		return 0; /* the INI reader says why it cannot be read */
+	while (fgets(buf, sizeof(buf), f) != NULL)
+		if (buf[strspn(buf, " \t")] == '[')
+			python = 0;
+	fclose(f);
+	return python;
+}
+
+/* ---- the interpreter ---- */
+
+static void
+set_python(struct load *ld, char *python, const char *fmt, ...)
+{
+	va_list ap;
+	char *why;
+
+	set_str(&ld->config->python, python);
+	va_start(ap, fmt);
+	if (vasprintf(&why, fmt, ap) < 0)
+		why = NULL;
+	va_end(ap);
+	set_str(&ld->config->python_why, why);
+}
+
+/*
+ * As gunicorn finds its interpreter: the environment narwhal was installed
+ * into, else the active virtualenv's, else python3 on PATH.
+ */
+static void
+default_python(struct load *ld)
+{
+	const char *venv = getenv("VIRTUAL_ENV");
+	char *p;
+
+	if ((p = nw_installed_python()) != NULL) {
+		set_python(ld, p, "the environment narwhal is installed in");
+		return;
+	}
+	if (venv != NULL && venv[0] == '/' &&
+	    asprintf(&p, "%s/bin/python3", venv) >= 0) {
+		if (access(p, X_OK) == 0) {
+			set_python(ld, p, "$VIRTUAL_ENV");
+			return;
+		}
+		free(p);
+	}
+	if ((p = nw_search_path("python3")) != NULL) {
+		set_python(ld, p, "python3 on PATH");
+		return;
+	}
+	load_fail_plain(ld, "no python3 in PATH: set python = (or --python) "
+	    "to the interpreter the workers run");
+}
+
+/* --python from the flags, which a gunicorn.conf.py is read with. */
+static char *
+python_from_flags(const struct nw_cli *cli, const char *cwd)
+{
+	const char *v = NULL;
+
+	for (size_t i = 0; i < cli->nopts; i++)
+		if (cli->opts[i].kind == NW_CLI_KEY &&
+		    strcmp(cli->opts[i].key, "python") == 0)
+			v = cli->opts[i].value;
+	if (v == NULL || v[0] == '\0')
+		return NULL;
+	return strchr(v, '/') == NULL ? nw_search_path(v) :
+	    nw_path_resolve(cwd, v);
+}
+
+/* ---- gunicorn's environment ---- */
+
+/* $PORT and $WEB_CONCURRENCY change gunicorn's defaults, not its flags. */
+static void
+apply_environment(struct load *ld)
+{
+	const char *port = getenv("PORT"), *n = getenv("WEB_CONCURRENCY");
+	struct origin o = { 0, NULL, NULL };
+	char bind[64];
+
+	if (port != NULL && port[0] != '\0') {
+		o.source = "$PORT";
+		snprintf(bind, sizeof(bind), "0.0.0.0:%.16s", port);
+		key_apply(ld, key_index("bind"), "bind", bind, &o, ld->cwd);
+	}
+	if (n != NULL && n[0] != '\0' && !ld->failed) {
+		o.source = "$WEB_CONCURRENCY";
+		key_apply(ld, key_index("workers"), "workers", n, &o, ld->cwd);
 	}
 }
 
@@ -693,30 +1043,6 @@ static const struct origin *
 origin_of(const struct load *ld, const char *name)
 {
 	return &ld->origin[key_index(name)];
-}
-
-/* The first executable "name" in PATH, or NULL. */
-static char *
-search_path(const char *name)
-{
-	const char *path = getenv("PATH"), *p, *end;
-	struct stat st;
-	char *candidate;
-
-	if (path == NULL || path[0] == '\0')
-		path = "/usr/local/bin:/usr/bin:/bin";
-	for (p = path;; p = end + 1) {
-		end = strchrnul(p, ':');
-		if (end > p && asprintf(&candidate, "%.*s/%s", (int)(end - p),
-		    p, name) >= 0) {
-			if (stat(candidate, &st) == 0 && S_ISREG(st.st_mode) &&
-			    access(candidate, X_OK) == 0)
-				return candidate;
-			free(candidate);
-		}
-		if (*end == '\0')
-			return NULL;
-	}
 }
 
 static void
@@ -730,7 +1056,7 @@ check_python(struct load *ld)
 
 	/* Resolved now, so that the master can execve() without a PATH. */
 	if (strchr(c->python, '/') == NULL) {
-		if ((found = search_path(c->python)) == NULL) {
+		if ((found = nw_search_path(c->python)) == NULL) {
 			load_fail(ld, o, "python", "%s: not found in PATH",
 			    c->python);
 			return;
@@ -909,11 +1235,27 @@ finish(struct load *ld, int lenient)
 	if (lenient)
 		return;
 	check_chdir(ld);
-	check_python(ld);
+	if (c->python == NULL) {
+		default_python(ld);
+	} else if (c->python_why == NULL) {
+		char where[300];
+
+		describe_origin(ld, origin_of(ld, "python"), where,
+		    sizeof(where));
+		set_str(&c->python_why, strdup(where));
+		check_python(ld);
+	}
 	check_accounts(ld);
 	check_binds(ld);
 	if (!ld->failed)
 		check_app_shape(ld);
+	if (c->timeout == 0)
+		note(ld, "timeout 0: no heartbeat timeout, a hung worker is "
+		    "never killed");
+	if (c->access_log_format != NULL && strcmp(c->access_log_format,
+	    NW_GUNICORN_ACCESS_LOG_FORMAT) != 0)
+		note(ld, "access_log_format: not applied yet: the access log "
+		    "has gunicorn's default format");
 }
 
 static struct nw_config *
@@ -925,7 +1267,9 @@ config_defaults(void)
 		return NULL;
 	c->interface = NW_INTERFACE_AUTO;
 	c->asyncio_loop = strdup("auto");
-	c->python = strdup("/usr/bin/python3");
+	c->worker_class = strdup("sync");
+	c->threads = 1;
+	c->worker_connections = 1000;
 	c->backlog = 2048;
 	c->workers = 1;
 	c->timeout = 30;
@@ -952,7 +1296,7 @@ config_defaults(void)
 	c->umask = -1;
 	c->errorlog = strdup("-");
 	c->loglevel = NW_LOG_INFO;
-	if (c->asyncio_loop == NULL || c->python == NULL ||
+	if (c->asyncio_loop == NULL || c->worker_class == NULL ||
 	    c->errorlog == NULL || c->warmup_path == NULL) {
 		nw_config_free(c);
 		return NULL;
@@ -960,20 +1304,51 @@ config_defaults(void)
 	return c;
 }
 
+static void print_config(struct load *ld);
+
+/* The file gunicorn would read: -c, else GUNICORN_CMD_ARGS's, else ./ */
+static const char *
+config_file(const struct nw_cli *cli, const struct nw_cli *envcli,
+    const char *cwd, char *buf, size_t len)
+{
+	struct stat st;
+
+	if (cli->config != NULL)
+		return cli->config;
+	if (envcli->config != NULL)
+		return envcli->config;
+	snprintf(buf, len, "%s/gunicorn.conf.py", cwd);
+	if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+		return "gunicorn.conf.py";
+	return NULL;
+}
+
 static struct nw_config *
-load(int argc, char **argv, char *err, size_t errlen, int lenient)
+load(int argc, char **argv, char *err, size_t errlen, int lenient,
+    FILE *print)
 {
 	struct load ld;
-	struct nw_cli cli;
+	struct nw_cli cli, envcli;
+	const char *envargs = getenv("GUNICORN_CMD_ARGS"), *file;
+	char found[4096], *python;
 
 	if (errlen > 0)
 		err[0] = '\0';
 	memset(&ld, 0, sizeof(ld));
+	memset(&envcli, 0, sizeof(envcli));
 	ld.err = err;
 	ld.errlen = errlen;
 	ld.lenient = lenient;
+	ld.print = print;
 	if (nw_cli_scan(argc, argv, &cli, err, errlen) < 0)
 		return NULL;
+	if (envargs != NULL && nw_cli_scan_string(envargs, &envcli, err,
+	    errlen) < 0) {
+		memmove(err + 19, err, strnlen(err, errlen - 20) + 1);
+		memcpy(err, "GUNICORN_CMD_ARGS: ", 19);
+		nw_cli_free(&cli);
+		return NULL;
+	}
 	if ((ld.config = config_defaults()) == NULL) {
 		load_fail_plain(&ld, "out of memory");
 		goto out;
@@ -983,22 +1358,49 @@ load(int argc, char **argv, char *err, size_t errlen, int lenient)
 		    strerror(errno));
 		goto out;
 	}
-	if (cli.config != NULL) {
-		ld.file = cli.config;
-		ld.config->path = nw_path_resolve(ld.cwd, cli.config);
+	apply_environment(&ld);
+	file = config_file(&cli, &envcli, ld.cwd, found, sizeof(found));
+	if (file != NULL && !ld.failed) {
+		ld.file = file;
+		if (strncmp(file, "file:", 5) == 0)
+			file += 5;
+		ld.config->path = strncmp(file, "python:", 7) == 0 ?
+		    strdup(file) : nw_path_resolve(ld.cwd, file);
 		if (ld.config->path == NULL ||
 		    (ld.file_dir = nw_path_dirname(ld.config->path)) == NULL) {
 			load_fail_plain(&ld, "out of memory");
 			goto out;
 		}
-		load_file(&ld);
+		if (is_python_config(ld.config->path)) {
+			ld.config->path_is_python = 1;
+			python = python_from_flags(&cli, ld.cwd);
+			if (python == NULL)
+				python = python_from_flags(&envcli, ld.cwd);
+			if (python != NULL)
+				set_python(&ld, python, "--python");
+			else
+				default_python(&ld);
+			if (!ld.failed)
+				load_python(&ld, ld.config->python);
+			/* Read with it; the workers' is decided below. */
+			if (origin_of(&ld, "python")->line == 0)
+				set_str(&ld.config->python, NULL);
+			set_str(&ld.config->python_why, NULL);
+		} else {
+			load_file(&ld);
+		}
 	}
 	if (!ld.failed)
-		apply_flags(&ld, &cli);
+		apply_flags(&ld, &envcli, "GUNICORN_CMD_ARGS");
+	if (!ld.failed)
+		apply_flags(&ld, &cli, NULL);
 	if (!ld.failed)
 		finish(&ld, lenient);
+	if (!ld.failed && print != NULL)
+		print_config(&ld);
 out:
 	nw_cli_free(&cli);
+	nw_cli_free(&envcli);
 	free(ld.cwd);
 	free(ld.file_dir);
 	free(ld.env_lines);
@@ -1010,16 +1412,141 @@ out:
 	return ld.config;
 }
 
+/* ---- --print-config ---- */
+
+static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
+static const char *const loglevel_words[] = { "debug", "info", "warning",
+	"error", "critical" };
+static const char *const snapshot_words[] = { "auto", "git", "off" };
+
+static void
+print_list(FILE *out, char **v, const char *sep)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		fprintf(out, "%s%s", i ? sep : "", v[i]);
+}
+
+static void
+print_value(FILE *out, const struct load *ld, const struct key *k)
+{
+	const void *field = (const char *)ld->config + k->off;
+	const char *s;
+
+	switch (k->kind) {
+	case K_INTERFACE:
+		fputs(interface_words[*(const int *)field], out);
+		break;
+	case K_LOGLEVEL:
+		fputs(loglevel_words[*(const int *)field], out);
+		break;
+	case K_SNAPSHOT:
+		fputs(snapshot_words[*(const int *)field], out);
+		break;
+	case K_ROLLBACK:
+		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
+		    "symlink", out);
+		break;
+	case K_INT:
+	case K_BOOL:
+		if (k->kind == K_BOOL)
+			fputs(*(const int *)field ? "true" : "false", out);
+		else
+			fprintf(out, "%d", *(const int *)field);
+		break;
+	case K_LONG:
+		fprintf(out, "%ld", *(const long *)field);
+		break;
+	case K_SECONDS:
+		fprintf(out, "%g", *(const double *)field);
+		break;
+	case K_SIZE:
+		fprintf(out, "%lld", *(const long long *)field);
+		break;
+	case K_MODE:
+		if (*(const int *)field >= 0)
+			fprintf(out, "%04o", *(const int *)field);
+		break;
+	case K_PATHLIST:
+	case K_FILELIST:
+		print_list(out, *(char **const *)field, ", ");
+		break;
+	case K_ARGV:
+		for (char **v = *(char **const *)field; v && *v; v++)
+			fprintf(out, "%s%s%s%s", v == *(char **const *)field ?
+			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
+			    strchr(*v, ' ') ? "\"" : "");
+		break;
+	case K_BIND:
+		break;
+	default:
+		if ((s = *(char *const *)field) != NULL)
+			fputs(s, out);
+		break;
+	}
+}
+
+static void
+print_config(struct load *ld)
+{
+	const struct nw_config *c = ld->config;
+	FILE *out = ld->print;
+	char where[300];
+	size_t i;
+
+	fprintf(out, "; narwhal --print-config: the effective settings, each "
+	    "with where it came from.\n; Save it as an INI file and run "
+	    "narwhal -c FILE.\n");
+	if (c->hooks != NULL)
+		fprintf(out, "; server hooks (stay in %s): %s\n", ld->file,
+		    c->hooks);
+	for (i = 0; i < c->nnotes; i++)
+		fprintf(out, "; note: %s\n", c->notes[i]);
+	fprintf(out, "\n[narwhal]\n");
+	for (i = 0; i < NKEYS; i++) {
+		describe_origin(ld, &ld->origin[i], where, sizeof(where));
+		if (strcmp(keys[i].name, "python") == 0 &&
+		    ld->origin[i].line == 0 && ld->origin[i].flag == NULL)
+			snprintf(where, sizeof(where), "default: %s",
+			    c->python_why ? c->python_why : "");
+		if (strcmp(keys[i].name, "chdir") == 0 &&
+		    ld->origin[i].line == 0 && ld->origin[i].flag == NULL)
+			snprintf(where, sizeof(where),
+			    "default: the current directory");
+		fprintf(out, "; %s\n", where);
+		if (keys[i].kind == K_BIND) {
+			for (size_t j = 0; j < c->nbinds; j++)
+				fprintf(out, "bind = %s\n", c->binds[j]);
+			continue;
+		}
+		fprintf(out, "%s = ", keys[i].name);
+		print_value(out, ld, &keys[i]);
+		fputc('\n', out);
+	}
+	if (c->nenv > 0)
+		fprintf(out, "\n[env]\n");
+	for (i = 0; i < c->nenv; i++)
+		fprintf(out, "%s = %s\n", c->env[i].name, c->env[i].value);
+}
+
+int
+nw_config_print(int argc, char **argv, FILE *out, char *err, size_t errlen)
+{
+	struct nw_config *c = load(argc, argv, err, errlen, 0, out);
+
+	nw_config_free(c);
+	return c == NULL ? 1 : 0;
+}
+
 struct nw_config *
 nw_config_load(int argc, char **argv, char *err, size_t errlen)
 {
-	return load(argc, argv, err, errlen, 0);
+	return load(argc, argv, err, errlen, 0, NULL);
 }
 
 struct nw_config *
 nw_config_load_lenient(int argc, char **argv, char *err, size_t errlen)
 {
-	return load(argc, argv, err, errlen, 1);
+	return load(argc, argv, err, errlen, 1, NULL);
 }
 
 void
@@ -1030,9 +1557,15 @@ nw_config_free(struct nw_config *c)
 	if (c == NULL)
 		return;
 	free(c->path);
+	free(c->hooks);
 	free(c->app);
+	free(c->worker_class);
 	free(c->asyncio_loop);
 	free(c->python);
+	free(c->python_why);
+	nw_strv_free(c->reload_extra_files);
+	free(c->access_log_format);
+	nw_strv_free(c->notes);
 	free(c->chdir);
 	nw_strv_free(c->pythonpath);
 	nw_strv_free(c->binds);

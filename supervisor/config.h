@@ -24,6 +24,12 @@ enum nw_rollback {
 	NW_ROLLBACK_NONE,    /* only keep the old workers */
 };
 
+enum nw_snapshot {
+	NW_SNAPSHOT_AUTO, /* chdir the top of a git work tree: snapshots */
+	NW_SNAPSHOT_GIT,  /* chdir anywhere in a git work tree: snapshots */
+	NW_SNAPSHOT_OFF,  /* every tree runs in place */
+};
+
 enum nw_loglevel {
 	NW_LOG_DEBUG,
 	NW_LOG_INFO,
@@ -38,12 +44,19 @@ struct nw_env_var {
 };
 
 struct nw_config {
-	char *path;                 /* the INI file, NULL when none */
+	char *path;                 /* the INI or gunicorn.conf.py file */
+	int path_is_python;         /* path is a gunicorn.conf.py */
+	char *hooks;                /* server hooks it defines: "a,b", NULL */
 	char *app;                  /* "module:callable" or "module:factory()" */
 	enum nw_interface interface;
+	char *worker_class;         /* gunicorn's -k as written, "sync" */
+	int threads;                /* gunicorn's --threads (issue 14) */
+	int worker_connections;     /* gunicorn's --worker-connections */
 	char *asyncio_loop;         /* auto, asyncio, uvloop */
 	char *python;               /* interpreter the workers run */
+	char *python_why;           /* how it was picked, for the log */
 	char *chdir;                /* code tree as written (may be a symlink) */
+	enum nw_snapshot snapshot;
 	char **pythonpath;          /* extra sys.path entries, in order */
 	size_t npythonpath;
 	char **binds;               /* as written: host:port, [v6]:port, unix:path */
@@ -72,6 +85,9 @@ struct nw_config {
 	char *warmup_path;          /* no ready_path: one GET; NULL: off */
 
 	int reload_batch;           /* 0: the whole generation at once */
+	int reload;                 /* --reload: watch the tree (dev mode) */
+	char **reload_extra_files;  /* more files to watch, NULL-terminated */
+	size_t nreload_extra_files;
 	double min_uptime;          /* s a new worker must live to count */
 	int boot_retries;           /* extra boot attempts per reload slot */
 	enum nw_rollback rollback;
@@ -95,11 +111,15 @@ struct nw_config {
 	char *control_socket;       /* NULL: <runtime_dir>/control.sock */
 
 	char *accesslog;            /* NULL: off, "-": stdout */
+	char *access_log_format;    /* gunicorn's atoms; NULL: built in */
 	char *errorlog;             /* "-": stderr */
 	enum nw_loglevel loglevel;
 
 	struct nw_env_var *env;     /* [env] and -e, in order */
 	size_t nenv;
+
+	char **notes;               /* warnings to log when it is taken */
+	size_t nnotes;
 };
 
 /*
@@ -116,10 +136,27 @@ struct nw_config *nw_config_load_lenient(int argc, char **argv, char *err,
 
 void nw_config_free(struct nw_config *config);
 
+/*
+ * `narwhal --print-config`: loads as nw_config_load() does and writes the
+ * effective settings as an INI file, each with where it came from. 0 or 1.
+ */
+int nw_config_print(int argc, char **argv, FILE *out, char *err,
+    size_t errlen);
+
 /* The runtime and state directories this config resolves to (malloc'd). */
 char *nw_config_runtime_dir(const struct nw_config *config);
 char *nw_config_state_dir(const struct nw_config *config);
 char *nw_config_control_path(const struct nw_config *config);
+
+/*
+ * install.c: the worker shim's directory, and for a narwhal installed from a
+ * wheel into a Python environment, that environment's interpreter (or NULL).
+ */
+char *nw_shim_dir(void);
+char *nw_installed_python(void);
+int nw_shim_in_site_packages(const char *shim_dir);
+/* config_python.c: this process's environment, the shim on PYTHONPATH. */
+char **nw_helper_env(const char *shim_dir, const char *python);
 
 /* Writes the usage text for `narwhal --help`. */
 void nw_config_usage(FILE *out);

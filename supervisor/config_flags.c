@@ -37,12 +37,35 @@ static const struct {
 	{ 'u', "user" },
 	{ 'g', "group" },
 	{ 'm', "umask" },
+	{ 'k', "worker_class" },
 };
 
 enum special {
 	NOT_SPECIAL,
 	SPECIAL_CONFIG,
 };
+
+/* A flag of gunicorn's that is not simply a narwhal key's. */
+static int
+from_gunicorn(struct nw_cli_opt *opt)
+{
+	switch (opt->gu->fate) {
+	case NW_GU_KEY:
+		opt->key = nw_config_key_name(opt->gu->key);
+		return opt->key == NULL ? -1 : 0;
+	case NW_GU_NOOP:
+		opt->kind = NW_CLI_NOOP;
+		return 0;
+	case NW_GU_SPECIAL: /* main.c takes --check-config, --print-config */
+		return -1;
+	case NW_GU_REFUSED:
+		opt->kind = NW_CLI_REFUSED;
+		return 0;
+	case NW_GU_HOOK:
+		break;
+	}
+	return -1;
+}
 
 /*
  * Fills opt (kind and key) from a long flag's name: "max-requests" and
@@ -68,16 +91,14 @@ lookup_long(const char *name, struct nw_cli_opt *opt, enum special *special)
 		opt->kind = NW_CLI_ENV;
 		return 0;
 	}
-	if (strcmp(norm, "worker_class") == 0) {
-		opt->kind = NW_CLI_WORKER_CLASS;
-		return 0;
-	}
 	for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
 		if (strcmp(norm, aliases[i].flag) == 0) {
 			opt->key = aliases[i].key;
 			return 0;
 		}
 	}
+	if ((opt->gu = nw_gunicorn_flag(opt->flag)) != NULL)
+		return from_gunicorn(opt);
 	opt->key = nw_config_key_name(norm);
 	return opt->key == NULL ? -1 : 0;
 }
@@ -96,9 +117,6 @@ lookup_short(char letter, struct nw_cli_opt *opt, enum special *special)
 	case 'e':
 		opt->kind = NW_CLI_ENV;
 		return 0;
-	case 'k':
-		opt->kind = NW_CLI_WORKER_CLASS;
-		return 0;
 	}
 	for (i = 0; i < sizeof(shorts) / sizeof(shorts[0]); i++) {
 		if (letter == shorts[i].letter) {
@@ -106,6 +124,8 @@ lookup_short(char letter, struct nw_cli_opt *opt, enum special *special)
 			return 0;
 		}
 	}
+	if ((opt->gu = nw_gunicorn_flag(opt->flag)) != NULL)
+		return from_gunicorn(opt);
 	return -1;
 }
 
@@ -164,6 +184,8 @@ nw_cli_scan(int argc, char **argv, struct nw_cli *cli, char *err,
 			snprintf(err, errlen, "unknown option '%s'", opt.flag);
 			goto fail;
 		}
+		if (opt.value == NULL && opt.gu != NULL && opt.gu->boolean)
+			opt.value = "true";
 		if (opt.value == NULL) {
 			if (i + 1 >= argc) {
 				snprintf(err, errlen, "%s: requires a value",
@@ -200,7 +222,67 @@ void
 nw_cli_free(struct nw_cli *cli)
 {
 	free(cli->opts);
+	nw_strv_free(cli->words);
 	memset(cli, 0, sizeof(*cli));
+}
+
+/* Shell words: blanks separate, '...' and "..." quote, \ escapes. */
+static char **
+split_words(const char *s, int *count)
+{
+	char **v = calloc(strlen(s) / 2 + 3, sizeof(*v)), *w;
+	int n = 1, quote;
+
+	if (v == NULL)
+		return NULL;
+	v[0] = strdup("GUNICORN_CMD_ARGS");
+	for (;;) {
+		while (*s == ' ' || *s == '\t' || *s == '\n')
+			s++;
+		if (*s == '\0' || v[n - 1] == NULL)
+			break;
+		if ((w = v[n++] = malloc(strlen(s) + 1)) == NULL)
+			break;
+		for (quote = 0; *s != '\0'; s++) {
+			if (quote == 0 && (*s == ' ' || *s == '\t' ||
+			    *s == '\n'))
+				break;
+			if (quote == 0 && (*s == '\'' || *s == '"'))
+				quote = *s;
+			else if (quote != 0 && *s == quote)
+				quote = 0;
+			else if (*s == '\\' && quote != '\'' && s[1] != '\0')
+				*w++ = *++s;
+			else
+				*w++ = *s;
+		}
+		*w = '\0';
+	}
+	if (v[n - 1] == NULL) {
+		nw_strv_free(v);
+		return NULL;
+	}
+	*count = n;
+	return v;
+}
+
+int
+nw_cli_scan_string(const char *s, struct nw_cli *cli, char *err,
+    size_t errlen)
+{
+	char **words;
+	int n;
+
+	if ((words = split_words(s, &n)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (nw_cli_scan(n, words, cli, err, errlen) < 0) {
+		nw_strv_free(words);
+		return -1;
+	}
+	cli->words = words;
+	return 0;
 }
 
 void
@@ -211,28 +293,35 @@ nw_config_usage(FILE *out)
 	fputs(
 "usage: narwhal [-c FILE] [OPTIONS] [MODULE:CALLABLE]\n"
 "       narwhal --check-config -c FILE\n"
+"       narwhal --print-config [-c FILE] [OPTIONS]\n"
 "       narwhal reload [--wait] [--timeout S] [-c FILE | --pid FILE]\n"
 "       narwhal status [--json] [-c FILE | --pid FILE]\n"
 "\n"
 "Runs MODULE:CALLABLE (a WSGI or ASGI app) in pre-forked Python workers.\n"
+"gunicorn's flags, $PORT, $WEB_CONCURRENCY and GUNICORN_CMD_ARGS work too.\n"
 "Every setting of the config file is also a flag: max_requests is\n"
 "--max-requests N or --max-requests=N. Flags win over the file; -b given\n"
 "on the command line replaces the file's binds. See narwhal.ini(5).\n"
 "\n"
 "options:\n"
-"  -c, --config FILE         read the settings from the INI file FILE\n"
+"  -c, --config FILE         read the settings from the INI file FILE, or\n"
+"                            a gunicorn.conf.py (default: ./gunicorn.conf.py\n"
+"                            if it exists)\n"
 "  -b, --bind ADDRESS        listen on HOST:PORT, [IPV6]:PORT or unix:PATH;\n"
 "                            repeatable (default 127.0.0.1:8000)\n"
 "  -w, --workers N           worker processes (default 1)\n"
 "  -k, --worker-class CLASS  sync or gthread (WSGI), uvicorn.workers.\n"
 "                            UvicornWorker (ASGI), or wsgi, asgi, auto\n"
-"      --python PATH         interpreter the workers run\n"
-"                            (default /usr/bin/python3)\n"
+"      --python PATH         interpreter the workers run (default: the\n"
+"                            venv narwhal is installed in, $VIRTUAL_ENV's,\n"
+"                            or python3 in PATH)\n"
 "      --chdir DIR           the code tree (default: the current directory)\n"
 "      --pythonpath DIRS     comma-separated additions to sys.path\n"
 "  -e, --env NAME=VALUE      set a variable in the workers' environment;\n"
 "                            repeatable\n"
-"  -t, --timeout S           kill a worker silent for S seconds (default 30)\n"
+"  -t, --timeout S           kill a worker silent for S seconds (default 30;\n"
+"                            0: never)\n"
+"      --reload              development mode: reload when a .py file changes\n"
 "      --graceful-timeout S  time a stopping worker may drain (default 30)\n"
 "      --keep-alive S        idle keep-alive connections live S (default 2)\n"
 "      --max-requests N      recycle a worker after N requests (default 0:\n"
@@ -253,6 +342,8 @@ nw_config_usage(FILE *out)
 "                            (default info)\n"
 "      --check-config        check the config and exit: 0 if it is valid,\n"
 "                            1 and the error if not\n"
+"      --print-config        print the effective settings, and where each\n"
+"                            came from, as an INI file\n"
 "  -h, --help                print this text\n"
 "      --version             print the version\n"
 "\n"

@@ -224,6 +224,28 @@ nw_parse_worker_class(const char *s, enum nw_interface *out, char *why,
 	return -1;
 }
 
+/* Python's True/False as gunicorn.conf.py writes them, and INI words. */
+int
+nw_parse_bool(const char *s, int *out, char *why, size_t whylen)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0", "none" };
+	size_t i;
+
+	for (i = 0; i < sizeof(yes) / sizeof(*yes); i++)
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+	for (i = 0; i < sizeof(no) / sizeof(*no); i++)
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	snprintf(why, whylen, "'%s' is not one of true, false", s);
+	return -1;
+}
+
 int
 nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
     size_t whylen)
@@ -666,4 +688,28 @@ nw_logical_cwd(void)
 	    named.st_dev == dot.st_dev && named.st_ino == dot.st_ino)
 		return nw_path_resolve("/", pwd);
 	return getcwd(NULL, 0);
+}
+
+/* The first executable "name" in PATH, or NULL. */
+char *
+nw_search_path(const char *name)
+{
+	const char *path = getenv("PATH"), *p, *end;
+	struct stat st;
+	char *candidate;
+
+	if (path == NULL || path[0] == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path;; p = end + 1) {
+		end = strchrnul(p, ':');
+		if (end > p && asprintf(&candidate, "%.*s/%s", (int)(end - p),
+		    p, name) >= 0) {
+			if (stat(candidate, &st) == 0 && S_ISREG(st.st_mode) &&
+			    access(candidate, X_OK) == 0)
+				return candidate;
+			free(candidate);
+		}
+		if (*end == '\0')
+			return NULL;
+	}
 }

@@ -6,6 +6,11 @@
  * and reads lines back until the master closes. The socket lives in the
  * runtime directory, owner-only. This file answers questions and forwards
  * requests; it decides nothing about workers.
+ *
+ * However its clients behave, the master must stay free to supervise: at
+ * most clients_max at once (the oldest silent one makes room for a new
+ * one), a few seconds to send the command, non-blocking writes, and a pause
+ * rather than a busy loop when accept() runs out of file descriptors.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -21,9 +27,17 @@
 #include "log.h"
 #include "master.h"
 
+/* Time to send the command line; `reload wait` then waits unbounded. */
+#define CLIENT_TIMEOUT 5.0
+/* Clients at once, at most; never more than a quarter of the fd limit. */
+#define CLIENTS_MAX 32
+/* After EMFILE or ENFILE in accept(), before trying again. */
+#define ACCEPT_PAUSE 0.5
+
 struct nw_control_client {
 	int fd;
 	ev_io io;
+	ev_timer timeout;             /* the command must come by then */
 	char line[128];
 	size_t len;
 	int waiting;                  /* for a reload's outcome */
@@ -40,12 +54,22 @@ static const char *const outcome_words[] = {
 };
 
 static void
+accept_resume(struct nw_master *m)
+{
+	if (m->control_fd >= 0 && !ev_is_active(&m->control_retry))
+		ev_io_start(m->loop, &m->control_io);
+}
+
+static void
 client_close(struct nw_master *m, struct nw_control_client *c)
 {
 	ev_io_stop(m->loop, &c->io);
+	ev_timer_stop(m->loop, &c->timeout);
 	close(c->fd);
 	TAILQ_REMOVE(&m->clients, c, entry);
+	m->nclients--;
 	free(c);
+	accept_resume(m);
 }
 
 static void
@@ -115,6 +139,8 @@ send_result(struct nw_master *m, struct nw_control_client *c)
 
 	client_printf(c, "result: %s %s\n", outcome_words[m->last_outcome],
 	    m->last_reason);
+	if (m->last_probe[0] != '\0')
+		client_printf(c, "probe: %s\n", m->last_probe);
 	if (m->last_stderr == NULL)
 		return;
 	lines = nw_strdup(m->last_stderr);
@@ -124,11 +150,26 @@ send_result(struct nw_master *m, struct nw_control_client *c)
 	free(lines);
 }
 
+/* Workers that serve past their request budget, and why. */
+static int
+past_budget(struct nw_master *m)
+{
+	struct nw_worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (nw_worker_counts_as_capacity(w) && w->budget > 0 &&
+		    w->requests >= w->budget)
+			n++;
+	return n;
+}
+
 static void
 status_text(struct nw_master *m, struct nw_control_client *c)
 {
 	double now = ev_now(m->loop);
 	struct nw_worker *w;
+	int over = past_budget(m);
 
 	client_printf(c, "master pid %d, generation %u, %d/%d workers live\n",
 	    (int)getpid(), m->current->id,
@@ -140,15 +181,33 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 	client_printf(c, "last reload: %s%s%s\n",
 	    outcome_words[m->last_outcome], m->last_reason[0] ? ": " : "",
 	    m->last_reason);
+	if (m->recycle_held[0] != '\0')
+		client_printf(c, "recycling held back: %s\n", m->recycle_held);
+	if (over > 0)
+		client_printf(c, "past budget: %d live worker%s served past "
+		    "max_requests, waiting for a replacement\n", over,
+		    over == 1 ? "" : "s");
 	client_printf(c, "%6s %4s %-9s %8s %8s %10s %10s %8s\n", "WORKER",
 	    "GEN", "STATE", "PID", "AGE", "REQUESTS", "RSS", "BUDGET");
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		long long rss = w->pid > 0 ? nw_proc_rss(w->pid) : -1;
+		char rss_text[24] = "-", budget[24] = "-", probe[512];
 
-		client_printf(c, "%6u %4u %-9s %8d %7.0fs %10lu %9lldK %8lu\n",
+		if (rss > 0)
+			snprintf(rss_text, sizeof rss_text, "%lldK", rss / 1024);
+		if (w->budget > 0)
+			snprintf(budget, sizeof budget, "%lu", w->budget);
+		client_printf(c, "%6u %4u %-9s %8d %7.0fs %10lu %10s %8s\n",
 		    w->id, w->gen->id, nw_worker_state_name(w->state),
 		    (int)w->pid, w->pid > 0 ? now - w->spawned_at : 0.,
-		    w->requests, rss > 0 ? rss / 1024 : 0, w->budget);
+		    w->requests, rss_text, budget);
+		if (!nw_worker_is_booting(w) ||
+		    nw_worker_probe_text(w, probe, sizeof probe)[0] == '\0')
+			continue;
+		client_printf(c, "%6s probe: %s (%d of %d failures, %.0fs "
+		    "left)\n", "", probe, w->probe_failures,
+		    w->gen->config->ready_failures,
+		    w->spawned_at + w->gen->config->boot_timeout - now);
 	}
 }
 
@@ -156,12 +215,13 @@ static void
 status_json(struct nw_master *m, struct nw_control_client *c)
 {
 	double now = ev_now(m->loop);
-	char tree[2048], reason[1200], reload_tree[2048];
+	char tree[2048], reason[1200], reload_tree[2048], held[600];
 	struct nw_worker *w;
 	const char *sep = "";
 
 	json_string(tree, sizeof tree, m->current->tree);
 	json_string(reason, sizeof reason, m->last_reason);
+	json_string(held, sizeof held, m->recycle_held);
 	json_string(reload_tree, sizeof reload_tree,
 	    m->reload.gen ? m->reload.gen->tree : "");
 	client_printf(c,
@@ -169,26 +229,39 @@ status_json(struct nw_master *m, struct nw_control_client *c)
 	    "\"target\": %d, \"live\": %d, \"reloading\": %s, "
 	    "\"reload_generation\": %u, \"reload_tree\": %s, "
 	    "\"last_reload\": {\"outcome\": \"%s\", \"reason\": %s, "
-	    "\"at\": %.3f}, \"workers\": [",
+	    "\"at\": %.3f}, \"recycle_held\": %s, \"past_budget\": %d, "
+	    "\"workers\": [",
 	    (int)getpid(), m->current->id, tree, m->target,
 	    nw_master_live_count(m, m->current),
 	    m->reload.gen ? "true" : "false",
 	    m->reload.gen ? m->reload.gen->id : 0, reload_tree,
 	    outcome_words[m->last_outcome], reason,
 	    m->last_reload_at > 0 ? m->last_reload_at - now + (double)time(NULL)
-				  : 0.);
+				  : 0., held, past_budget(m));
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		long long rss = w->pid > 0 ? nw_proc_rss(w->pid) : -1;
+		char probe[600] = "null", text[512];
 
+		if (nw_worker_probe_text(w, text, sizeof text)[0] != '\0') {
+			char quoted[560];
+
+			json_string(quoted, sizeof quoted, text);
+			snprintf(probe, sizeof probe, "{\"status\": %ld, "
+			    "\"failures\": %d, \"text\": %s}",
+			    w->probe_last.status, w->probe_failures, quoted);
+		}
 		client_printf(c,
 		    "%s{\"id\": %u, \"pid\": %d, \"generation\": %u, "
 		    "\"state\": \"%s\", \"age\": %.3f, \"requests\": %lu, "
-		    "\"rss\": %lld, \"budget\": %lu, \"replaces\": %u}",
+		    "\"rss\": %lld, \"budget\": %lu, \"replaces\": %u, "
+		    "\"boot_left\": %.3f, \"probe\": %s}",
 		    sep, w->id, (int)w->pid, w->gen->id,
 		    nw_worker_state_name(w->state),
 		    w->pid > 0 ? now - w->spawned_at : 0., w->requests,
 		    rss > 0 ? rss : 0, w->budget,
-		    w->replaces ? w->replaces->id : 0);
+		    w->replaces ? w->replaces->id : 0,
+		    nw_worker_is_booting(w) ? w->spawned_at +
+			w->gen->config->boot_timeout - now : 0., probe);
 		sep = ", ";
 	}
 	client_printf(c, "]}\n");
@@ -243,8 +316,30 @@ on_client_readable(struct ev_loop *loop, ev_io *io, int revents)
 	if (nl != NULL)
 		*nl = '\0';
 	ev_io_stop(loop, io);
+	ev_timer_stop(loop, &c->timeout);
 	if (!run_command(m, c))
 		client_close(m, c);
+}
+
+static void
+on_client_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_control_client *c = container_of(t,
+	    struct nw_control_client, timeout);
+
+	client_close(ev_userdata(loop), c);
+}
+
+/* The oldest client that has not said what it wants yet, if any. */
+static struct nw_control_client *
+oldest_silent(struct nw_master *m)
+{
+	struct nw_control_client *c;
+
+	TAILQ_FOREACH(c, &m->clients, entry)
+		if (ev_is_active(&c->timeout))
+			return c;
+	return NULL;
 }
 
 static void
@@ -252,15 +347,52 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct nw_master *m = container_of(io, struct nw_master, control_io);
 	struct nw_control_client *c;
-	int fd = accept4(m->control_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd;
 
-	if (fd < 0)
-		return;
-	c = nw_calloc(1, sizeof *c);
-	c->fd = fd;
-	TAILQ_INSERT_TAIL(&m->clients, c, entry);
-	ev_io_init(&c->io, on_client_readable, fd, EV_READ);
-	ev_io_start(loop, &c->io);
+	for (int i = 0; i < CLIENTS_MAX; i++) {
+		if (m->nclients >= m->clients_max) {
+			if ((c = oldest_silent(m)) == NULL) {
+				/* All wait for a reload: client_close()
+				 * resumes accepting. */
+				ev_io_stop(loop, io);
+				return;
+			}
+			client_close(m, c);
+		}
+		fd = accept4(m->control_fd, NULL, NULL,
+		    SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Still readable: without a pause, libev
+				 * would call us again at once, forever. */
+				nw_warn("control socket: accept: %s; pausing "
+					"%gs", strerror(errno), ACCEPT_PAUSE);
+				ev_io_stop(loop, io);
+				ev_timer_set(&m->control_retry, ACCEPT_PAUSE,
+				    0.);
+				ev_timer_start(loop, &m->control_retry);
+			}
+			return;
+		}
+		c = nw_calloc(1, sizeof *c);
+		c->fd = fd;
+		TAILQ_INSERT_TAIL(&m->clients, c, entry);
+		m->nclients++;
+		ev_io_init(&c->io, on_client_readable, fd, EV_READ);
+		ev_io_start(loop, &c->io);
+		ev_timer_init(&c->timeout, on_client_timeout, CLIENT_TIMEOUT,
+		    0.);
+		ev_timer_start(loop, &c->timeout);
+	}
+}
+
+static void
+on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct nw_master *m = container_of(t, struct nw_master, control_retry);
+
+	accept_resume(m);
 }
 
 void
@@ -298,6 +430,7 @@ int
 nw_control_open(struct nw_master *m)
 {
 	mode_t old = umask(0077);
+	struct rlimit nofile;
 
 	m->control_fd = nw_unix_listen(m->control_path, 16);
 	umask(old);
@@ -308,8 +441,15 @@ nw_control_open(struct nw_master *m)
 	}
 	chmod(m->control_path, 0600);
 	fcntl(m->control_fd, F_SETFL, O_NONBLOCK);
+	m->clients_max = CLIENTS_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur / 4 < (rlim_t)m->clients_max)
+		m->clients_max = nofile.rlim_cur / 4 > 0
+		    ? (int)(nofile.rlim_cur / 4)
+		    : 1;
 	ev_io_init(&m->control_io, on_accept, m->control_fd, EV_READ);
 	ev_io_start(m->loop, &m->control_io);
+	ev_timer_init(&m->control_retry, on_accept_retry, 0., 0.);
 	return 0;
 }
 
@@ -325,6 +465,7 @@ nw_control_close(struct nw_master *m)
 	}
 	if (m->control_fd >= 0) {
 		ev_io_stop(m->loop, &m->control_io);
+		ev_timer_stop(m->loop, &m->control_retry);
 		close(m->control_fd);
 		unlink(m->control_path);
 		m->control_fd = -1;

@@ -29,7 +29,7 @@ main(int argc, char **argv)
 {
 	char err[1024];
 	struct nw_config *config;
-	int check = 0, check_app = 0, n = 0;
+	int check = 0, check_app = 0, print = 0, n = 0;
 	char **args;
 
 	if (argc > 1 && (strcmp(argv[1], "reload") == 0 ||
@@ -41,6 +41,8 @@ main(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--check-config") == 0) {
 			check = 1;
+		} else if (strcmp(argv[i], "--print-config") == 0) {
+			print = 1;
 		} else if (strcmp(argv[i], "--check-app") == 0) {
 			check = check_app = 1;
 		} else if (strcmp(argv[i], "-h") == 0 ||
@@ -56,6 +58,14 @@ main(int argc, char **argv)
 		} else {
 			args[n++] = argv[i];
 		}
+	}
+	if (print) {
+		int rc = nw_config_print(n, args, stdout, err, sizeof err);
+
+		if (rc != 0)
+			fprintf(stderr, "narwhal: %s\n", err);
+		free(args);
+		return rc;
 	}
 	config = nw_config_load(n, args, err, sizeof err);
 	if (config == NULL) {
@@ -76,6 +86,8 @@ main(int argc, char **argv)
 			free(args);
 			return 1;
 		}
+		for (size_t i = 0; i < config->nnotes; i++)
+			fprintf(stderr, "narwhal: %s\n", config->notes[i]);
 		printf("narwhal: %s: ok\n",
 		    config->path ? config->path : "command line");
 		fflush(stdout);

@@ -150,8 +150,10 @@ handle_requests(struct nw_master *m)
 		m->more_workers = m->fewer_workers = 0;
 		if (target < 1)
 			target = 1;
-		if (target != m->target)
+		if (target != m->target) {
 			nw_info("workers: %d -> %d", m->target, target);
+			nw_hook_nworkers_changed(m, target, m->target);
+		}
 		m->target = target;
 	}
 	if (req & REQ_RELOAD)
@@ -189,38 +191,13 @@ watch_signals(struct nw_master *m)
 	}
 }
 
-/*
- * The shim sits next to the binary in a build tree, and in ../lib/narwhal
- * once installed; NARWHAL_SHIM_DIR overrides both.
- */
+/* The shim's directory (install.c), for the master and --check-app. */
 char *
 nw_find_shim_dir(void)
 {
-	const char *env = getenv("NARWHAL_SHIM_DIR");
-	static const char *const relative[] = { "worker-shim",
-		"../lib/narwhal" };
-	char exe[PATH_MAX], candidate[PATH_MAX + 64], probe[PATH_MAX + 96];
-	ssize_t n;
+	char *dir = nw_shim_dir();
 
-	if (env != NULL && *env != '\0')
-		return nw_strdup(env);
-	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n < 0)
-		return nw_strdup("/usr/lib/narwhal");
-	exe[n] = '\0';
-	*strrchr(exe, '/') = '\0';
-	for (size_t i = 0; i < sizeof relative / sizeof *relative; i++) {
-		char resolved[PATH_MAX];
-
-		snprintf(candidate, sizeof candidate, "%s/%s", exe,
-		    relative[i]);
-		snprintf(probe, sizeof probe, "%s/narwhal_worker/__init__.py",
-		    candidate);
-		if (access(probe, R_OK) == 0 &&
-		    realpath(candidate, resolved) != NULL)
-			return nw_strdup(resolved);
-	}
-	return nw_strdup("/usr/lib/narwhal");
+	return dir != NULL ? dir : nw_strdup("/usr/lib/narwhal");
 }
 
 static int
@@ -339,6 +316,7 @@ setup(struct nw_master *m, struct nw_config *config)
 	}
 	m->config = config;
 	m->target = config->workers;
+	nw_hook_call_wait(m, "on_starting");
 	if (nw_listen_open(m, config) < 0)
 		return -1;
 	if (config->pidfile != NULL && write_pidfile(config->pidfile) < 0) {
@@ -356,6 +334,7 @@ teardown(struct nw_master *m)
 	struct nw_generation *g;
 
 	nw_control_close(m);
+	nw_watch_close(m);
 	nw_listen_close(m);
 	nw_probe_cleanup(m);
 	if (m->config != NULL && m->config->pidfile != NULL)
@@ -365,6 +344,8 @@ teardown(struct nw_master *m)
 		nw_config_free(g->config);
 		free(g->tree);
 		free(g->link_target);
+		free(g->worktree);
+		free(g->commit);
 		free(g);
 	}
 	free(m->last_stderr);
@@ -384,6 +365,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->argc = argc;
 	m->argv = argv;
 	m->control_fd = -1;
+	m->watch.fd = -1;
 	TAILQ_INIT(&m->generations);
 	TAILQ_INIT(&m->workers);
 	TAILQ_INIT(&m->clients);
@@ -399,6 +381,10 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->shim_dir = nw_find_shim_dir();
 	nw_info("narwhal %s starting, master pid %d, worker shim %s",
 	    NW_VERSION, (int)getpid(), m->shim_dir);
+	nw_info("python: %s (%s)", config->python,
+	    config->python_why ? config->python_why : "configured");
+	for (size_t i = 0; i < config->nnotes; i++)
+		nw_warn("%s", config->notes[i]);
 	if (setup(m, config) < 0) {
 		if (m->current == NULL)
 			nw_config_free(config);
@@ -413,10 +399,12 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	nw_reload_init(m);
 	nw_coldstart_init(m);
 	nw_sd_init(m);
+	nw_watch_init(m);
 
 	ev_run(m->loop, 0);
 
 	status = m->exit_status;
+	nw_hook_call_wait(m, "on_exit");
 	nw_info("master exiting with status %d", status);
 	teardown(m);
 	return status;

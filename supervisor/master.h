@@ -58,6 +58,8 @@ struct nw_generation {
 	struct nw_config *config;
 	char *tree;        /* realpath of config->chdir when created */
 	char *link_target; /* readlink(chdir) when chdir is a symlink */
+	char *worktree;    /* a git work tree in place: its top, else NULL */
+	char *commit;      /* ... and the commit tree is a snapshot of */
 	int refs;          /* workers and master pointers holding it */
 	TAILQ_ENTRY(nw_generation) entry;
 };
@@ -172,6 +174,7 @@ struct nw_reload {
 	int failures;              /* boot failures so far */
 	int failed;                /* failures > boot_retries: abort */
 	char failure[512];         /* the last failure, for the report */
+	char failure_probe[512];   /* its worker's last probe answer */
 	char *failure_stderr;      /* its worker's last stderr lines */
 	int old_checked;           /* the old generation's workers probed */
 	int old_target;            /* workers to go back to on failure */
@@ -230,11 +233,25 @@ struct nw_master {
 	int control_fd;
 	char *control_path;
 	ev_io control_io;
+	ev_timer control_retry;        /* accept() paused after EMFILE */
 	struct nw_client_list clients;
+	int nclients;
+	int clients_max;               /* see control.c */
 
 	struct nw_libcurl libcurl;     /* loaded with the first ready_path */
 	CURLM *curl;                   /* NULL until then */
 	ev_timer curl_timer;
+
+	struct {
+		int fd;                /* inotify; -1: --reload is off */
+		ev_io io;
+		ev_timer settle;       /* quiet time before the reload */
+		char **dirs;           /* watch descriptor -> directory */
+		size_t ndirs;
+		size_t count;          /* directories watched */
+		char *tree;            /* the code tree being watched */
+		char changed[512];     /* first file changed since */
+	} watch;                       /* --reload (watch.c) */
 
 	ev_timer sd_watchdog;
 	int sd_notify;                 /* NOTIFY_SOCKET is set */
@@ -286,6 +303,25 @@ struct nw_generation *nw_generation_new(struct nw_master *m,
     struct nw_config *config, const char *tree, char *err, size_t errlen);
 void nw_generation_hold(struct nw_generation *g);
 void nw_generation_release(struct nw_master *m, struct nw_generation *g);
+/* One log line on the tree's layout; a warning for a plain directory. */
+void nw_generation_describe(struct nw_master *m, struct nw_generation *g);
+int nw_generation_is_plain(const struct nw_generation *g);
+
+/* tree.c: code tree layouts, git snapshots */
+/* 0 when tree is the top of a git work tree (walk_up: or below it): the
+ * top, and the path below it. */
+int nw_tree_find_git(const char *tree, int walk_up, char *top, size_t toplen,
+    const char **prefix);
+int nw_tree_head(const char *worktree, char *commit, size_t len, char *err,
+    size_t errlen);
+int nw_tree_dirty(const char *worktree);
+int nw_tree_snapshot(struct nw_master *m, const char *worktree,
+    const char *commit, char *path, size_t pathlen, char *err,
+    size_t errlen);
+int nw_tree_revert(const char *worktree, const char *failed,
+    const char *good, char *note, size_t notelen);
+void nw_tree_remove(const char *path);
+void nw_tree_prune(struct nw_master *m);
 
 /* reload.c */
 void nw_reload_request(struct nw_master *m, const char *why);
@@ -306,6 +342,21 @@ char *nw_state_load_good(struct nw_master *m);
 /* A first-generation worker failed before the service was ever live. */
 int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_coldstart_init(struct nw_master *m);
+
+/* hooks.c: gunicorn's master-side server hooks, in a helper process */
+int nw_hook_defined(const struct nw_config *c, const char *hook);
+/* args: "name=value" strings for the hook's stand-ins, NULL-terminated */
+void nw_hook_call(struct nw_master *m, const char *hook,
+    const char *const *args);
+void nw_hook_call_wait(struct nw_master *m, const char *hook);
+void nw_hook_worker_gone(struct nw_master *m, struct nw_worker *w);
+void nw_hook_nworkers_changed(struct nw_master *m, int new_value,
+    int old_value);
+
+/* watch.c: --reload, inotify on the code tree */
+void nw_watch_init(struct nw_master *m);
+void nw_watch_sync(struct nw_master *m);
+void nw_watch_close(struct nw_master *m);
 
 /* probe.c: libcurl multi on the libev loop */
 /* Readies probes for config, loading libcurl when it first needs it. */

@@ -150,6 +150,10 @@ answered(struct nw_master *m, struct nw_probe *p, long status,
 			"failures)", w->id, (int)w->pid, w->gen->id,
 		    p->path, text + strlen("GET ") + strlen(p->path),
 		    w->probe_failures, c->ready_failures);
+		if (w->gen == m->reload.gen)
+			nw_control_progress(m, "worker %u: %s (%d of %d "
+			    "failures)", w->id, text, w->probe_failures,
+			    c->ready_failures);
 	}
 	if (c->ready_failures > 0 && w->probe_failures >= c->ready_failures) {
 		w->probe_gave_up = 1;
@@ -157,12 +161,11 @@ answered(struct nw_master *m, struct nw_probe *p, long status,
 		nw_supervise_mark(m);
 		return;
 	}
-	if (counted)
-		p->delay = p->delay * PROBE_BACKOFF;
+	schedule(m, p, p->delay);
+	p->delay *= PROBE_BACKOFF;
 	if (p->delay > PROBE_DELAY_MAX)
 		p->delay = PROBE_DELAY_MAX > c->ready_interval
 		    ? PROBE_DELAY_MAX : c->ready_interval;
-	schedule(m, p, p->delay);
 }
 
 /* ---- the warm-up request: plain HTTP/1.1 over the private socket ---- */

@@ -31,6 +31,7 @@ set_outcome(struct nw_master *m, enum nw_reload_outcome outcome,
 	m->last_stderr = stderr_lines && *stderr_lines ? nw_strdup(stderr_lines)
 						       : NULL;
 	m->last_reload_at = ev_now(m->loop);
+	m->last_probe[0] = '\0';
 }
 
 static void
@@ -65,7 +66,7 @@ static void
 succeed(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen, *old = m->current;
-	char reason[256];
+	char reason[768];
 
 	nw_generation_hold(g);
 	m->current = g;
@@ -74,11 +75,16 @@ succeed(struct nw_master *m)
 	nw_generation_release(m, old);
 	nw_info("generation %u: live, %d workers, tree %s", g->id, m->target,
 	    g->tree);
-	snprintf(reason, sizeof reason, "generation %u live, tree %s", g->id,
-	    g->tree);
+	snprintf(reason, sizeof reason, "generation %u live, tree %s%s", g->id,
+	    g->tree, strcmp(g->tree, old->tree) == 0 &&
+	    nw_generation_is_plain(g) ? " (the same directory: chdir is "
+	    "neither a symlink nor a git work tree; if narwhal was started "
+	    "inside a symlinked release, set chdir to the symlink)" : "");
 	set_outcome(m, NW_RELOAD_OK, reason, NULL);
 	nw_state_save_good(m, g);
+	nw_watch_sync(m);
 	finish(m);
+	nw_tree_prune(m);
 }
 
 /* 1: every old worker asked failed the new generation's check. */
@@ -155,6 +161,8 @@ abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
 	set_outcome(m, dependency ? NW_RELOAD_DEPENDENCY
 				  : NW_RELOAD_ROLLED_BACK,
 	    reason, stderr_lines);
+	snprintf(m->last_probe, sizeof m->last_probe, "%s",
+	    m->reload.failure_probe);
 	nw_rollback_hook(m, g, m->current, reason);
 	/* supervise.c now stops g's booting workers and keeps its live ones
 	 * serving until the current generation is whole again. */
@@ -254,6 +262,8 @@ nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w)
 	/* Decided here, acted on by nw_reload_step() in the same pass. */
 	m->reload.failed = 1;
 	snprintf(m->reload.failure, sizeof m->reload.failure, "%s", how);
+	nw_worker_probe_text(w, m->reload.failure_probe,
+	    sizeof m->reload.failure_probe);
 	free(m->reload.failure_stderr);
 	m->reload.failure_stderr = lines[0] ? nw_strdup(lines) : NULL;
 	return -1;
@@ -267,6 +277,7 @@ start(struct nw_master *m, const char *why)
 	struct nw_generation *g;
 
 	nw_sd_reloading(m);
+	nw_hook_call(m, "on_reload", NULL);
 	nw_info("reload (%s): reading %s", why,
 	    m->config->path ? m->config->path : "the command line");
 	config = nw_config_load(m->argc, m->argv, err, sizeof err);
@@ -286,15 +297,20 @@ start(struct nw_master *m, const char *why)
 		nw_sd_ready(m);
 		return;
 	}
+	for (size_t i = 0; i < g->config->nnotes; i++)
+		nw_warn("%s", g->config->notes[i]);
 	m->reload.gen = g;
 	m->reload.started_at = ev_now(m->loop);
 	m->reload.failures = 0;
 	m->reload.done_live = 0;
 	m->reload.old_target = m->target;
-	if (g->config->workers != m->current->config->workers)
+	if (g->config->workers != m->current->config->workers) {
+		nw_hook_nworkers_changed(m, g->config->workers, m->target);
 		m->target = g->config->workers;
+	}
 	nw_info("generation %u: starting %d workers, tree %s", g->id,
 	    m->target, g->tree);
+	nw_generation_describe(m, g);
 	nw_control_progress(m, "generation %u: starting %d workers, tree %s",
 	    g->id, m->target, g->tree);
 	nw_supervise_mark(m);

@@ -2,7 +2,9 @@
  * rollback.c: undoing a deploy that failed, and remembering the last good one.
  *
  * It puts a `chdir` symlink back on the tree that still serves (only if the
- * link still points at the failed tree), runs the operator's on_rollback
+ * link still points at the failed tree), or a git work tree back on the
+ * commit that still serves (only if it is still on the failed commit, and
+ * never at the cost of local changes: tree.c), runs the operator's on_rollback
  * command, keeps the last fully live tree in a state file, and lets a cold
  * start whose tree never boots fall back to that tree. It never decides that
  * a generation failed: reload.c and supervise.c do.
@@ -31,8 +33,21 @@ nw_rollback_tree(struct nw_master *m, struct nw_generation *failed,
 						   : restored->tree;
 	char now[PATH_MAX], tmp[PATH_MAX];
 
-	if (failed->config->rollback == NW_ROLLBACK_NONE ||
-	    failed->link_target == NULL)
+	if (failed->config->rollback == NW_ROLLBACK_NONE)
+		return;
+	if (failed->worktree != NULL && restored->commit != NULL &&
+	    strcmp(failed->worktree, restored->worktree ? restored->worktree
+							: "") == 0) {
+		if (strcmp(failed->commit, restored->commit) == 0)
+			return; /* the same commit failed: nothing to undo */
+		if (nw_tree_revert(failed->worktree, failed->commit,
+			restored->commit, note, notelen) < 0)
+			nw_error("rollback: %s", note);
+		else
+			nw_warn("rollback: %s", note);
+		return;
+	}
+	if (failed->link_target == NULL)
 		return;
 	if (strcmp(failed->tree, restored->tree) == 0)
 		return; /* the same tree failed: nothing to put back */
@@ -255,4 +270,5 @@ nw_coldstart_init(struct nw_master *m)
 
 	ev_timer_init(&m->cold_deadline, on_cold_deadline, deadline, deadline);
 	ev_timer_start(m->loop, &m->cold_deadline);
+	nw_generation_describe(m, m->current);
 }

@@ -108,6 +108,21 @@ env_is_private(const char *entry)
 	return 0;
 }
 
+/* The shim in site-packages, and the interpreter of that environment. */
+static int
+shim_is_own(const char *shim_dir, const char *python)
+{
+	char *own;
+	int same;
+
+	if (!nw_shim_in_site_packages(shim_dir))
+		return 0;
+	own = nw_installed_python();
+	same = own != NULL && strcmp(own, python) == 0;
+	free(own);
+	return same;
+}
+
 static const char *
 config_env(const struct nw_config *c, const char *name)
 {
@@ -150,12 +165,20 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	user_pythonpath = config_env(c, "PYTHONPATH");
 	if (user_pythonpath == NULL)
 		user_pythonpath = getenv("PYTHONPATH");
-	if (user_pythonpath != NULL && *user_pythonpath != '\0')
-		snprintf(pythonpath, sizeof pythonpath, "%s:%s", m->shim_dir,
-		    user_pythonpath);
-	else
-		snprintf(pythonpath, sizeof pythonpath, "%s", m->shim_dir);
-	env_add(p, "PYTHONPATH", pythonpath);
+	if (shim_is_own(m->shim_dir, c->python)) {
+		/* Installed from a wheel: its interpreter imports the shim
+		 * from site-packages, which must not go before the stdlib. */
+		if (user_pythonpath != NULL && *user_pythonpath != '\0')
+			env_add(p, "PYTHONPATH", user_pythonpath);
+	} else {
+		if (user_pythonpath != NULL && *user_pythonpath != '\0')
+			snprintf(pythonpath, sizeof pythonpath, "%s:%s",
+			    m->shim_dir, user_pythonpath);
+		else
+			snprintf(pythonpath, sizeof pythonpath, "%s",
+			    m->shim_dir);
+		env_add(p, "PYTHONPATH", pythonpath);
+	}
 	env_add(p, "NARWHAL_SHIM_PATH", m->shim_dir);
 
 	for (i = 0; i < m->nlisteners; i++) {
@@ -182,7 +205,9 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_addf(p, "NARWHAL_PRIVATE_FD", "%d", FD_PRIVATE);
 	env_add(p, "NARWHAL_LISTEN_FDS", listen_fds);
 	env_addf(p, "NARWHAL_MAX_REQUESTS", "%lu", w->budget);
-	env_addf(p, "NARWHAL_HEARTBEAT", "%g", c->timeout / 4.);
+	/* timeout = 0 turns the deadline off, not the heartbeat. */
+	env_addf(p, "NARWHAL_HEARTBEAT", "%g",
+	    c->timeout > 0 ? c->timeout / 4. : 5.);
 	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
 	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
 	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);
@@ -199,6 +224,10 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_addf(p, "NARWHAL_WS_PING_TIMEOUT", "%g", c->ws_ping_timeout);
 	if (c->accesslog != NULL)
 		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
+	if (c->hooks != NULL && c->path_is_python) {
+		env_add(p, "NARWHAL_GUNICORN_CONF", c->path);
+		env_add(p, "NARWHAL_HOOKS", c->hooks);
+	}
 	env_add(p, "NARWHAL_LOGLEVEL", loglevel_names[c->loglevel]);
 	p->envp[p->nenv] = NULL;
 }

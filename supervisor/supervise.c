@@ -211,6 +211,7 @@ announce_first_live(struct nw_master *m)
 	    g->tree);
 	nw_state_save_good(m, g);
 	nw_sd_ready(m);
+	nw_hook_call(m, "when_ready", NULL);
 	if (m->reload_pending) {
 		m->reload_pending = 0;
 		nw_reload_request(m, "requested during start-up");

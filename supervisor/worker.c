@@ -143,8 +143,10 @@ go_live(struct nw_master *m, struct nw_worker *w, const char *why)
 	nw_worker_send(w, "live");
 	w->live_at = ev_now(m->loop);
 	ev_timer_stop(m->loop, &w->watchdog);
-	ev_timer_set(&w->watchdog, timeout, timeout);
-	ev_timer_start(m->loop, &w->watchdog);
+	if (timeout > 0) { /* timeout = 0: no heartbeat deadline */
+		ev_timer_set(&w->watchdog, timeout, timeout);
+		ev_timer_start(m->loop, &w->watchdog);
+	}
 	set_state_at(m, w, NW_LIVE, why ? NW_LOG_WARNING : NW_LOG_INFO, why);
 }
 
@@ -206,6 +208,7 @@ on_exit_event(struct nw_master *m, struct nw_worker *w)
 	ev_timer_stop(m->loop, &w->watchdog);
 	nw_probe_stop(m, w);
 	nw_spawn_close_fds(m, w);
+	nw_hook_worker_gone(m, w);
 	if (!w->was_stopped && w->live_at == 0 &&
 	    w->boot_failure[0] == '\0') {
 		char how[160];
@@ -455,7 +458,8 @@ on_control_message(struct nw_master *m, struct nw_worker *w, char *msg)
 		nw_worker_event(m, w, NW_EV_BOOTED, NULL);
 	} else if (strncmp(msg, "hb ", 3) == 0) {
 		w->requests = strtoul(msg + 3, NULL, 10);
-		if (nw_worker_counts_as_capacity(w) && !w->hung)
+		if (nw_worker_counts_as_capacity(w) && !w->hung &&
+		    w->gen->config->timeout > 0)
 			ev_timer_again(m->loop, &w->watchdog);
 	} else if (strcmp(msg, "retire") == 0) {
 		char why[64];

@@ -278,7 +278,7 @@ class Narwhal:
 
     def __init__(self, workdir, app="app:application", chdir="wsgi_basic",
                  settings=None, env=None, args=(), config_text=None,
-                 use_config=True):
+                 use_config=True, process_env=None, cwd=None):
         self.dir = workdir
         os.makedirs(self.dir, exist_ok=True)
         self.run_dir = os.path.join(self.dir, "run")
@@ -304,6 +304,8 @@ class Narwhal:
         self.env.update(env or {})
         self.args = list(args)
         self.use_config = use_config
+        self.process_env = process_env or {}  # the master's, on top
+        self.cwd = cwd or self.dir
         if config_text is None:
             config_text = self.render_config()
         self.config_text = config_text
@@ -342,8 +344,9 @@ class Narwhal:
         env.pop("NOTIFY_SOCKET", None)
         env.pop("LISTEN_FDS", None)
         env.pop("LISTEN_PID", None)
+        env.update(self.process_env)
         self.proc = subprocess.Popen(
-            self.command(), cwd=self.dir, env=env,
+            self.command(), cwd=self.cwd, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
         self.pid = self.proc.pid

@@ -84,7 +84,9 @@ def test_hup_deploys_v2_under_load(narwhal, workers, batch):
 
 def test_worker_not_ready_gets_no_public_request(narwhal):
     d = deploy_v1_v2(narwhal, "slow_ready")
-    n = start_master(narwhal, d, {"ready_path": READY, "boot_timeout": 15},
+    # ready_grace: an app that answers 503 while it warms up
+    n = start_master(narwhal, d, {"ready_path": READY, "boot_timeout": 15,
+                                  "ready_grace": 5},
                      env={"READY_DELAY": "2"})
     with Client(n.addr) as client:
         client.wait_requests(100)

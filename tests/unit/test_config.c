@@ -131,9 +131,13 @@ test_defaults(void)
 		skip("no /usr/bin/python3: the default python cannot load");
 		return;
 	}
+	/* No python set: python3 on PATH, as gunicorn's would be. */
+	setenv("PATH", "/usr/bin:/bin", 1);
+	unsetenv("VIRTUAL_ENV");
 	c = LOAD("app:application");
 	if (!ok(c != NULL, "defaults load: %s", err))
 		return;
+	is_str(c->python_why, "python3 on PATH", "python: how it was found");
 	is_str(c->path, NULL, "no config file");
 	is_str(c->app, "app:application", "app");
 	is_int(c->interface, NW_INTERFACE_AUTO, "interface");
@@ -358,8 +362,8 @@ test_file_errors(void)
 		  "first column; a value fits on one line)",
 		  ini("[narwhal]\n  workers = 2\n  timeout = 3\n")),
 	    "-c", inipath);
-	FAILS(fmt("%s:4: timeout: '0' is not a number of seconds > 0",
-		  ini("[narwhal]\r\napp = a:b\r\n\r\ntimeout = 0\r\n")),
+	FAILS(fmt("%s:4: timeout: 'x' is not a number of seconds >= 0",
+		  ini("[narwhal]\r\napp = a:b\r\n\r\ntimeout = x\r\n")),
 	    "-c", inipath);
 	FAILS(fmt("%s:3: syntax error: expected KEY = VALUE, [SECTION] or a "
 		  "comment",
@@ -437,13 +441,13 @@ test_values(void)
 		{ "--max-requests", "99999999999999999999999",
 		    "'99999999999999999999999' is not a whole number from 0 to "
 		    "9223372036854775807" },
-		{ "--timeout", "0", "'0' is not a number of seconds > 0" },
-		{ "--timeout", "-1", "'-1' is not a number of seconds > 0" },
-		{ "--timeout", "1e3", "'1e3' is not a number of seconds > 0" },
-		{ "--timeout", "inf", "'inf' is not a number of seconds > 0" },
+		{ "--timeout", "-0.5", "'-0.5' is not a number of seconds >= 0" },
+		{ "--timeout", "-1", "'-1' is not a number of seconds >= 0" },
+		{ "--timeout", "1e3", "'1e3' is not a number of seconds >= 0" },
+		{ "--timeout", "inf", "'inf' is not a number of seconds >= 0" },
 		{ "--timeout", "1.2.3",
-		    "'1.2.3' is not a number of seconds > 0" },
-		{ "--timeout", ".", "'.' is not a number of seconds > 0" },
+		    "'1.2.3' is not a number of seconds >= 0" },
+		{ "--timeout", ".", "'.' is not a number of seconds >= 0" },
 		{ "--timeout", "2000000000",
 		    "'2000000000' is too long: at most 1000000000 seconds" },
 		{ "--boot-timeout", "0", "'0' is not a number of seconds > 0" },
@@ -759,6 +763,67 @@ test_worker_class(void)
 	    "--interface", "sync");
 }
 
+/* gunicorn's switches, no-ops, refusals, environment and precedence. */
+static void
+test_gunicorn(void)
+{
+	struct nw_config *c;
+
+	/* A switch takes no value: the app after it stays the app. */
+	c = LOAD("--python", PY, "--reload", "--preload", "-R", "app:x");
+	if (ok(c != NULL, "switches: %s", err)) {
+		is_int(c->reload, 1, "--reload");
+		is_str(c->app, "app:x", "the app after the switches");
+		is_int((int)c->nnotes, 2, "two notes: --preload, -R");
+		if (c->nnotes == 2)
+			is_str(c->notes[0], "--preload: ignored: narwhal never "
+			    "preloads, by design: every worker imports the app "
+			    "itself, so that a reload reads the new code",
+			    "--preload's note");
+	}
+	nw_config_free(c);
+	FAILS("--certfile: not supported: TLS is not built in yet: terminate "
+	      "TLS in nginx (or another proxy) in front of narwhal; serving "
+	      "plain HTTP where TLS was asked for would be unsafe",
+	    "--python", PY, "--certfile", "x.pem", "app:x");
+	c = LOAD("--python", PY, "--timeout", "0", "--threads", "4",
+	    "--worker-connections", "50", "app:x");
+	if (ok(c != NULL, "--timeout 0: %s", err)) {
+		is_int((int)c->timeout, 0, "timeout 0");
+		is_int(c->threads, 4, "threads");
+		is_int(c->worker_connections, 50, "worker_connections");
+	}
+	nw_config_free(c);
+
+	/* Defaults < $PORT, $WEB_CONCURRENCY < GUNICORN_CMD_ARGS < argv */
+	setenv("PORT", "5000", 1);
+	setenv("WEB_CONCURRENCY", "3", 1);
+	c = LOAD("--python", PY, "app:x");
+	if (ok(c != NULL, "$PORT: %s", err)) {
+		is_str(c->binds[0], "0.0.0.0:5000", "$PORT");
+		is_int(c->workers, 3, "$WEB_CONCURRENCY");
+	}
+	nw_config_free(c);
+	setenv("GUNICORN_CMD_ARGS", "-w 5 --bind '127.0.0.1:7000' "
+	    "--env \"A=b c\" --timeout=9", 1);
+	c = LOAD("--python", PY, "-w", "6", "app:x");
+	if (ok(c != NULL, "GUNICORN_CMD_ARGS: %s", err)) {
+		is_int((int)c->nbinds, 1, "its bind replaces $PORT's");
+		is_str(c->binds[0], "127.0.0.1:7000", "bind");
+		is_int(c->workers, 6, "the command line wins");
+		is_int((int)c->timeout, 9, "timeout");
+		if (ok(c->nenv == 1, "one env"))
+			is_str(c->env[0].value, "b c", "quoted value");
+	}
+	nw_config_free(c);
+	setenv("GUNICORN_CMD_ARGS", "--workers many", 1);
+	FAILS("GUNICORN_CMD_ARGS: --workers: 'many' is not a whole number >= 1",
+	    "--python", PY, "app:x");
+	unsetenv("GUNICORN_CMD_ARGS");
+	unsetenv("PORT");
+	unsetenv("WEB_CONCURRENCY");
+}
+
 /* A relative -c and what the file's relative paths then resolve against. */
 static void
 test_relative_config(void)
@@ -1004,7 +1069,9 @@ static const char *const every_key[] = {
 	"limit_request_fields", "limit_request_field_size",
 	"limit_request_body", "pidfile", "user", "group", "umask",
 	"runtime_dir", "state_dir", "control_socket", "accesslog",
-	"errorlog", "loglevel",
+	"errorlog", "loglevel", "worker_class", "threads",
+	"worker_connections", "reload", "reload_extra_files",
+	"access_log_format",
 };
 
 #define NKEYS (sizeof(every_key) / sizeof(every_key[0]))
@@ -1113,6 +1180,7 @@ main(void)
 	test_binds();
 	test_flags();
 	test_worker_class();
+	test_gunicorn();
 	test_relative_config();
 	test_runtime_dir();
 	test_lenient();

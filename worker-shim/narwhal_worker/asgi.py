@@ -67,6 +67,8 @@ class Worker:
     # -- signals and the master
 
     def request_stop(self, how):
+        if how == "quit" and self.config.hooks is not None:
+            self.config.hooks.worker_int()
         if self.stopped is not None and not self.stopped.done():
             self.stopped.set_result(how)
         elif how == "quit":

@@ -10,6 +10,7 @@ failure to load exits with status 3 after printing the traceback.
 import faulthandler
 import inspect
 import os
+import signal
 import sys
 import traceback
 
@@ -83,6 +84,19 @@ def pick_serving_loop(interface, app):
                        % interface)
 
 
+def _on_abort(hooks):
+    """gunicorn's worker_abort: on the watchdog's SIGABRT, the stack, the
+    hook, then exit (the master SIGKILLs a worker that does not)."""
+    def handler(signum, frame):
+        faulthandler.dump_traceback(all_threads=True)
+        try:
+            hooks.worker_abort()
+        finally:
+            sys.stderr.flush()
+            os._exit(1)
+    signal.signal(signal.SIGABRT, handler)
+
+
 def main():
     try:
         config = Config()
@@ -94,8 +108,19 @@ def main():
     faulthandler.enable(all_threads=True)
     try:
         _setup_paths(config)
+        if os.environ.get("NARWHAL_HOOKS"):
+            from narwhal_worker.hooks import from_environment
+            config.hooks = from_environment()
+        if config.hooks is not None:
+            config.hooks.post_fork()
+            if "worker_abort" in config.hooks.hooks:
+                _on_abort(config.hooks)
         app = load_app(config.app)
         serve = pick_serving_loop(config.interface, app)
+        if config.hooks is not None:
+            config.hooks.post_worker_init(app)
+            if serve.__module__ == "narwhal_worker.wsgi":
+                app = config.hooks.wrap_wsgi(app)
     except AppLoadError as e:
         log("cannot load app %r: %s" % (config.app, e))
         return EXIT_APP_LOAD
@@ -105,4 +130,9 @@ def main():
         sys.stderr.flush()
         log("cannot load app %r" % config.app)
         return EXIT_APP_LOAD
-    return serve(config, app)
+    if config.hooks is None:
+        return serve(config, app)
+    try:
+        return serve(config, app)
+    finally:
+        config.hooks.worker_exit()

@@ -76,5 +76,7 @@ class Config:
             0, _int(env, "NARWHAL_LIMIT_REQUEST_BODY", 0))
         self.accesslog = env.get("NARWHAL_ACCESSLOG") or None
         self.loglevel = (env.get("NARWHAL_LOGLEVEL", "") or "info").lower()
+        # gunicorn.conf.py's worker-side hooks (hooks.py), set by boot.
+        self.hooks = None
         # Like gunicorn: SCRIPT_NAME comes from the process environment.
         self.script_name = env.get("SCRIPT_NAME", "")

@@ -39,6 +39,8 @@ def serve(config, app):
         server.stop()
 
     def on_quit(signum, frame):
+        if config.hooks is not None:
+            config.hooks.worker_int()
         server.quit()
         raise SystemExit(0)
 
