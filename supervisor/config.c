@@ -112,6 +112,7 @@ static const struct key keys[] = {
 	{ "ws_max_queue", K_INT, F(ws_max_queue), 1, 1000000 },
 	{ "ws_ping_interval", K_SECONDS, F(ws_ping_interval), 0, 0 },
 	{ "ws_ping_timeout", K_SECONDS, F(ws_ping_timeout), 0, 0 },
+	{ "ws_per_message_deflate", K_BOOL, F(ws_per_message_deflate), 0, 0 },
 	{ "pidfile", K_PATH, F(pidfile), 0, 0 },
 	{ "user", K_NAME, F(user), 0, 0 },
 	{ "group", K_NAME, F(group), 0, 0 },
@@ -1290,6 +1291,7 @@ config_defaults(void)
 	c->ws_max_queue = 32;
 	c->ws_ping_interval = 20;
 	c->ws_ping_timeout = 20;
+	c->ws_per_message_deflate = 1;
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;
 	c->limit_request_field_size = 8190;

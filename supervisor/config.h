@@ -101,6 +101,7 @@ struct nw_config {
 	int ws_max_queue;           /* messages waiting for the app */
 	double ws_ping_interval;    /* s between keep-alive pings, 0: none */
 	double ws_ping_timeout;     /* s a pong may take, 0: forever */
+	int ws_per_message_deflate; /* offer-able compression, as uvicorn */
 
 	char *pidfile;
 	char *user;

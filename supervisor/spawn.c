@@ -222,6 +222,8 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_addf(p, "NARWHAL_WS_MAX_QUEUE", "%d", c->ws_max_queue);
 	env_addf(p, "NARWHAL_WS_PING_INTERVAL", "%g", c->ws_ping_interval);
 	env_addf(p, "NARWHAL_WS_PING_TIMEOUT", "%g", c->ws_ping_timeout);
+	env_addf(p, "NARWHAL_WS_PER_MESSAGE_DEFLATE", "%d",
+	    c->ws_per_message_deflate);
 	if (c->accesslog != NULL)
 		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
 	if (c->hooks != NULL && c->path_is_python) {
