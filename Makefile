@@ -32,6 +32,8 @@ MASTER_OBJ := $(MASTER_SRC:.c=.o)
 SHIM_SRC   := $(wildcard worker-shim/src/*.c)
 SHIM_HDR   := $(wildcard worker-shim/src/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
+# The WebSocket core: SHA-1 and base64 from libcrypto, DEFLATE from zlib.
+SHIM_LIBS  := -lcrypto -lz
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
 
@@ -55,7 +57,7 @@ supervisor/%.o: supervisor/%.c supervisor/*.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(SHIM_SO): $(SHIM_SRC) $(SHIM_HDR)
-	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC) -lcrypto -lz
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC) $(SHIM_LIBS)
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -74,7 +76,7 @@ tests/unit/test_%: tests/unit/test_%.c $(MASTER_OBJ) tests/unit/tap.h
 WS_CORE_SRC := $(wildcard worker-shim/src/core/ws_*.c)
 tests/unit/test_ws: tests/unit/test_ws.c $(WS_CORE_SRC) \
 		worker-shim/src/core/ws.h tests/unit/tap.h
-	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) -lcrypto -lz
+	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) $(SHIM_LIBS)
 
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "# $$t"; ./$$t || exit 1; done
@@ -108,7 +110,7 @@ bench: deps all tests/bench/wsbench
 
 # The WebSocket load generator: C and epoll, so it is not the bottleneck.
 tests/bench/wsbench: tests/bench/wsbench.c $(WS_CORE_SRC) worker-shim/src/core/ws.h
-	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) -lcrypto -lz
+	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) $(SHIM_LIBS)
 
 # narwhal_<version>_<arch>.deb, with dpkg-deb alone; see packaging/debian/.
 DEB_VERSION := $(shell sed -n 's/^\#define NW_VERSION "\(.*\)"/\1/p' supervisor/master.h)
