@@ -22,15 +22,15 @@ LDLIBS   += -lev -linih -lsystemd -ldl -lm
 PY_INCLUDES := $(shell $(PYTHON)-config --includes 2>/dev/null || $(PYTHON) -c 'import sysconfig;print("-I"+sysconfig.get_paths()["include"])')
 # One build serves every interpreter >= 3.8: the stable ABI.
 SHIM_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Wno-unused-parameter \
-	-DPy_LIMITED_API=0x03080000 $(PY_INCLUDES)
+	-Iworker-shim/src -DPy_LIMITED_API=0x03080000 $(PY_INCLUDES)
 ifeq ($(CI),true)
 SHIM_CFLAGS += -Werror
 endif
 
 MASTER_SRC := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
 MASTER_OBJ := $(MASTER_SRC:.c=.o)
-SHIM_SRC   := $(wildcard worker-shim/src/*.c)
-SHIM_HDR   := $(wildcard worker-shim/src/*.h)
+SHIM_SRC   := $(wildcard worker-shim/src/*.c worker-shim/src/*/*.c)
+SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
 # The WebSocket core: SHA-1 and base64 from libcrypto, DEFLATE from zlib.
 SHIM_LIBS  := -lcrypto -lz
@@ -43,8 +43,9 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-uvicorn python3-httptools python3-uvloop python3-requests \
 	curl wrk gunicorn uwsgi uwsgi-plugin-python3 systemd procps \
 	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
-	python3-venv python3-prometheus-client libssl-dev zlib1g-dev \
-	python3-websockets python3-wsproto
+	python3-venv python3-prometheus-client prometheus \
+	postgresql python3-psycopg2 python3-asyncpg git util-linux \
+	libssl-dev zlib1g-dev python3-websockets python3-wsproto
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel
 

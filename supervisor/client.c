@@ -1,6 +1,7 @@
 /*
- * client.c: `narwhal reload` and `narwhal status`, run by an operator or by
- * systemd's ExecReload=, talking to a running master's control socket.
+ * client.c: `narwhal reload`, `narwhal rollback` and `narwhal status`, run by
+ * an operator or by systemd's ExecReload=, talking to a running master's
+ * control socket.
  *
  * It finds the master the way the master found itself: from the same `-c`
  * file or `--pid` (and flags) it was started with. It shares no state with a
@@ -29,6 +30,7 @@ enum {
 	RELOAD_ROLLED_BACK = 4,
 	RELOAD_TIMEOUT = 5,
 	RELOAD_DEPENDENCY = 6, /* rolled back; the old generation fails too */
+	RELOAD_WATCH_ROLLED_BACK = 7, /* the canary was clearly worse */
 };
 
 static double
@@ -112,6 +114,8 @@ classify(const char *line)
 		return RELOAD_ROLLED_BACK;
 	if (strncmp(line, "result: dependency-down", 23) == 0)
 		return RELOAD_DEPENDENCY;
+	if (strncmp(line, "result: watch-rolled-back", 25) == 0)
+		return RELOAD_WATCH_ROLLED_BACK;
 	return RELOAD_ERROR;
 }
 
@@ -170,8 +174,10 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: narwhal reload [--wait] [--timeout S] [-c FILE | --pid FILE]"
-	    " [OPTIONS]\n"
+	    "usage: narwhal reload [--wait | --watching] [--timeout S] "
+	    "[-c FILE | --pid FILE] [OPTIONS]\n"
+	    "       narwhal rollback [--wait] [--timeout S] [-c FILE | --pid "
+	    "FILE] [OPTIONS]\n"
 	    "       narwhal status [--json] [-c FILE | --pid FILE] [OPTIONS]\n");
 }
 
@@ -179,7 +185,8 @@ int
 nw_client_main(int argc, char **argv)
 {
 	const char *command = argv[0];
-	int wait = 0, json = 0, n = 1, fd, rc, located;
+	int changes = strcmp(command, "status") != 0;
+	int wait = 0, json = 0, watching = 0, n = 1, fd, rc, located;
 	double timeout = 0;
 	char **rest = calloc((size_t)argc + 2, sizeof *rest);
 	char err[1024], *path, request[32];
@@ -189,11 +196,13 @@ nw_client_main(int argc, char **argv)
 		return RELOAD_ERROR;
 	rest[0] = "narwhal";
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(command, "reload") == 0 &&
-		    strcmp(argv[i], "--wait") == 0) {
+		if (changes && strcmp(argv[i], "--wait") == 0) {
 			wait = 1;
 		} else if (strcmp(command, "reload") == 0 &&
-		    strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+		    strcmp(argv[i], "--watching") == 0) {
+			wait = watching = 1;
+		} else if (changes && strcmp(argv[i], "--timeout") == 0 &&
+		    i + 1 < argc) {
 			timeout = strtod(argv[++i], NULL);
 		} else if (strcmp(command, "status") == 0 &&
 		    strcmp(argv[i], "--json") == 0) {
@@ -240,8 +249,8 @@ nw_client_main(int argc, char **argv)
 		snprintf(request, sizeof request, "status%s\n",
 		    json ? " json" : "");
 	else
-		snprintf(request, sizeof request, "reload%s\n",
-		    wait ? " wait" : "");
+		snprintf(request, sizeof request, "%s%s%s\n", command,
+		    wait ? " wait" : "", watching ? " watching" : "");
 	signal(SIGPIPE, SIG_IGN);
 	if (write(fd, request, strlen(request)) < 0) {
 		fprintf(stderr, "narwhal %s: %s\n", command, strerror(errno));
@@ -250,11 +259,11 @@ nw_client_main(int argc, char **argv)
 	}
 	rc = relay(fd, wait, wait ? timeout : 0);
 	if (rc == RELOAD_ERROR && wait)
-		fprintf(stderr, "narwhal reload: the master closed the "
-				"connection without an outcome\n");
+		fprintf(stderr, "narwhal %s: the master closed the "
+				"connection without an outcome\n", command);
 	close(fd);
 	if (rc == RELOAD_TIMEOUT)
-		fprintf(stderr, "narwhal reload: no outcome within %gs\n",
-		    timeout);
+		fprintf(stderr, "narwhal %s: no outcome within %gs\n",
+		    command, timeout);
 	return rc;
 }

@@ -48,10 +48,14 @@ enum kind {
 	K_SOCKPATH,
 	K_LOG,       /* a path, or "-" for the standard stream */
 	K_NAME,      /* user, group: resolved by the master */
+	K_ADDR,      /* one host:port or unix:path; empty: unset */
+	K_FRACTION,  /* 0 to 1 */
 	K_BOOL,
 	K_WORKER_CLASS, /* gunicorn's -k: also picks the interface */
 	K_STRING,    /* any text; empty means unset */
 	K_FILELIST,  /* comma-separated paths, repeatable */
+	K_IPLIST,    /* "127.0.0.1,::1,10.0.0.0/8", or "*" */
+	K_PROXYPROTO,
 };
 
 struct key {
@@ -102,6 +106,10 @@ static const struct key keys[] = {
 	{ "boot_retries", K_INT, F(boot_retries), 0, INT_MAX },
 	{ "rollback", K_ROLLBACK, F(rollback), 0, 0 },
 	{ "on_rollback", K_ARGV, F(on_rollback), 0, 0 },
+	{ "watch", K_BOOL, F(watch), 0, 0 },
+	{ "watch_window", K_SECONDS, F(watch_window), 1, 0 },
+	{ "watch_min_requests", K_LONG, F(watch_min_requests), 1, LONG_MAX },
+	{ "watch_error_margin", K_FRACTION, F(watch_error_margin), 0, 0 },
 	{ "limit_request_line", K_LONG, F(limit_request_line), 0, LONG_MAX },
 	{ "limit_request_fields", K_LONG, F(limit_request_fields), 0,
 	    LONG_MAX },
@@ -113,6 +121,10 @@ static const struct key keys[] = {
 	{ "ws_ping_interval", K_SECONDS, F(ws_ping_interval), 0, 0 },
 	{ "ws_ping_timeout", K_SECONDS, F(ws_ping_timeout), 0, 0 },
 	{ "ws_per_message_deflate", K_BOOL, F(ws_per_message_deflate), 0, 0 },
+	{ "forwarded_allow_ips", K_IPLIST, F(forwarded_allow_ips), 0, 0 },
+	{ "secure_scheme_headers", K_STRING, F(secure_scheme_headers), 0, 0 },
+	{ "proxy_protocol", K_PROXYPROTO, F(proxy_protocol), 0, 0 },
+	{ "proxy_allow_ips", K_IPLIST, F(proxy_allow_ips), 0, 0 },
 	{ "pidfile", K_PATH, F(pidfile), 0, 0 },
 	{ "user", K_NAME, F(user), 0, 0 },
 	{ "group", K_NAME, F(group), 0, 0 },
@@ -120,6 +132,11 @@ static const struct key keys[] = {
 	{ "runtime_dir", K_PATH, F(runtime_dir), 0, 0 },
 	{ "state_dir", K_PATH, F(state_dir), 0, 0 },
 	{ "control_socket", K_SOCKPATH, F(control_socket), 0, 0 },
+	{ "metrics_bind", K_ADDR, F(metrics_bind), 0, 0 },
+	{ "metrics_interval", K_SECONDS, F(metrics_interval), 1, 0 },
+	{ "statsd_host", K_ADDR, F(statsd_host), 0, 0 },
+	{ "statsd_prefix", K_NAME, F(statsd_prefix), 0, 0 },
+	{ "dogstatsd_tags", K_NAME, F(dogstatsd_tags), 0, 0 },
 	{ "accesslog", K_LOG, F(accesslog), 0, 0 },
 	{ "access_log_format", K_STRING, F(access_log_format), 0, 0 },
 	{ "errorlog", K_LOG, F(errorlog), 1, 0 },
@@ -484,6 +501,28 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		if (value[0] == '\0')
 			return 0;
 		break;
+	case K_ADDR:
+		if (value[0] == '\0') {
+			set_str(field, NULL);
+			return 0;
+		}
+		if (strncmp(value, "fd://", 5) == 0) {
+			snprintf(why, whylen, "'%s' is not HOST:PORT or "
+			    "unix:PATH", value);
+			return -1;
+		}
+		if (nw_parse_bind(value, base, &s, why, whylen) < 0)
+			return -1;
+		set_str(field, s);
+		return 0;
+	case K_FRACTION:
+		if (nw_parse_seconds(value, 0, field, why, whylen) < 0 ||
+		    *(double *)field > 1) {
+			snprintf(why, whylen, "'%s' is not a number from 0 to 1",
+			    value);
+			return -1;
+		}
+		return 0;
 	case K_BOOL:
 		return nw_parse_bool(value, field, why, whylen);
 	case K_WORKER_CLASS:
@@ -496,6 +535,13 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 	case K_FILELIST:
 		return filelist_add(field, &ld->config->nreload_extra_files,
 		    value, base, why, whylen);
+	case K_IPLIST:
+		if (nw_parse_iplist(value, why, whylen) < 0)
+			return -1;
+		set_str(field, strdup(value));
+		break;
+	case K_PROXYPROTO:
+		return nw_parse_proxy_protocol(value, field, why, whylen);
 	}
 	/* The string kinds that fall through here just stored a copy. */
 	if (*(char **)field == NULL)
@@ -1026,6 +1072,7 @@ static void
 apply_environment(struct load *ld)
 {
 	const char *port = getenv("PORT"), *n = getenv("WEB_CONCURRENCY");
+	const char *fwd = getenv("FORWARDED_ALLOW_IPS");
 	struct origin o = { 0, NULL, NULL };
 	char bind[64];
 
@@ -1033,6 +1080,11 @@ apply_environment(struct load *ld)
 		o.source = "$PORT";
 		snprintf(bind, sizeof(bind), "0.0.0.0:%.16s", port);
 		key_apply(ld, key_index("bind"), "bind", bind, &o, ld->cwd);
+	}
+	if (fwd != NULL && fwd[0] != '\0' && !ld->failed) {
+		o.source = "$FORWARDED_ALLOW_IPS";
+		key_apply(ld, key_index("forwarded_allow_ips"),
+		    "forwarded_allow_ips", fwd, &o, ld->cwd);
 	}
 	if (n != NULL && n[0] != '\0' && !ld->failed) {
 		o.source = "$WEB_CONCURRENCY";
@@ -1257,6 +1309,16 @@ finish(struct load *ld, int lenient)
 	    NW_GUNICORN_ACCESS_LOG_FORMAT) != 0)
 		note(ld, "access_log_format: not applied yet: the access log "
 		    "has gunicorn's default format");
+	/* Until the workers apply them (issue 12, after the engine). */
+	if (strcmp(c->forwarded_allow_ips, NW_DEFAULT_TRUSTED) != 0 ||
+	    strcmp(c->secure_scheme_headers, NW_DEFAULT_SECURE_HEADERS) != 0)
+		note(ld, "forwarded_allow_ips, secure_scheme_headers: not "
+		    "applied yet: loopback and Unix-socket peers may claim "
+		    "https with gunicorn's default headers");
+	if (c->proxy_protocol != 0)
+		load_fail(ld, origin_of(ld, "proxy_protocol"), "proxy_protocol",
+		    "not supported yet: every connection from the proxy "
+		    "would be refused");
 }
 
 static struct nw_config *
@@ -1269,6 +1331,9 @@ config_defaults(void)
 	c->interface = NW_INTERFACE_AUTO;
 	c->asyncio_loop = strdup("auto");
 	c->worker_class = strdup("sync");
+	c->forwarded_allow_ips = strdup(NW_DEFAULT_TRUSTED);
+	c->proxy_allow_ips = strdup(NW_DEFAULT_TRUSTED);
+	c->secure_scheme_headers = strdup(NW_DEFAULT_SECURE_HEADERS);
 	c->threads = 1;
 	c->worker_connections = 1000;
 	c->backlog = 2048;
@@ -1292,6 +1357,11 @@ config_defaults(void)
 	c->ws_ping_interval = 20;
 	c->ws_ping_timeout = 20;
 	c->ws_per_message_deflate = 1;
+	c->watch = 1;
+	c->watch_window = 30;
+	c->watch_min_requests = 50;
+	c->watch_error_margin = 0.02;
+	c->metrics_interval = 1;
 	c->limit_request_line = 4094;
 	c->limit_request_fields = 100;
 	c->limit_request_field_size = 8190;
@@ -1299,6 +1369,8 @@ config_defaults(void)
 	c->errorlog = strdup("-");
 	c->loglevel = NW_LOG_INFO;
 	if (c->asyncio_loop == NULL || c->worker_class == NULL ||
+	    c->forwarded_allow_ips == NULL || c->proxy_allow_ips == NULL ||
+	    c->secure_scheme_headers == NULL ||
 	    c->errorlog == NULL || c->warmup_path == NULL) {
 		nw_config_free(c);
 		return NULL;
@@ -1419,7 +1491,6 @@ out:
 static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
 static const char *const loglevel_words[] = { "debug", "info", "warning",
 	"error", "critical" };
-static const char *const snapshot_words[] = { "auto", "git", "off" };
 
 static void
 print_list(FILE *out, char **v, const char *sep)
@@ -1441,16 +1512,17 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_LOGLEVEL:
 		fputs(loglevel_words[*(const int *)field], out);
 		break;
-	case K_SNAPSHOT:
-		fputs(snapshot_words[*(const int *)field], out);
-		break;
 	case K_ROLLBACK:
 		fputs(*(const int *)field == NW_ROLLBACK_NONE ? "none" :
 		    "symlink", out);
 		break;
 	case K_INT:
+	case K_PROXYPROTO:
 	case K_BOOL:
-		if (k->kind == K_BOOL)
+		if (k->kind == K_PROXYPROTO)
+			fputs((const char *const[]){ "off", "v1", "v2", "auto" }
+			    [*(const int *)field], out);
+		else if (k->kind == K_BOOL)
 			fputs(*(const int *)field ? "true" : "false", out);
 		else
 			fprintf(out, "%d", *(const int *)field);
@@ -1459,6 +1531,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		fprintf(out, "%ld", *(const long *)field);
 		break;
 	case K_SECONDS:
+	case K_FRACTION:
 		fprintf(out, "%g", *(const double *)field);
 		break;
 	case K_SIZE:
@@ -1478,9 +1551,27 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    "" : " ", strchr(*v, ' ') ? "\"" : "", *v,
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
+	case K_SNAPSHOT:
+		fputs((const char *const[]){ [NW_SNAPSHOT_AUTO] = "auto",
+		    [NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" }
+		    [*(const int *)field], out);
+		break;
 	case K_BIND:
 		break;
-	default:
+	/* No default: a new kind must say how it prints (-Wswitch). */
+	case K_APP:
+	case K_LOOP:
+	case K_PYTHON:
+	case K_DIR:
+	case K_URLPATH:
+	case K_PATH:
+	case K_SOCKPATH:
+	case K_LOG:
+	case K_NAME:
+	case K_WORKER_CLASS:
+	case K_STRING:
+	case K_IPLIST:
+	case K_ADDR:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);
 		break;
@@ -1567,6 +1658,9 @@ nw_config_free(struct nw_config *c)
 	free(c->python_why);
 	nw_strv_free(c->reload_extra_files);
 	free(c->access_log_format);
+	free(c->forwarded_allow_ips);
+	free(c->secure_scheme_headers);
+	free(c->proxy_allow_ips);
 	nw_strv_free(c->notes);
 	free(c->chdir);
 	nw_strv_free(c->pythonpath);
@@ -1580,6 +1674,10 @@ nw_config_free(struct nw_config *c)
 	free(c->runtime_dir);
 	free(c->state_dir);
 	free(c->control_socket);
+	free(c->metrics_bind);
+	free(c->statsd_host);
+	free(c->statsd_prefix);
+	free(c->dogstatsd_tags);
 	free(c->accesslog);
 	free(c->errorlog);
 	for (i = 0; i < c->nenv; i++) {

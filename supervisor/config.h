@@ -92,6 +92,10 @@ struct nw_config {
 	int boot_retries;           /* extra boot attempts per reload slot */
 	enum nw_rollback rollback;
 	char **on_rollback;         /* argv, NULL-terminated; NULL: none */
+	int watch;                  /* canary after a reload, judged on 5xx */
+	double watch_window;        /* s the canary serves before the rest */
+	long watch_min_requests;    /* canary answers needed to judge */
+	double watch_error_margin;  /* 5xx ratio points above the old one */
 
 	long limit_request_line;
 	long limit_request_fields;
@@ -103,6 +107,11 @@ struct nw_config {
 	double ws_ping_timeout;     /* s a pong may take, 0: forever */
 	int ws_per_message_deflate; /* offer-able compression, as uvicorn */
 
+	char *forwarded_allow_ips;  /* peers whose scheme headers count */
+	char *secure_scheme_headers;/* "X-FORWARDED-PROTO=https, ..." */
+	int proxy_protocol;         /* 0 off, 1 v1, 2 v2, 3 either */
+	char *proxy_allow_ips;      /* peers that may send a PROXY header */
+
 	char *pidfile;
 	char *user;
 	char *group;
@@ -110,6 +119,12 @@ struct nw_config {
 	char *runtime_dir;          /* NULL: derived, see nw_config_runtime_dir */
 	char *state_dir;
 	char *control_socket;       /* NULL: <runtime_dir>/control.sock */
+
+	char *metrics_bind;         /* host:port or unix:path; NULL: off */
+	double metrics_interval;    /* s between workers' counter reports */
+	char *statsd_host;          /* host:port; NULL: off */
+	char *statsd_prefix;        /* NULL: none */
+	char *dogstatsd_tags;       /* "k:v,k2:v2"; NULL: none */
 
 	char *accesslog;            /* NULL: off, "-": stdout */
 	char *access_log_format;    /* gunicorn's atoms; NULL: built in */

@@ -20,8 +20,8 @@
 #define NOLOGCFG "narwhal logs to errorlog and accesslog; the app's own " \
 	"Python logging is the app's"
 #define NOSYSLOG "log to stderr under systemd (the journal) instead"
-#define NOSTATSD "statsd is not built in yet: narwhal status --json has " \
-	"the counters"
+#define NOSTATSD "the accept backlog is not measured: narwhal's metrics " \
+	"(metrics_bind, statsd_host) count what the workers answered"
 #define NOH2 "narwhal speaks HTTP/1.1; put an HTTP/2 proxy in front"
 #define NODIRTY "gunicorn's dirty arbiters have no narwhal equivalent: " \
 	"code that calls them would fail"
@@ -163,9 +163,11 @@ static const struct nw_gunicorn table[] = {
 	{ "enable_stdio_inheritance", "-R --enable-stdio-inheritance", 1,
 	    NW_GU_NOOP, NULL,
 	    "workers' stderr always goes to the log, unbuffered" },
-	{ "statsd_host", "--statsd-host", 0, NW_GU_NOOP, NULL, NOSTATSD },
-	{ "dogstatsd_tags", "--dogstatsd-tags", 0, NW_GU_NOOP, NULL, NOSTATSD },
-	{ "statsd_prefix", "--statsd-prefix", 0, NW_GU_NOOP, NULL, NOSTATSD },
+	{ "statsd_host", "--statsd-host", 0, NW_GU_KEY, "statsd_host", NULL },
+	{ "dogstatsd_tags", "--dogstatsd-tags", 0, NW_GU_KEY, "dogstatsd_tags",
+	    NULL },
+	{ "statsd_prefix", "--statsd-prefix", 0, NW_GU_KEY, "statsd_prefix",
+	    NULL },
 	{ "enable_backlog_metric", "--enable-backlog-metric", 1, NW_GU_NOOP,
 	    NULL, NOSTATSD },
 	/* Process Naming */

@@ -246,6 +246,78 @@ nw_parse_bool(const char *s, int *out, char *why, size_t whylen)
 	return -1;
 }
 
+/*
+ * gunicorn's address lists: "*", or IPv4 and IPv6 addresses and networks
+ * (10.0.0.0/8), comma-separated. Only checked here: the workers match.
+ */
+int
+nw_parse_iplist(const char *s, char *why, size_t whylen)
+{
+	const char *p = s, *end;
+	unsigned char addr[16];
+	char buf[64], *slash, *tail;
+	size_t n;
+	long bits;
+	int v6;
+
+	while (*p != '\0') {
+		while (*p == ',' || isspace((unsigned char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		for (end = p; *end != '\0' && *end != ','; end++)
+			;
+		n = (size_t)(end - p);
+		while (n > 0 && isspace((unsigned char)p[n - 1]))
+			n--;
+		if ((n == 1 && *p == '*') || (n == 4 && !strncmp(p, "unix", 4))) {
+			p = end;
+			continue;
+		}
+		if (n >= sizeof(buf))
+			goto bad;
+		memcpy(buf, p, n);
+		buf[n] = '\0';
+		if ((slash = strchr(buf, '/')) != NULL)
+			*slash = '\0';
+		v6 = strchr(buf, ':') != NULL;
+		if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
+			goto bad;
+		if (slash != NULL) {
+			bits = strtol(slash + 1, &tail, 10);
+			if (slash[1] == '\0' || *tail != '\0' || bits < 0 ||
+			    bits > (v6 ? 128 : 32))
+				goto bad;
+		}
+		p = end;
+	}
+	return 0;
+bad:
+	snprintf(why, whylen, "'%.*s' is not an IP address, a network "
+	    "(10.0.0.0/8) or *", (int)n, p);
+	return -1;
+}
+
+/* gunicorn 20's --proxy-protocol is a switch; 26's says which version. */
+int
+nw_parse_proxy_protocol(const char *s, int *out, char *why, size_t whylen)
+{
+	static const char *const names[] = { "off", "v1", "v2", "auto" };
+	int b;
+
+	for (int i = 0; i < 4; i++)
+		if (strcasecmp(s, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	if (nw_parse_bool(s, &b, why, whylen) == 0) {
+		*out = b ? 3 : 0;
+		return 0;
+	}
+	snprintf(why, whylen, "'%s' is not one of off, v1, v2, auto", s);
+	return -1;
+}
+
 int
 nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
     size_t whylen)

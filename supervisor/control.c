@@ -2,8 +2,9 @@
  * control.c: the master's control socket, the server side of `narwhal reload`
  * and `narwhal status`.
  *
- * A client sends one line (`reload`, `reload wait`, `status`, `status json`)
- * and reads lines back until the master closes. The socket lives in the
+ * A client sends one line (`reload`, `reload wait`, `rollback`, `rollback
+ * wait`, `status`, `status json`) and reads lines back until the master
+ * closes. The socket lives in the
  * runtime directory, owner-only. This file answers questions and forwards
  * requests; it decides nothing about workers.
  *
@@ -41,6 +42,7 @@ struct nw_control_client {
 	char line[128];
 	size_t len;
 	int waiting;                  /* for a reload's outcome */
+	int until_watching;           /* ...or only until its canary is watched */
 	unsigned long wait_until;     /* reloads_finished to reach */
 	TAILQ_ENTRY(nw_control_client) entry;
 };
@@ -51,6 +53,7 @@ static const char *const outcome_words[] = {
 	[NW_RELOAD_INVALID_CONFIG] = "refused",
 	[NW_RELOAD_ROLLED_BACK] = "rolled-back",
 	[NW_RELOAD_DEPENDENCY] = "dependency-down",
+	[NW_RELOAD_WATCH_ROLLED_BACK] = "watch-rolled-back",
 };
 
 static void
@@ -168,6 +171,7 @@ static void
 status_text(struct nw_master *m, struct nw_control_client *c)
 {
 	double now = ev_now(m->loop);
+	struct nw_generation *g;
 	struct nw_worker *w;
 	int over = past_budget(m);
 
@@ -187,8 +191,27 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 		client_printf(c, "past budget: %d live worker%s served past "
 		    "max_requests, waiting for a replacement\n", over,
 		    over == 1 ? "" : "s");
-	client_printf(c, "%6s %4s %-9s %8s %8s %10s %10s %8s\n", "WORKER",
-	    "GEN", "STATE", "PID", "AGE", "REQUESTS", "RSS", "BUDGET");
+	if (m->canary.verdict[0] != '\0')
+		client_printf(c, "watch: %s\n", m->canary.verdict);
+	client_printf(c, "%4s %-8s %10s %8s %6s %8s\n", "GEN", "ROLE",
+	    "REQUESTS", "5XX", "5XX%", "INFLIGHT");
+	TAILQ_FOREACH(g, &m->generations, entry) {
+		struct nw_counters sum;
+		unsigned inflight;
+		int busy, idle;
+
+		nw_metrics_sum(m, g, &sum);
+		nw_metrics_load(m, g, &inflight, &busy, &idle);
+		client_printf(c, "%4u %-8s %10llu %8llu %5.1f%% %8u\n", g->id,
+		    g == m->current ? "current"
+		    : g == m->reload.gen ? "starting" : "old",
+		    sum.requests, sum.status[5], 100 * nw_metrics_ratio(&sum),
+		    inflight);
+	}
+	/* New columns go last: scripts split these rows by position. */
+	client_printf(c, "%6s %4s %-9s %8s %8s %10s %10s %8s %4s %7s %8s\n",
+	    "WORKER", "GEN", "STATE", "PID", "AGE", "REQUESTS", "RSS", "BUDGET",
+	    "SLOT", "5XX", "INFLIGHT");
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		long long rss = w->pid > 0 ? nw_proc_rss(w->pid) : -1;
 		char rss_text[24] = "-", budget[24] = "-", probe[512];
@@ -197,10 +220,12 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 			snprintf(rss_text, sizeof rss_text, "%lldK", rss / 1024);
 		if (w->budget > 0)
 			snprintf(budget, sizeof budget, "%lu", w->budget);
-		client_printf(c, "%6u %4u %-9s %8d %7.0fs %10lu %10s %8s\n",
+		client_printf(c,
+		    "%6u %4u %-9s %8d %7.0fs %10lu %10s %8s %4u %7llu %8u\n",
 		    w->id, w->gen->id, nw_worker_state_name(w->state),
 		    (int)w->pid, w->pid > 0 ? now - w->spawned_at : 0.,
-		    w->requests, rss_text, budget);
+		    w->requests, rss_text, budget, w->slot,
+		    w->counted.status[5], w->inflight);
 		if (!nw_worker_is_booting(w) ||
 		    nw_worker_probe_text(w, probe, sizeof probe)[0] == '\0')
 			continue;
@@ -209,6 +234,76 @@ status_text(struct nw_master *m, struct nw_control_client *c)
 		    w->gen->config->ready_failures,
 		    w->spawned_at + w->gen->config->boot_timeout - now);
 	}
+}
+
+/* Every counter of c as JSON members (no braces). */
+static void
+counters_json(struct nw_control_client *c, const struct nw_counters *n)
+{
+	client_printf(c,
+	    "\"requests\": %llu, \"status\": {\"1xx\": %llu, \"2xx\": %llu, "
+	    "\"3xx\": %llu, \"4xx\": %llu, \"5xx\": %llu, \"500\": %llu, "
+	    "\"502\": %llu, \"503\": %llu, \"504\": %llu}, "
+	    "\"bytes\": %llu, \"latency_sum\": %.6f, \"latency_buckets\": [",
+	    n->requests, n->status[1], n->status[2], n->status[3],
+	    n->status[4], n->status[5], n->s500, n->s502, n->s503, n->s504,
+	    n->bytes, n->latsum_us / 1e6);
+	for (int i = 0; i < NW_LAT_BUCKETS; i++)
+		client_printf(c, "%s%llu", i ? ", " : "", n->lat[i]);
+	client_printf(c, "]");
+}
+
+/* The master's own counters, the generations and the watch. */
+static void
+metrics_json(struct nw_master *m, struct nw_control_client *c)
+{
+	struct nw_generation *g;
+	struct nw_counters sum;
+	char tree[2048], verdict[600];
+	unsigned inflight;
+	int busy, idle;
+	const char *sep = "";
+
+	nw_metrics_sum(m, NULL, &sum);
+	nw_metrics_load(m, NULL, &inflight, &busy, &idle);
+	client_printf(c, ", \"totals\": {");
+	counters_json(c, &sum);
+	client_printf(c, ", \"inflight\": %u, \"busy\": %d, \"idle\": %d}",
+	    inflight, busy, idle);
+	client_printf(c, ", \"restarts\": {");
+	for (int i = NW_RESTART_RECYCLED; i < NW_RESTART_CAUSES; i++)
+		client_printf(c, "%s\"%s\": %llu", i > 1 ? ", " : "",
+		    nw_restart_cause_name(i), m->metrics.restarts[i]);
+	client_printf(c, "}, \"reloads\": {\"ok\": %llu, \"refused\": %llu, "
+	    "\"rolled-back\": %llu, \"dependency-down\": %llu, "
+	    "\"watch-rolled-back\": %llu}",
+	    m->metrics.reloads[NW_RELOAD_OK],
+	    m->metrics.reloads[NW_RELOAD_INVALID_CONFIG],
+	    m->metrics.reloads[NW_RELOAD_ROLLED_BACK],
+	    m->metrics.reloads[NW_RELOAD_DEPENDENCY],
+	    m->metrics.reloads[NW_RELOAD_WATCH_ROLLED_BACK]);
+	client_printf(c, ", \"rollbacks\": {\"boot\": %llu, \"watch\": %llu, "
+	    "\"manual\": %llu}", m->metrics.rollbacks[NW_ROLLBACK_BOOT],
+	    m->metrics.rollbacks[NW_ROLLBACK_WATCH],
+	    m->metrics.rollbacks[NW_ROLLBACK_MANUAL]);
+	json_string(verdict, sizeof verdict, m->canary.verdict);
+	client_printf(c, ", \"watch\": {\"active\": %s, \"generation\": %u, "
+	    "\"verdict\": %s}", nw_canary_active(m) ? "true" : "false",
+	    m->canary.gen ? m->canary.gen->id : 0, verdict);
+	client_printf(c, ", \"generations\": [");
+	TAILQ_FOREACH(g, &m->generations, entry) {
+		json_string(tree, sizeof tree, g->tree);
+		nw_metrics_sum(m, g, &sum);
+		nw_metrics_load(m, g, &inflight, &busy, &idle);
+		client_printf(c, "%s{\"id\": %u, \"role\": \"%s\", \"tree\": %s, ",
+		    sep, g->id, g == m->current ? "current"
+		    : g == m->reload.gen ? "starting" : "old", tree);
+		counters_json(c, &sum);
+		client_printf(c, ", \"inflight\": %u, \"busy\": %d, "
+		    "\"idle\": %d}", inflight, busy, idle);
+		sep = ", ";
+	}
+	client_printf(c, "]");
 }
 
 static void
@@ -254,17 +349,61 @@ status_json(struct nw_master *m, struct nw_control_client *c)
 		    "%s{\"id\": %u, \"pid\": %d, \"generation\": %u, "
 		    "\"state\": \"%s\", \"age\": %.3f, \"requests\": %lu, "
 		    "\"rss\": %lld, \"budget\": %lu, \"replaces\": %u, "
-		    "\"boot_left\": %.3f, \"probe\": %s}",
+		    "\"boot_left\": %.3f, \"probe\": %s, "
+		    "\"slot\": %u, \"inflight\": %u, \"websockets\": %u, "
+		    "\"reports_counters\": %s, \"counters\": {",
 		    sep, w->id, (int)w->pid, w->gen->id,
 		    nw_worker_state_name(w->state),
 		    w->pid > 0 ? now - w->spawned_at : 0., w->requests,
 		    rss > 0 ? rss : 0, w->budget,
 		    w->replaces ? w->replaces->id : 0,
 		    nw_worker_is_booting(w) ? w->spawned_at +
-			w->gen->config->boot_timeout - now : 0., probe);
+			w->gen->config->boot_timeout - now : 0., probe,
+		    w->slot, w->inflight, w->websockets,
+		    w->reports_counters > 0 ? "true" : "false");
+		counters_json(c, &w->counted);
+		client_printf(c, "}}");
 		sep = ", ";
 	}
-	client_printf(c, "]}\n");
+	client_printf(c, "]");
+	metrics_json(m, c);
+	client_printf(c, "}\n");
+}
+
+/*
+ * `rollback`: a running reload is stopped (the current generation never
+ * left); otherwise the previous good tree is reloaded. 1: answered later.
+ */
+static int
+rollback_command(struct nw_master *m, struct nw_control_client *c, int wait)
+{
+	char why[512];
+
+	if (m->reload.gen != NULL && m->stopping == NW_RUNNING) {
+		unsigned id = m->reload.gen->id;
+
+		m->metrics.rollback_manual = 2;
+		nw_reload_abort(m, "stopped by narwhal rollback",
+		    NW_RELOAD_ROLLED_BACK);
+		client_printf(c, "result: ok generation %u stopped; generation "
+		    "%u serves, tree %s\n", id, m->current->id,
+		    m->current->tree);
+		return 0;
+	}
+	if (wait) {
+		c->waiting = 1;
+		c->wait_until = m->reloads_finished + 1;
+	}
+	if (nw_history_rollback(m, why, sizeof why) < 0) {
+		c->waiting = 0;
+		client_printf(c, "result: refused %s\n", why);
+		return 0;
+	}
+	/* As for `reload wait`: c may already be answered and closed. */
+	if (wait)
+		return 1;
+	client_printf(c, "ok: rollback requested\n");
+	return 0;
 }
 
 static int
@@ -274,12 +413,18 @@ run_command(struct nw_master *m, struct nw_control_client *c)
 		status_text(m, c);
 	} else if (strcmp(c->line, "status json") == 0) {
 		status_json(m, c);
+	} else if (strcmp(c->line, "rollback") == 0) {
+		return rollback_command(m, c, 0);
+	} else if (strcmp(c->line, "rollback wait") == 0) {
+		return rollback_command(m, c, 1);
 	} else if (strcmp(c->line, "reload") == 0) {
 		nw_reload_request(m, "control socket");
 		client_printf(c, "ok: reload requested\n");
-	} else if (strcmp(c->line, "reload wait") == 0) {
+	} else if (strcmp(c->line, "reload wait") == 0 ||
+	    strcmp(c->line, "reload wait watching") == 0) {
 		/* A running reload is not this one: wait for the next. */
 		c->waiting = 1;
+		c->until_watching = c->line[11] != '\0';
 		c->wait_until = m->reloads_finished +
 		    (m->reload.gen != NULL ? 2 : 1);
 		nw_reload_request(m, "control socket");
@@ -401,12 +546,29 @@ nw_control_reload_finished(struct nw_master *m)
 	struct nw_control_client *c, *next;
 
 	m->reloads_finished++;
+	nw_metrics_reload_finished(m);
 	for (c = TAILQ_FIRST(&m->clients); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		if (!c->waiting || c->wait_until > m->reloads_finished)
 			continue;
 		send_result(m, c);
 		c->waiting = 0;
+		client_close(m, c);
+	}
+}
+
+/* The running reload's canary is live and watched: `--watching` is done. */
+void
+nw_control_watching(struct nw_master *m, const char *what)
+{
+	struct nw_control_client *c, *next;
+
+	for (c = TAILQ_FIRST(&m->clients); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (!c->waiting || !c->until_watching ||
+		    c->wait_until != m->reloads_finished + 1)
+			continue;
+		client_printf(c, "result: ok %s\n", what);
 		client_close(m, c);
 	}
 }

@@ -85,10 +85,19 @@ hook_env(struct nw_master *m, const struct nw_config *c)
 			envp[k++] = base[i];
 	}
 	free(base);
-	for (j = 0; j < c->nenv; j++)
-		if (asprintf(&envp[k], "%s=%s", c->env[j].name,
-		    c->env[j].value) >= 0)
+	for (j = 0; j < c->nenv; j++) {
+		int rc;
+
+		/* The shim stays importable: it goes first. */
+		if (strcmp(c->env[j].name, "PYTHONPATH") == 0)
+			rc = asprintf(&envp[k], "PYTHONPATH=%s:%s",
+			    m->shim_dir, c->env[j].value);
+		else
+			rc = asprintf(&envp[k], "%s=%s", c->env[j].name,
+			    c->env[j].value);
+		if (rc >= 0)
 			k++;
+	}
 	if (asprintf(&envp[k], "NARWHAL_MASTER_PID=%d", (int)getpid()) >= 0)
 		k++;
 	envp[k] = NULL;

@@ -1,6 +1,6 @@
 /*
  * main.c: the `narwhal` command line: run a master, check a config, or talk
- * to a running master (`reload`, `status`).
+ * to a running master (`reload`, `rollback`, `status`).
  *
  * Exit codes: 0 clean, 1 config error or fatal, 2 usage; `reload --wait`
  * adds its own (see client.c and narwhal(8)).
@@ -33,6 +33,7 @@ main(int argc, char **argv)
 	char **args;
 
 	if (argc > 1 && (strcmp(argv[1], "reload") == 0 ||
+			    strcmp(argv[1], "rollback") == 0 ||
 			    strcmp(argv[1], "status") == 0))
 		return nw_client_main(argc - 1, argv + 1);
 	args = calloc((size_t)argc + 1, sizeof *args);

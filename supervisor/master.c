@@ -325,6 +325,12 @@ setup(struct nw_master *m, struct nw_config *config)
 	}
 	if (nw_control_open(m) < 0)
 		return -1;
+	if (nw_prometheus_open(m) < 0)
+		return -1;
+	/* UDP is best effort: a statsd that cannot be reached stops nothing. */
+	if (nw_statsd_open(m) < 0)
+		nw_warn("statsd_host %s: not sending statsd",
+		    config->statsd_host);
 	return 0;
 }
 
@@ -334,6 +340,9 @@ teardown(struct nw_master *m)
 	struct nw_generation *g;
 
 	nw_control_close(m);
+	nw_prometheus_close(m);
+	nw_statsd_close(m);
+	nw_history_free(m);
 	nw_watch_close(m);
 	nw_listen_close(m);
 	nw_probe_cleanup(m);
@@ -365,6 +374,9 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	m->argc = argc;
 	m->argv = argv;
 	m->control_fd = -1;
+	m->prom.fd = -1;
+	m->statsd.fd = -1;
+	TAILQ_INIT(&m->prom.clients);
 	m->watch.fd = -1;
 	TAILQ_INIT(&m->generations);
 	TAILQ_INIT(&m->workers);
@@ -397,6 +409,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	ev_prepare_start(m->loop, &m->reconcile_prepare);
 	nw_supervise_init(m);
 	nw_reload_init(m);
+	nw_canary_init(m);
 	nw_coldstart_init(m);
 	nw_sd_init(m);
 	nw_watch_init(m);

@@ -52,6 +52,34 @@ enum nw_worker_event {
 	NW_EV_TIMER,          /* the state's own timer: kill, respawn */
 };
 
+/* Buckets of the heartbeat's `lat=`; upper bounds in metrics.c. */
+#define NW_LAT_BUCKETS 12
+
+/*
+ * What workers counted: one worker's cumulative values from its last
+ * heartbeat, or a sum of such. The wire format is in metrics.c.
+ */
+struct nw_counters {
+	unsigned long long requests;  /* answers finished (`hb <served>`) */
+	unsigned long long status[6]; /* [1]..[5]: 1xx..5xx; [0] unused */
+	unsigned long long s500, s502, s503, s504; /* also in status[5] */
+	unsigned long long lat[NW_LAT_BUCKETS]; /* per bucket, not cumulative */
+	unsigned long long latsum_us; /* sum of the durations */
+	unsigned long long bytes;     /* sent */
+};
+
+/* Why a worker was replaced, for narwhal_worker_restarts_total. */
+enum nw_restart_cause {
+	NW_RESTART_NONE,      /* not a restart: reload, shutdown, fewer workers */
+	NW_RESTART_RECYCLED,  /* max_requests */
+	NW_RESTART_LIFETIME,  /* max_worker_lifetime */
+	NW_RESTART_MEMORY,    /* max_worker_memory */
+	NW_RESTART_CRASHED,   /* died on its own after going live */
+	NW_RESTART_TIMED_OUT, /* missed its heartbeats: SIGABRT */
+	NW_RESTART_BOOT,      /* died or hung before going live */
+	NW_RESTART_CAUSES
+};
+
 /* A config snapshot and the code tree it resolved to. */
 struct nw_generation {
 	unsigned id;
@@ -61,6 +89,7 @@ struct nw_generation {
 	char *worktree;    /* a git work tree in place: its top, else NULL */
 	char *commit;      /* ... and the commit tree is a snapshot of */
 	int refs;          /* workers and master pointers holding it */
+	struct nw_counters exited; /* its exited workers' last counts */
 	TAILQ_ENTRY(nw_generation) entry;
 };
 
@@ -115,6 +144,12 @@ struct nw_worker {
 	double booted_at;
 	double live_at;
 	unsigned long requests;      /* from the last heartbeat */
+	unsigned slot;               /* its place in the generation: a label */
+	struct nw_counters counted;  /* cumulative, from the last heartbeat */
+	unsigned inflight;           /* requests in progress at that heartbeat */
+	unsigned websockets;         /* open at that heartbeat */
+	int reports_counters;        /* its heartbeats carry key=value counts */
+	enum nw_restart_cause retire_cause; /* why it was asked to retire */
 	unsigned long budget;        /* max_requests drawn for it, 0: none */
 	double lifetime;             /* max_worker_lifetime drawn, 0: none */
 	int crashes;                 /* consecutive quick deaths: backoff */
@@ -166,6 +201,69 @@ enum nw_reload_outcome {
 	NW_RELOAD_INVALID_CONFIG,
 	NW_RELOAD_ROLLED_BACK,
 	NW_RELOAD_DEPENDENCY,  /* rolled back; the old generation fails too */
+	NW_RELOAD_WATCH_ROLLED_BACK, /* live, then worse than the old one */
+	NW_RELOAD_OUTCOMES
+};
+
+/* What made narwhal go back to a previous tree. */
+enum nw_rollback_trigger {
+	NW_ROLLBACK_BOOT,   /* the new generation never became healthy */
+	NW_ROLLBACK_WATCH,  /* its 5xx ratio was clearly worse */
+	NW_ROLLBACK_MANUAL, /* `narwhal rollback` */
+	NW_ROLLBACK_TRIGGERS
+};
+
+/* Counters of the master itself, and what exited workers left behind. */
+struct nw_metrics {
+	struct nw_counters exited;   /* every exited worker's last counts */
+	unsigned long long restarts[NW_RESTART_CAUSES];
+	unsigned long long reloads[NW_RELOAD_OUTCOMES];
+	unsigned long long rollbacks[NW_ROLLBACK_TRIGGERS];
+	int rollback_manual;         /* the running reload is a rollback */
+};
+
+struct nw_metrics_client;
+TAILQ_HEAD(nw_metrics_client_list, nw_metrics_client);
+
+/* metrics_bind: GET /metrics served from the loop. */
+struct nw_prometheus {
+	int fd;                      /* listening; -1 when off */
+	ev_io accept_io;
+	char *bind;                  /* as configured, to notice a change */
+	char *unix_path;             /* to unlink at exit */
+	struct nw_metrics_client_list clients;
+	int nclients;                /* at most NW_METRICS_CLIENTS */
+	unsigned long long scrapes;  /* answered, for narwhal_scrapes_total */
+};
+
+/* statsd_host: gunicorn's metric names from heartbeat deltas, over UDP. */
+struct nw_statsd {
+	int fd;                      /* connected UDP socket; -1 when off */
+	char *host;                  /* as configured, to notice a change */
+	char prefix[128];            /* statsd_prefix with one trailing dot */
+	struct nw_counters pending;  /* deltas not sent yet */
+	ev_timer flush;              /* every metrics_interval */
+	unsigned long long dropped;  /* datagrams the kernel refused */
+};
+
+/* The watch after go-live: one canary of the new generation, judged. */
+struct nw_canary {
+	struct nw_generation *gen;   /* being watched; NULL when not */
+	double started_at;           /* canary went live: the window opens */
+	int heartbeats;              /* canary's since then; 2: based */
+	struct nw_counters old_base; /* old generation's totals when based */
+	struct nw_counters can_base; /* the canary's, when based */
+	int passed;                  /* the rest of the generation may follow */
+	ev_timer window;             /* watch_window from started_at */
+	char verdict[256];           /* the last judgement, for status */
+	char failure[320];           /* condemned: the reconcile rolls back */
+};
+
+/* The last generations that went fully live, for `narwhal rollback`. */
+#define NW_GOOD_KEEP 8
+struct nw_good_tree {
+	char *tree;                  /* realpath */
+	char *link_target;           /* what chdir pointed at, if a link */
 };
 
 struct nw_reload {
@@ -242,6 +340,14 @@ struct nw_master {
 	CURLM *curl;                   /* NULL until then */
 	ev_timer curl_timer;
 
+	struct nw_metrics metrics;     /* counters, see metrics.c */
+	struct nw_prometheus prom;     /* metrics_bind, see prometheus.c */
+	struct nw_statsd statsd;       /* statsd_host, see statsd.c */
+	struct nw_canary canary;       /* the watch after go-live, canary.c */
+	struct nw_good_tree good[NW_GOOD_KEEP]; /* oldest first */
+	int ngood;                     /* entries used in good[] */
+	char *reload_tree;             /* next reload's tree, not chdir's */
+	char *rollback_undo;           /* chdir's link before `rollback` moved it */
 	struct {
 		int fd;                /* inotify; -1: --reload is off */
 		ev_io io;
@@ -329,6 +435,9 @@ void nw_reload_step(struct nw_master *m);
 /* A worker of the generation being started exited on its own. */
 double nw_reload_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_reload_init(struct nw_master *m);
+/* Ends the running reload as failed: the current generation stays. */
+void nw_reload_abort(struct nw_master *m, const char *why,
+    enum nw_reload_outcome outcome);
 /* A new worker failed its probe: ask the old generation the same. */
 void nw_reload_check_old(struct nw_master *m);
 
@@ -343,6 +452,55 @@ char *nw_state_load_good(struct nw_master *m);
 int nw_coldstart_exit_plan(struct nw_master *m, struct nw_worker *w);
 void nw_coldstart_init(struct nw_master *m);
 
+/* metrics.c: the workers' counters, added up */
+extern const double nw_lat_bounds[NW_LAT_BUCKETS]; /* last: +Inf */
+int nw_metrics_parse_hb(const char *msg, struct nw_counters *out,
+    unsigned *inflight, unsigned *ws);
+void nw_metrics_heartbeat(struct nw_master *m, struct nw_worker *w,
+    const char *msg);
+void nw_metrics_worker_exited(struct nw_master *m, struct nw_worker *w);
+void nw_metrics_add(struct nw_counters *sum, const struct nw_counters *c);
+void nw_metrics_sub(struct nw_counters *out, const struct nw_counters *a,
+    const struct nw_counters *b);
+/* g: one generation's totals, exited workers included; NULL: all. */
+void nw_metrics_sum(struct nw_master *m, struct nw_generation *g,
+    struct nw_counters *out);
+void nw_metrics_load(struct nw_master *m, struct nw_generation *g,
+    unsigned *inflight, int *busy, int *idle);
+unsigned nw_metrics_slot(struct nw_master *m, struct nw_generation *g,
+    const struct nw_worker *replaces);
+void nw_metrics_reload_finished(struct nw_master *m);
+double nw_metrics_ratio(const struct nw_counters *c);
+const char *nw_restart_cause_name(enum nw_restart_cause cause);
+
+/* prometheus.c: GET /metrics on metrics_bind */
+int nw_prometheus_open(struct nw_master *m);
+void nw_prometheus_close(struct nw_master *m);
+char *nw_prometheus_render(struct nw_master *m, size_t *len);
+
+/* statsd.c: gunicorn's statsd names from heartbeat deltas */
+int nw_statsd_open(struct nw_master *m);
+void nw_statsd_close(struct nw_master *m);
+void nw_statsd_add(struct nw_master *m, const struct nw_counters *delta);
+void nw_statsd_flush(struct nw_master *m);
+
+/* canary.c: the watch after go-live, a canary judged on its 5xx ratio */
+int nw_canary_verdict(const struct nw_counters *old,
+    const struct nw_counters *canary, long min_requests, double margin,
+    char *why, size_t whylen);
+int nw_canary_slot_limit(struct nw_master *m, struct nw_generation *g);
+int nw_canary_holds_back(struct nw_master *m, const struct nw_worker *w);
+void nw_canary_step(struct nw_master *m);
+void nw_canary_heartbeat(struct nw_master *m, struct nw_worker *w);
+void nw_canary_reload_finished(struct nw_master *m);
+int nw_canary_active(struct nw_master *m);
+void nw_canary_init(struct nw_master *m);
+
+/* history.c: the last good trees, `narwhal rollback` */
+void nw_history_push(struct nw_master *m, struct nw_generation *g);
+int nw_history_rollback(struct nw_master *m, char *why, size_t whylen);
+void nw_history_reload_finished(struct nw_master *m);
+void nw_history_free(struct nw_master *m);
 /* hooks.c: gunicorn's master-side server hooks, in a helper process */
 int nw_hook_defined(const struct nw_config *c, const char *hook);
 /* args: "name=value" strings for the hook's stand-ins, NULL-terminated */
@@ -385,6 +543,7 @@ int nw_unix_listen(const char *path, int backlog);
 int nw_control_open(struct nw_master *m);
 void nw_control_close(struct nw_master *m);
 void nw_control_reload_finished(struct nw_master *m);
+void nw_control_watching(struct nw_master *m, const char *what);
 void nw_control_progress(struct nw_master *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

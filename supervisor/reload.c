@@ -136,7 +136,8 @@ nw_reload_check_old(struct nw_master *m)
 }
 
 static void
-abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
+abort_reload(struct nw_master *m, const char *why, const char *stderr_lines,
+    enum nw_reload_outcome outcome)
 {
 	struct nw_generation *g = m->reload.gen;
 	char reason[1024], note[256] = "", old[512];
@@ -158,9 +159,10 @@ abort_reload(struct nw_master *m, const char *why, const char *stderr_lines)
 	    dependency ? "; the old generation fails the same check: a "
 			 "dependency is down: " : "",
 	    dependency ? old : "", *note ? "; " : "", note);
-	set_outcome(m, dependency ? NW_RELOAD_DEPENDENCY
-				  : NW_RELOAD_ROLLED_BACK,
-	    reason, stderr_lines);
+	/* A boot failure may be the dependency's; the watch's is its own. */
+	if (outcome == NW_RELOAD_ROLLED_BACK && dependency)
+		outcome = NW_RELOAD_DEPENDENCY;
+	set_outcome(m, outcome, reason, stderr_lines);
 	snprintf(m->last_probe, sizeof m->last_probe, "%s",
 	    m->reload.failure_probe);
 	nw_rollback_hook(m, g, m->current, reason);
@@ -190,7 +192,8 @@ nw_reload_step(struct nw_master *m)
 		/* The old generation's answer is part of the report. */
 		if (old_check_pending(m))
 			return;
-		abort_reload(m, m->reload.failure, m->reload.failure_stderr);
+		abort_reload(m, m->reload.failure, m->reload.failure_stderr,
+		    NW_RELOAD_ROLLED_BACK);
 		return;
 	}
 	TAILQ_FOREACH(w, &m->workers, entry) {
@@ -287,7 +290,8 @@ start(struct nw_master *m, const char *why)
 		nw_config_free(config);
 		config = NULL;
 	}
-	g = config ? nw_generation_new(m, config, NULL, err, sizeof err) : NULL;
+	g = config ? nw_generation_new(m, config, m->reload_tree, err,
+	    sizeof err) : NULL;
 	if (g == NULL) {
 		if (config != NULL)
 			nw_config_free(config);
@@ -330,6 +334,14 @@ nw_reload_request(struct nw_master *m, const char *why)
 		return;
 	}
 	start(m, why);
+}
+
+void
+nw_reload_abort(struct nw_master *m, const char *why,
+    enum nw_reload_outcome outcome)
+{
+	if (m->reload.gen != NULL)
+		abort_reload(m, why, NULL, outcome);
 }
 
 void

@@ -150,6 +150,7 @@ nw_state_save_good(struct nw_master *m, struct nw_generation *g)
 	char path[PATH_MAX], tmp[PATH_MAX + 16];
 	FILE *f;
 
+	nw_history_push(m, g);
 	if (nw_mkdir_p(m->state_dir, 0700) < 0) {
 		nw_warn("state dir %s: %s", m->state_dir, strerror(errno));
 		return;

@@ -22,6 +22,7 @@ static const char *const outcome_names[] = {
 	[NW_RELOAD_INVALID_CONFIG] = "refused (invalid config)",
 	[NW_RELOAD_ROLLED_BACK] = "rolled back",
 	[NW_RELOAD_DEPENDENCY] = "rolled back (a dependency is down)",
+	[NW_RELOAD_WATCH_ROLLED_BACK] = "rolled back by the watch (5xx)",
 };
 
 /*
@@ -111,6 +112,7 @@ nw_sd_status(struct nw_master *m)
 	snprintf(status, sizeof status,
 	    "generation %u: %d/%d workers live, tree %s%s; last reload: %s",
 	    g->id, nw_master_live_count(m, g), m->target, g->tree,
+	    nw_canary_active(m) ? "; watching a canary" :
 	    m->reload.gen ? "; reloading" : "",
 	    outcome_names[m->last_outcome]);
 	if (strcmp(status, m->sd_status) == 0)

@@ -205,9 +205,11 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_addf(p, "NARWHAL_PRIVATE_FD", "%d", FD_PRIVATE);
 	env_add(p, "NARWHAL_LISTEN_FDS", listen_fds);
 	env_addf(p, "NARWHAL_MAX_REQUESTS", "%lu", w->budget);
-	/* timeout = 0 turns the deadline off, not the heartbeat. */
+	/* Often enough for the watchdog and for fresh counters; timeout = 0
+	 * turns the deadline off, not the heartbeat. */
 	env_addf(p, "NARWHAL_HEARTBEAT", "%g",
-	    c->timeout > 0 ? c->timeout / 4. : 5.);
+	    c->timeout > 0 && c->timeout / 4. < c->metrics_interval
+	    ? c->timeout / 4. : c->metrics_interval);
 	env_addf(p, "NARWHAL_KEEPALIVE", "%g", c->keepalive);
 	env_addf(p, "NARWHAL_HEADER_TIMEOUT", "%g", c->header_timeout);
 	env_addf(p, "NARWHAL_GRACEFUL_TIMEOUT", "%g", c->graceful_timeout);
@@ -226,6 +228,12 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	    c->ws_per_message_deflate);
 	if (c->accesslog != NULL)
 		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
+	if (c->access_log_format != NULL)
+		env_add(p, "NARWHAL_ACCESS_LOG_FORMAT", c->access_log_format);
+	env_add(p, "NARWHAL_FORWARDED_ALLOW_IPS", c->forwarded_allow_ips);
+	env_add(p, "NARWHAL_SECURE_SCHEME_HEADERS", c->secure_scheme_headers);
+	env_addf(p, "NARWHAL_PROXY_PROTOCOL", "%d", c->proxy_protocol);
+	env_add(p, "NARWHAL_PROXY_ALLOW_IPS", c->proxy_allow_ips);
 	if (c->hooks != NULL && c->path_is_python) {
 		env_add(p, "NARWHAL_GUNICORN_CONF", c->path);
 		env_add(p, "NARWHAL_HOOKS", c->hooks);

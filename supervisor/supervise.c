@@ -150,7 +150,8 @@ on_probation(struct nw_master *m, const struct nw_worker *w)
 {
 	return m->reload.gen != NULL && w->gen == m->reload.gen &&
 	    nw_worker_counts_as_capacity(w) &&
-	    w->live_at + w->gen->config->min_uptime > ev_now(m->loop);
+	    (w->live_at + w->gen->config->min_uptime > ev_now(m->loop) ||
+	    nw_canary_holds_back(m, w));
 }
 
 /*
@@ -191,7 +192,10 @@ grow(struct nw_master *m, struct nw_generation *g)
 {
 	int slots = count_slots(m, g);
 	int missing = m->target - slots;
-	int batch = missing;
+	int batch = missing, limit = nw_canary_slot_limit(m, g);
+
+	if (limit >= 0 && slots + missing > limit)
+		missing = limit - slots; /* a canary first, see watch.c */
 
 	if (m->reload.gen == g && g->config->reload_batch > 0)
 		batch = g->config->reload_batch - count_booting(m, g, 0);
@@ -301,11 +305,15 @@ judge_probes(struct nw_master *m)
 		      "capacity");
 		nw_worker_event(m, w, NW_EV_PROBE_OK, why);
 	}
-	/* Checks are one-offs: the next failure asks again. */
+	/* Checks are one-offs: once every answer is in and used, the next
+	 * failure asks again (during a reload, reload.c clears them). */
+	if (m->reload.gen != NULL)
+		return;
 	TAILQ_FOREACH(w, &m->workers, entry)
-		if (w->check != NW_CHECK_PENDING && w->gen == m->current &&
-		    m->reload.gen == NULL)
-			w->check = NW_CHECK_NONE;
+		if (w->check == NW_CHECK_PENDING)
+			return;
+	TAILQ_FOREACH(w, &m->workers, entry)
+		w->check = NW_CHECK_NONE;
 }
 
 static void
@@ -334,6 +342,8 @@ reconcile(struct nw_master *m)
 		replace_retiring(m, g);
 	retire_leftovers(m, g);
 	announce_first_live(m);
+	if (m->reload.gen != NULL)
+		nw_canary_step(m);
 	if (m->reload.gen != NULL)
 		nw_reload_step(m);
 	nw_sd_status(m);
@@ -442,6 +452,7 @@ on_limits_check(struct ev_loop *loop, ev_timer *t, int revents)
 		if (w->lifetime > 0 && now - w->spawned_at >= w->lifetime) {
 			snprintf(why, sizeof why,
 			    "max_worker_lifetime %.0fs reached", w->lifetime);
+			w->retire_cause = NW_RESTART_LIFETIME;
 			nw_worker_event(m, w, NW_EV_RETIRE, why);
 			continue;
 		}
@@ -452,6 +463,7 @@ on_limits_check(struct ev_loop *loop, ev_timer *t, int revents)
 				snprintf(why, sizeof why,
 				    "max_worker_memory: rss %lld > %lld", rss,
 				    c->max_worker_memory);
+				w->retire_cause = NW_RESTART_MEMORY;
 				nw_worker_event(m, w, NW_EV_RETIRE, why);
 			}
 		}

@@ -15,11 +15,15 @@ The `asgi` scenario serves a raw ASGI hello world and a FastAPI JSON
 endpoint from narwhal, uvicorn (`--workers 2 --http httptools`) and gunicorn
 with uvicorn's worker class, all at once, and runs wrk against them in turn
 for --rounds rounds; it reports medians, ratios and each server's CPU time
-per request. The `ws` scenario is a WebSocket echo
-(tests/apps/hello/ws_echo.py) from the same three servers, driven by
-tests/bench/wsbench.c (C, epoll): 64 connections, small messages,
-messages/s and p99. `make bench` runs all three; the others (reload under load,
-recycling under load) are functions of the same shape: run them with
+per request. The `metrics` scenario serves hello world from two narwhal
+masters at once, metrics off and on (/metrics scraped every second, statsd,
+counters reported every second), and runs wrk against them in turn,
+alternating, for --rounds rounds. The `ws` scenario is a WebSocket echo
+(tests/apps/hello/ws_echo.py) from narwhal, uvicorn and gunicorn +
+UvicornWorker, driven by tests/bench/wsbench.c (C, epoll): 64 connections,
+small messages, messages/s and p99. `make bench` runs these four; the
+others (reload under load, recycling under load) are functions of the same
+shape: run them with
 --scenario. Usage:
 
     bench.py [--duration S] [--quick] [--rounds N] [--scenario NAME[,NAME]]
@@ -58,7 +62,7 @@ def log(msg):
 HOSTS = {"narwhal": "127.0.0.11", "gunicorn-sync": "127.0.0.12",
          "gunicorn-gthread": "127.0.0.13", "uwsgi": "127.0.0.14",
          "uvicorn": "127.0.0.15", "uwsgi-http": "127.0.0.16",
-         "narwhal-asgi": "127.0.0.21",
+         "narwhal-asgi": "127.0.0.21", "narwhal-metrics": "127.0.0.23",
          "gunicorn-uvicorn": "127.0.0.22"}
 
 
@@ -632,6 +636,135 @@ def median(values):
         (values[mid - 1] + values[mid]) / 2
 
 
+class _Sink:
+    """A statsd listener that reads and drops every datagram (bounded)."""
+
+    def __init__(self):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        deadline = time.monotonic() + 3600
+        while not self.stopped and time.monotonic() < deadline:
+            try:
+                self.sock.recv(65536)
+                self.datagrams += 1
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+class _Scraper:
+    """GET /metrics once a second while a run lasts, as Prometheus would."""
+
+    def __init__(self, url):
+        import threading
+        self.url = url
+        self.scrapes = 0
+        self.failures = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        deadline = time.monotonic() + 3600
+        while not self.stopped.is_set() and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                    self.scrapes += 1
+            except OSError:
+                self.failures += 1
+            self.stopped.wait(1.0)
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join(10)
+
+
+def scenario_metrics(args):
+    """Hello world with metrics on against off, same run, paired.
+
+    Two narwhal masters serve hello world at once, each with WORKERS
+    workers: "off" reports every timeout/4 s (7.5 s), serves no /metrics and
+    sends no statsd; "on" reports every second, serves /metrics (scraped once
+    a second during its runs) and sends statsd to a local sink. wrk runs
+    against them in turn, alternating which goes first, for --rounds
+    rounds; the medians and each round's ratio are printed.
+    """
+    sink = _Sink()
+    tmps = [tempfile.mkdtemp(prefix="nwbench-"), tempfile.mkdtemp(
+        prefix="nwbench-")]
+    off = narwhal_server(tmps[0], extra={"metrics_interval": 7.5})
+    on = narwhal_server(tmps[1], host=HOSTS["narwhal-metrics"], extra={
+        "metrics_bind": "127.0.0.1:0", "metrics_interval": 1,
+        "statsd_host": "127.0.0.1:%d" % sink.port})
+    off.label, on.label = "narwhal, metrics off", "narwhal, metrics on"
+    rows = {"off": [], "on": []}
+    try:
+        for srv, tmp in ((off, tmps[0]), (on, tmps[1])):
+            srv.tmp = tmp
+            srv.start(timeout=60)
+        m = re.search(r"metrics at (http://\S+/metrics)", on.read_log())
+        metrics_url = m.group(1) if m else None
+        for srv in (off, on):
+            wrk(srv.url, args.warmup)
+        for rnd in range(args.rounds):
+            order = (("off", off), ("on", on)) if rnd % 2 == 0 else \
+                (("on", on), ("off", off))
+            for key, srv in order:
+                scraper = _Scraper(metrics_url) \
+                    if key == "on" and metrics_url else None
+                log("metrics %s, round %d: keep-alive, %ds"
+                    % (key, rnd + 1, args.duration))
+                res = wrk(srv.url, args.duration)
+                if scraper:
+                    scraper.close()
+                    res["scrapes"] = scraper.scrapes
+                    res["scrape_failures"] = scraper.failures
+                rows[key].append(res)
+        rss = {"off": off.rss(), "on": on.rss()}
+    finally:
+        for srv in (off, on):
+            srv.stop()
+        sink.close()
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print("hello world, %d workers, keep-alive, wrk -t2 -c64 -d%ds, metrics "
+          "off and on in turn, %d rounds" % (WORKERS, args.duration,
+                                               args.rounds))
+    print("%-22s | %9s %7s %7s | %6s | %s" % (
+        "server", "req/s", "p50", "p99", "errors", "master RSS KiB"))
+    for key in ("off", "on"):
+        rs = rows[key]
+        print("%-22s | %9s %7s %7s | %6d | %s" % (
+            "narwhal, metrics " + key,
+            "%.0f" % median([r["rps"] for r in rs]),
+            fmt_ms(median([r["p50"] for r in rs])),
+            fmt_ms(median([r["p99"] for r in rs])),
+            sum(r["errors"] + r["non2xx"] for r in rs), rss[key][0]))
+    pairs = ["%.3f" % (b["rps"] / a["rps"]) for a, b in
+             zip(rows["off"], rows["on"]) if a["rps"] and b["rps"]]
+    print("on/off req/s per round: %s; scrapes %d (failed %d), statsd "
+          "datagrams %d" % (", ".join(pairs),
+                            sum(r.get("scrapes", 0) for r in rows["on"]),
+                            sum(r.get("scrape_failures", 0)
+                                for r in rows["on"]), sink.datagrams))
+    return rows
+
+
 def scenario_asgi(args):
     """ASGI: narwhal against uvicorn (httptools) and gunicorn with
     uvicorn's worker, hello world and a FastAPI JSON endpoint.
@@ -887,6 +1020,7 @@ SCENARIOS = {
     "recycling": scenario_recycling,
     "asgi": scenario_asgi,
     "ws": scenario_ws,
+    "metrics": scenario_metrics,
 }
 
 
@@ -896,7 +1030,7 @@ def main():
                    help="seconds per measured wrk run (default 10)")
     p.add_argument("--quick", action="store_true",
                    help="3 s runs, 1 s warm-up")
-    p.add_argument("--scenario", default="hello,asgi,ws",
+    p.add_argument("--scenario", default="hello,asgi,metrics,ws",
                    help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated, for hello (default: all)")

@@ -297,6 +297,9 @@ class Narwhal:
             "boot_timeout": 30,
             "runtime_dir": self.run_dir,
             "state_dir": os.path.join(self.dir, "state"),
+            # the canary watch (on by default) makes every reload last
+            # watch_window: tests of the watch turn it on
+            "watch": False,
         }
         base.update(settings or {})
         self.settings = {k: v for k, v in base.items() if v is not None}

@@ -70,21 +70,24 @@ def test_check_config_refuses_what_would_fail_later(tmp_path):
 
 
 def test_check_app_imports_the_app(tmp_path):
-    r = check("--check-app", "--chdir", DJANGO, "mysite.wsgi:application")
+    r = check("--check-app", "--chdir", DJANGO,
+              "mysite.wsgi:application")
     assert r.returncode == 0, r.stderr
     assert "mysite.wsgi:application imports from %s: ok" % DJANGO \
         in r.stdout
     tree = tmp_path / "broken"
     tree.mkdir()
     (tree / "app.py").write_text("import narwhal_check_missing  # noqa\n")
-    r = check("--check-app", "--chdir", str(tree), "app:application")
+    r = check("--check-app", "--chdir", str(tree),
+              "app:application")
     assert r.returncode == 1
     assert "Traceback (most recent call last):" in r.stderr, r.stderr
     assert "ModuleNotFoundError: No module named 'narwhal_check_missing'" \
         in r.stderr
     assert 'File "%s/app.py", line 1' % tree in r.stderr
     (tree / "app.py").write_text("application = 42\n")
-    r = check("--check-app", "--chdir", str(tree), "app:application")
+    r = check("--check-app", "--chdir", str(tree),
+              "app:application")
     assert r.returncode == 1 and "is not callable" in r.stderr, r.stderr
 
 
@@ -184,7 +187,6 @@ def test_started_inside_a_symlinked_release_without_chdir(narwhal):
     assert "(the same directory: chdir is neither a symlink nor a git work " \
         "tree; if narwhal was started inside a symlinked release, set " \
         "chdir to the symlink)" in r.stdout, r
-    assert PYTHON
 
 
 def test_recycling_held_back_is_shown(narwhal):
@@ -222,3 +224,39 @@ def test_recycling_held_back_is_shown(narwhal):
         client.wait_requests(50)
         client.stop()
     assert client.failures() == [], client.summary()
+
+
+def test_fd_exhaustion_on_reload_does_not_wedge(narwhal):
+    # the master runs out of file descriptors: the new generation cannot
+    # even be spawned; the reload ends rolled back, the old workers serve,
+    # and once the limit is raised the next reload runs
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2")
+    d.flip("v1")
+    n = start_master(narwhal, d, {"workers": 2})
+    used = len(os.listdir("/proc/%d/fd" % n.pid))
+    soft = subprocess.run(["prlimit", "--pid", str(n.pid), "--nofile",
+                           "--noheadings", "--output=SOFT"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    # room to accept `reload --wait` and read the config, not to spawn
+    subprocess.run(["prlimit", "--pid", str(n.pid),
+                    "--nofile=%d:" % (used + 3)], check=True)
+    with Client(n.addr) as client:
+        client.wait_requests(50)
+        d.flip("v2")
+        started = time.monotonic()
+        r = reload_wait(n, timeout=60)
+        assert r.returncode == 4, r
+        assert "cannot spawn: " in r.stdout, r
+        assert "Too many open files" in r.stdout, r
+        assert time.monotonic() - started < T(20)
+        subprocess.run(["prlimit", "--pid", str(n.pid),
+                        "--nofile=%s:" % soft], check=True)
+        d.flip("v2")
+        r = reload_wait(n, timeout=60)
+        assert r.returncode == 0, r
+        client.wait_requests(50)
+        client.stop()
+    assert client.failures() == [], client.summary()
+    assert client.versions().get("v2"), client.summary()

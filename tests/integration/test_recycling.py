@@ -131,8 +131,13 @@ def test_crash_loop_backs_off(narwhal):
         client.stop()
     delays = [float(m.group(1)) for m in n.find_logs(respawn)]
     assert delays == sorted(delays), delays
-    assert delays[-1] > delays[1] > delays[0], delays
-    assert delays[4] >= 2 * delays[2] > 0, delays  # exponential
+    # The first death is respawned at once; so is the second when the
+    # victim had served long enough to count as killed, not crash-looping
+    # (it depends on how long it lived): then the crash loop backs off.
+    assert delays[0] == 0, delays
+    backoff = [d for d in delays if d > 0]
+    assert len(backoff) >= 3, delays
+    assert backoff[-1] >= 2 * backoff[-2] > 0, delays  # exponential
     # the master never gave up, and the other worker kept serving
     assert n.proc.poll() is None
     assert client.failures() == [], client.summary()

@@ -1071,7 +1071,9 @@ static const char *const every_key[] = {
 	"runtime_dir", "state_dir", "control_socket", "accesslog",
 	"errorlog", "loglevel", "worker_class", "threads",
 	"worker_connections", "reload", "reload_extra_files",
-	"access_log_format",
+	"access_log_format", "watch", "watch_window",
+	"watch_min_requests", "watch_error_margin", "metrics_bind",
+	"metrics_interval", "statsd_host", "statsd_prefix", "dogstatsd_tags",
 };
 
 #define NKEYS (sizeof(every_key) / sizeof(every_key[0]))

@@ -189,7 +189,7 @@ probe_gate(void)
 	nw_worker_event(m, w, NW_EV_PROBE_FAILED, NULL);
 	is_str(state(w), "stopping", "probe failed: stopped");
 	ok(w->probe == NULL, "the probe is gone");
-	is_str(w->boot_failure, "failed the probe 5 times: GET / answered "
+	is_str(w->boot_failure, "failed the warm-up request: GET / answered "
 	    "500: ImportError: no module named x",
 	    "the answer is the reason");
 	nw_worker_event(m, w, NW_EV_EXITED, NULL);

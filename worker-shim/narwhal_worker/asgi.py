@@ -1,12 +1,13 @@
 """The ASGI serving loop: asyncio (uvloop when it can), lifespan, signals.
 
 Order: the event loop, lifespan startup (a failure exits with status 3),
-the C server on the private socket, signal handlers, then `booted`. `live`
-from the master turns the public sockets on. Heartbeats are a call_later
-chain on the loop itself, so an app that blocks the loop (time.sleep in an
-async def) stops them and the master's watchdog fires. TERM (or the master
-going away) stops accepting, lets the running requests finish, then runs
-lifespan shutdown, all within graceful_timeout. The HTTP work, connections
+the C server on the private socket, signal handlers, then `booted`. The C
+engine reads the control socket (`live` turns the public sockets on) and
+sends the heartbeats from a timer of this loop, so an app that blocks the
+loop (time.sleep in an async def) stops them and the master's watchdog
+fires. TERM (or the master going away) stops accepting, lets the running
+requests finish, then runs lifespan shutdown, all within graceful_timeout,
+and a last heartbeat carries the final counts. The HTTP work, connections
 included, is the C extension's (_http.ASGIServer); this file is glue.
 """
 
@@ -62,7 +63,6 @@ class Worker:
         self.loop = loop
         self.server = None
         self.stopped = None
-        self.heartbeat_handle = None
 
     # -- signals and the master
 
@@ -86,31 +86,9 @@ class Worker:
                 pass
         os._exit(0)
 
-    def on_control(self):
-        fd = self.config.control_fd
-        try:
-            data = os.read(fd, 128)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.loop.remove_reader(fd)  # first: EOF stays readable
-            self.request_stop("term")
-            log("control socket closed: the master is gone, stopping")
-            return
-        message = data.strip()
-        if message == b"live":
-            self.server.go_live()
-        else:
-            log('control socket: unknown message "%s"'
-                % message[:60].decode("ascii", "replace"))
-
-    def heartbeat(self):
-        # From the loop itself: a loop that is blocked sends nothing.
-        self.server.heartbeat()
-        self.heartbeat_handle = self.loop.call_later(
-            self.config.heartbeat, self.heartbeat)
+    def on_master_gone(self):
+        """The engine read EOF on the control socket (or could not send)."""
+        self.request_stop("term")
 
     def install_signals(self):
         # asyncio's handlers only wake the loop; TERM and USR1 do not
@@ -141,6 +119,7 @@ class Worker:
             control_fd=config.control_fd,
             keepalive=config.keepalive,
             header_timeout=config.header_timeout,
+            heartbeat=config.heartbeat,
             max_requests=config.max_requests,
             limit_request_line=config.limit_request_line,
             limit_request_fields=config.limit_request_fields,
@@ -149,6 +128,7 @@ class Worker:
             accesslog=config.accesslog,
             root_path=config.script_name,
             state=state,
+            on_master_gone=self.on_master_gone,
         )
         # Everything so far (imports, startup) lives as long as the worker:
         # out of the collector's sight, a full collection no longer walks
@@ -158,13 +138,9 @@ class Worker:
         self.stopped = loop.create_future()
         self.install_signals()
         self.server.start()
-        if config.control_fd >= 0:
-            loop.add_reader(config.control_fd, self.on_control)
         if not control.send(config.control_fd, "booted") and \
                 config.control_fd >= 0:
             return 0  # the master is already gone
-        if config.heartbeat > 0:
-            self.heartbeat()
 
         how = await self.stopped
         if how == "quit":
@@ -185,6 +161,7 @@ class Worker:
                                          self.server.connections,
                                          self.server.tasks))
         await lifespan.shutdown(deadline - loop.time())
+        self.server.heartbeat()
         self.server.quit()
         self.server.flush_logs()
         return 0

@@ -1,7 +1,7 @@
 """The worker's settings, read once from the NARWHAL_* environment.
 
-Only parsing lives here: no side effects, so a serving loop (WSGI today,
-ASGI later) gets one immutable object with everything the master decided.
+Only parsing lives here: no side effects, so a serving loop (WSGI or ASGI)
+gets one immutable object with everything the master decided.
 """
 
 import os
@@ -52,8 +52,6 @@ class Config:
         self.app = env.get("NARWHAL_APP", "")
         self.interface = (env.get("NARWHAL_INTERFACE", "") or "auto").lower()
         self.asyncio_loop = env.get("NARWHAL_ASYNCIO_LOOP", "") or "auto"
-        self.worker_id = env.get("NARWHAL_WORKER_ID", "")
-        self.generation = env.get("NARWHAL_GENERATION", "")
         self.chdir = env.get("NARWHAL_CHDIR", "")
         self.pythonpath = [p for p in
                            env.get("NARWHAL_PYTHONPATH", "").split(":") if p]
@@ -75,7 +73,6 @@ class Config:
         self.limit_request_body = max(
             0, _int(env, "NARWHAL_LIMIT_REQUEST_BODY", 0))
         self.accesslog = env.get("NARWHAL_ACCESSLOG") or None
-        self.loglevel = (env.get("NARWHAL_LOGLEVEL", "") or "info").lower()
         # gunicorn.conf.py's worker-side hooks (hooks.py), set by boot.
         self.hooks = None
         # Like gunicorn: SCRIPT_NAME comes from the process environment.

@@ -1,6 +1,7 @@
 """The control socket to the master: one SOCK_SEQPACKET datagram a message.
 
-The C loop sends heartbeats and `retire` itself; Python only says `booted`.
+The C engine reads `live` and sends heartbeats and `retire`; Python only
+says `booted`.
 """
 
 import os

@@ -1,0 +1,479 @@
+/*
+ * server.c: _http.Server, the WSGI driver and its loop.
+ *
+ * The type turns keyword arguments (read from the environment by the
+ * Python glue) into an engine and a driver, and runs the loop: it blocks in
+ * epoll_wait with the GIL released, lets the engine handle what woke it,
+ * and answers each request the engine hands over (its body whole) by
+ * calling the app in place. Signals wake the loop through Python's wakeup
+ * pipe. Connections, deadlines and the master protocol are the engine's.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "wsgi/wsgi.h"
+
+#define MAX_EVENTS 256
+
+/* The driver's callbacks */
+
+static void
+wsgi_conn_init(struct nw_conn *c)
+{
+	NW_WSGI_CONN(c)->body.fd = -1;
+}
+
+static int
+wsgi_body(struct nw_conn *c, const char *p, size_t n, bool done)
+{
+	struct nw_wsgi *s = NW_WSGI(c->engine);
+
+	if (nw_wsgi_body_add(s, &NW_WSGI_CONN(c)->body, p, n, c->remaining) <
+	    0)
+		return 500;
+	return 0;
+}
+
+/* A complete request: the app runs now, and its answer goes out. */
+static int
+wsgi_request(struct nw_conn *c)
+{
+	struct nw_wsgi *s = NW_WSGI(c->engine);
+	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
+	PyObject *input;
+	int rc;
+
+	input = nw_wsgi_body_input(&wc->body);
+	if (input == NULL) {
+		nw_py_error("cannot make wsgi.input");
+		nw_wsgi_body_reset(&wc->body);
+		return -1;
+	}
+	rc = nw_wsgi_handle(s, c, input);
+	Py_DECREF(input);
+	nw_wsgi_body_reset(&wc->body);
+	if (rc == NW_HANDLED_FATAL) {
+		s->fatal = true;
+		s->e.halt = true;
+	}
+	nw_conn_response_done(c, rc != NW_HANDLED_KEEP || s->quit);
+	return 0;
+}
+
+static void
+wsgi_closed(struct nw_conn *c)
+{
+	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
+
+	nw_wsgi_body_reset(&wc->body);
+	/* keep small buffers for the next connection, not big ones */
+	if (wc->body.mem.cap > 16 * 1024)
+		nw_buf_free(&wc->body.mem);
+	Py_CLEAR(wc->remote_addr);
+	Py_CLEAR(wc->remote_port);
+}
+
+static void
+wsgi_freed(struct nw_conn *c)
+{
+	nw_wsgi_body_free(&NW_WSGI_CONN(c)->body);
+}
+
+/* Python's wakeup pipe: a signal came, its handler runs now. */
+static void
+wsgi_wakeup(struct nw_engine *e)
+{
+	struct nw_wsgi *s = NW_WSGI(e);
+	char sink[64];
+
+	while (read(e->wakeup_fd, sink, sizeof sink) > 0)
+		;
+	if (PyErr_CheckSignals() < 0) {
+		s->fatal = true;
+		e->halt = true;
+	}
+}
+
+static const struct nw_driver wsgi_driver = {
+    .conn_size = sizeof(struct nw_wsgi_conn),
+    .whole_body = true,
+    .auto_continue = true,
+    .conn_init = wsgi_conn_init,
+    .request = wsgi_request,
+    .body = wsgi_body,
+    .closed = wsgi_closed,
+    .freed = wsgi_freed,
+    .wakeup = wsgi_wakeup,
+};
+
+/* The write hook of the response writers: sleep without the GIL. */
+static int
+wait_writable(void *arg, int fd, int timeout_ms)
+{
+	struct nw_wsgi *s = arg;
+	struct pollfd p = {fd, POLLOUT, 0};
+
+	for (;;) {
+		int r;
+
+		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, timeout_ms);
+		Py_END_ALLOW_THREADS if (r > 0) return 0;
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (errno != EINTR)
+			return -1;
+		if (PyErr_CheckSignals() < 0 || s->quit)
+			return -1;
+	}
+}
+
+/* The loop */
+
+static PyObject *
+serve(struct nw_wsgi *s)
+{
+	struct nw_engine *e = &s->e;
+	struct epoll_event events[MAX_EVENTS];
+
+	if (s->running || e->started) {
+		PyErr_SetString(PyExc_RuntimeError, "already serving");
+		return NULL;
+	}
+	if (nw_engine_start(e) < 0)
+		return PyErr_SetFromErrno(PyExc_OSError);
+	s->running = true;
+	while (!s->fatal && !s->quit) {
+		int n;
+
+		if (e->stop_requested && !e->stopping)
+			nw_engine_stop(e, s->graceful_ms);
+		if (e->stopping &&
+		    (nw_engine_drained(e) ||
+		        (e->stop_deadline &&
+		            e->clock.mono_ms >= e->stop_deadline)))
+			break;
+		nw_engine_alog_flush(e);
+		n = nw_engine_timeout(e);
+		Py_BEGIN_ALLOW_THREADS n =
+		    epoll_wait(e->epfd, events, MAX_EVENTS, n);
+		Py_END_ALLOW_THREADS nw_clock_update(&e->clock);
+		if (n < 0) {
+			if (errno != EINTR) {
+				PyErr_SetFromErrno(PyExc_OSError);
+				s->fatal = true;
+				break;
+			}
+			if (PyErr_CheckSignals() < 0)
+				s->fatal = true;
+			continue;
+		}
+		nw_engine_dispatch(e, events, n);
+		if (s->fatal || s->quit)
+			break;
+		nw_engine_tick(e);
+		nw_engine_yield(e);
+	}
+	/* a graceful end: the last heartbeat carries the final counts */
+	if (!s->fatal && !s->quit && e->stopping)
+		nw_engine_heartbeat(e, true);
+	/* leaving: everything still open is closed without an answer */
+	nw_engine_close(e);
+	s->running = false;
+	s->fatal = false;
+	if (PyErr_Occurred())
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+/* The Python type */
+
+typedef struct {
+	PyObject_HEAD struct nw_wsgi s;
+} ServerObject;
+
+#define SERVER(self) (&((ServerObject *)(self))->s)
+
+static int64_t
+ms(double seconds)
+{
+	return seconds <= 0 ? 0 : (int64_t)(seconds * 1000.0 + 0.5);
+}
+
+/* SERVER_NAME and SERVER_PORT come from the socket the request came in on. */
+static int
+listener_init(struct nw_wsgi *s, struct nw_listener *l, int fd, bool public)
+{
+	PyObject *name, *port;
+
+	if (nw_listener_init(l, fd, public) < 0) {
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	name = PyUnicode_DecodeFSDefault(l->host);
+	/* gunicorn: a Unix socket's path, and the scheme's port */
+	port = PyUnicode_FromFormat("%d", l->family == AF_UNIX ? 80 : l->port);
+	if (name != NULL && port != NULL)
+		l->tmpl = nw_wsgi_base_environ(s, name, port);
+	Py_XDECREF(name);
+	Py_XDECREF(port);
+	return l->tmpl ? 0 : -1;
+}
+
+static PyObject *
+server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"app", "listen_fds", "private_fd",
+	    "control_fd", "wakeup_fd", "keepalive", "header_timeout",
+	    "graceful_timeout", "heartbeat", "max_requests",
+	    "limit_request_line", "limit_request_fields",
+	    "limit_request_field_size", "limit_request_body", "accesslog",
+	    "script_name", "errors", NULL};
+	PyObject *app, *listen_fds = NULL, *errors = Py_None, *seq = NULL;
+	PyObject *script_name = NULL, *sn_bytes;
+	int private_fd = -1, control_fd = -1, wakeup_fd = -1;
+	double keepalive = 2, header_timeout = 10, graceful = 30, heartbeat = 5;
+	unsigned long long max_requests = 0, limit_body = 0;
+	Py_ssize_t limit_line = 4094, limit_fields = 100, limit_field = 8190;
+	const char *accesslog = NULL, *tmp = getenv("TMPDIR");
+	ServerObject *self;
+	struct nw_wsgi *s;
+	struct nw_engine *e;
+	Py_ssize_t i, n = 0;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw,
+	        "O|$OiiiddddKnnnKzUO:Server", kwlist, &app, &listen_fds,
+	        &private_fd, &control_fd, &wakeup_fd, &keepalive,
+	        &header_timeout, &graceful, &heartbeat, &max_requests,
+	        &limit_line, &limit_fields, &limit_field, &limit_body,
+	        &accesslog, &script_name, &errors))
+		return NULL;
+	if (!PyCallable_Check(app)) {
+		PyErr_SetString(PyExc_TypeError, "app must be callable");
+		return NULL;
+	}
+	if (limit_line < 0 || limit_fields < 0 || limit_field < 0) {
+		PyErr_SetString(PyExc_ValueError, "limits must be >= 0");
+		return NULL;
+	}
+	if (listen_fds != NULL && listen_fds != Py_None) {
+		if ((seq = PySequence_List(listen_fds)) == NULL)
+			return NULL;
+		n = PyList_Size(seq);
+	}
+
+	self = (ServerObject *)PyType_GenericAlloc(type, 0);
+	if (self == NULL) {
+		Py_XDECREF(seq);
+		return NULL;
+	}
+	s = &self->s;
+	memset(s, 0, sizeof *s);
+	e = &s->e;
+	nw_engine_init(e, &wsgi_driver);
+	e->control_fd = control_fd;
+	e->wakeup_fd = wakeup_fd;
+	e->keepalive_ms = ms(keepalive);
+	e->header_timeout_ms = ms(header_timeout) ? ms(header_timeout) : 1000;
+	e->heartbeat_ms = ms(heartbeat);
+	e->max_requests = max_requests;
+	e->limits.request_line = (size_t)limit_line;
+	e->limits.fields = (size_t)limit_fields;
+	e->limits.field_size = (size_t)limit_field;
+	e->limits.body = limit_body;
+	s->graceful_ms = ms(graceful);
+	s->writer.wait = wait_writable;
+	s->writer.arg = s;
+	s->writer.timeout_ms = (int)e->write_timeout_ms;
+	Py_INCREF(app);
+	s->app = app;
+	if (errors == Py_None) {
+		errors = PySys_GetObject("stderr"); /* borrowed */
+		if (errors == NULL)
+			errors = Py_None;
+	}
+	Py_INCREF(errors);
+	s->errors = errors;
+	if ((s->tmpdir = strdup(tmp && *tmp ? tmp : "/tmp")) == NULL)
+		goto nomem;
+	if (script_name == NULL)
+		script_name = PyUnicode_FromString("");
+	else
+		Py_INCREF(script_name);
+	s->script_name = script_name;
+	if (s->script_name == NULL)
+		goto fail;
+	if ((sn_bytes = PyUnicode_AsLatin1String(script_name)) == NULL)
+		goto fail;
+	s->script_name_len = (size_t)PyBytes_Size(sn_bytes);
+	s->script_name_b = strdup(PyBytes_AsString(sn_bytes));
+	Py_DECREF(sn_bytes);
+	if (s->script_name_b == NULL)
+		goto nomem;
+	/* "/" alone as SCRIPT_NAME strips nothing meaningful */
+	if (s->script_name_len &&
+	    s->script_name_b[s->script_name_len - 1] == '/')
+		s->script_name_len--;
+
+	e->listeners = calloc((size_t)n + 1, sizeof *e->listeners);
+	if (e->listeners == NULL)
+		goto nomem;
+	if (private_fd >= 0) {
+		if (listener_init(
+		        s, &e->listeners[e->nlisteners], private_fd, false) < 0)
+			goto fail;
+		e->nlisteners++;
+	}
+	for (i = 0; i < n; i++) {
+		long fd = PyLong_AsLong(PyList_GetItem(seq, i));
+
+		if (fd == -1 && PyErr_Occurred())
+			goto fail;
+		if (listener_init(
+		        s, &e->listeners[e->nlisteners], (int)fd, true) < 0)
+			goto fail;
+		e->nlisteners++;
+	}
+	if (nw_engine_alog_open(e, accesslog) < 0) {
+		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);
+		goto fail;
+	}
+	Py_XDECREF(seq);
+	return (PyObject *)self;
+nomem:
+	PyErr_NoMemory();
+fail:
+	Py_XDECREF(seq);
+	Py_DECREF(self);
+	return NULL;
+}
+
+static void
+server_dealloc(PyObject *self)
+{
+	struct nw_wsgi *s = SERVER(self);
+	PyTypeObject *tp = Py_TYPE(self);
+	freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+	size_t i;
+
+	nw_engine_free(&s->e);
+	for (i = 0; i < s->e.nlisteners; i++)
+		Py_CLEAR(*(PyObject **)&s->e.listeners[i].tmpl);
+	free(s->e.listeners);
+	free(s->tmpdir);
+	free(s->script_name_b);
+	nw_buf_free(&s->head);
+	nw_buf_free(&s->scratch);
+	Py_CLEAR(s->app);
+	Py_CLEAR(s->errors);
+	Py_CLEAR(s->script_name);
+	Py_CLEAR(s->start_response);
+	tp_free(self);
+	Py_DECREF(tp);
+}
+
+static PyObject *
+server_serve(PyObject *self, PyObject *unused)
+{
+	return serve(SERVER(self));
+}
+
+/* From a signal handler: only a flag, the loop acts on it. */
+static PyObject *
+server_stop(PyObject *self, PyObject *unused)
+{
+	SERVER(self)->e.stop_requested = true;
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+server_quit(PyObject *self, PyObject *unused)
+{
+	SERVER(self)->quit = true;
+	SERVER(self)->e.halt = true;
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+server_reopen_logs(PyObject *self, PyObject *unused)
+{
+	nw_engine_alog_reopen(&SERVER(self)->e);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+server_flush_logs(PyObject *self, PyObject *unused)
+{
+	nw_engine_alog_flush(&SERVER(self)->e);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+server_get_served(PyObject *self, void *closure)
+{
+	return PyLong_FromUnsignedLongLong(SERVER(self)->e.counters.served);
+}
+
+static PyObject *
+server_get_live(PyObject *self, void *closure)
+{
+	return PyBool_FromLong(SERVER(self)->e.live);
+}
+
+static PyMethodDef server_methods[] = {
+    {"serve", server_serve, METH_NOARGS,
+        "serve(): run the loop until a graceful stop completes"},
+    {"stop", server_stop, METH_NOARGS,
+        "stop(): begin a graceful stop (safe from a signal handler)"},
+    {"quit", server_quit, METH_NOARGS,
+        "quit(): leave the loop as soon as possible"},
+    {"reopen_logs", server_reopen_logs, METH_NOARGS,
+        "reopen_logs(): reopen the access log file"},
+    {"flush_logs", server_flush_logs, METH_NOARGS,
+        "flush_logs(): write buffered access log lines"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef server_getset[] = {
+    {"served", server_get_served, NULL, "requests answered", NULL},
+    {"live", server_get_live, NULL, "accepting public traffic", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot server_slots[] = {
+    {Py_tp_new, server_new},
+    {Py_tp_dealloc, server_dealloc},
+    {Py_tp_methods, server_methods},
+    {Py_tp_getset, server_getset},
+    {Py_tp_doc,
+        "Server(app, *, listen_fds, private_fd, control_fd, ...): "
+        "the WSGI worker loop"},
+    {0, NULL},
+};
+
+static PyType_Spec server_spec = {
+    "narwhal_worker._http.Server",
+    sizeof(ServerObject),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    server_slots,
+};
+
+/* Server and the types its requests use. */
+int
+nw_wsgi_server_init(PyObject *module)
+{
+	PyObject *type;
+
+	if (nw_wsgi_environ_init() < 0 || nw_wsgi_response_init() < 0 ||
+	    nw_input_init(module) < 0 || nw_filewrapper_init(module) < 0)
+		return -1;
+	if ((type = PyType_FromSpec(&server_spec)) == NULL)
+		return -1;
+	return PyModule_AddObject(module, "Server", type);
+}
