@@ -905,11 +905,11 @@ def scenario_ws(args):
             tmp = tempfile.mkdtemp(prefix="nwbench-")
             srv = make(tmp)
             srv.tmp = tmp
-            if name in ("uvicorn", "gunicorn-uvicorn"):
-                # what they use by default when websockets is installed,
+            if name == "uvicorn":
+                # what it uses by default when websockets is installed,
                 # made explicit
-                if name == "uvicorn":
-                    srv.argv[-1:-1] = ["--ws", "websockets"]
+                srv.argv[-1:-1] = ["--ws", "websockets"]
+                srv.label = "uvicorn + websockets (%dw)" % WORKERS
             log("ws: starting %s" % name)
             try:
                 srv.start(timeout=60)

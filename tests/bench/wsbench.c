@@ -129,8 +129,8 @@ parse(struct client *c)
 		case NW_WS_OP_PING: {
 			unsigned char pong[NW_WS_HEADER_MAX + 125];
 			static const uint8_t key[4] = {1, 2, 3, 4};
-			size_t n = nw_ws_header(pong, NW_WS_OP_PONG, true, false,
-			    len, key);
+			size_t n = nw_ws_header(
+			    pong, NW_WS_OP_PONG, true, false, len, key);
 
 			memcpy(pong + n, h + hl, len);
 			nw_ws_mask(pong + n, len, key, 0);
@@ -162,13 +162,15 @@ readable(struct client *c, unsigned depth)
 			return -1;
 		c->inlen += (size_t)n;
 		if (!c->upgraded) {
-			unsigned char *end = memmem(c->in, c->inlen, "\r\n\r\n", 4);
+			unsigned char *end =
+			    memmem(c->in, c->inlen, "\r\n\r\n", 4);
 			size_t hl;
 
 			if (end == NULL)
 				continue;
 			if (c->inlen < 12 || memcmp(c->in + 9, "101", 3) != 0) {
-				fprintf(stderr, "wsbench: upgrade refused: %.*s\n",
+				fprintf(stderr,
+				    "wsbench: upgrade refused: %.*s\n",
 				    (int)(c->inlen > 80 ? 80 : c->inlen),
 				    (char *)c->in);
 				exit(1);
@@ -227,20 +229,32 @@ main(int argc, char **argv)
 	msg_size = 32;
 	while ((opt = getopt(argc, argv, "c:d:w:s:p:")) != -1) {
 		switch (opt) {
-		case 'c': conns = (unsigned)atoi(optarg); break;
-		case 'd': duration = atof(optarg); break;
-		case 'w': warmup = atof(optarg); break;
-		case 's': msg_size = (size_t)atol(optarg); break;
-		case 'p': depth = (unsigned)atoi(optarg); break;
-		default: goto usage;
+		case 'c':
+			conns = (unsigned)atoi(optarg);
+			break;
+		case 'd':
+			duration = atof(optarg);
+			break;
+		case 'w':
+			warmup = atof(optarg);
+			break;
+		case 's':
+			msg_size = (size_t)atol(optarg);
+			break;
+		case 'p':
+			depth = (unsigned)atoi(optarg);
+			break;
+		default:
+			goto usage;
 		}
 	}
 	if (argc - optind < 2 || depth < 1 || depth > 32 || conns < 1 ||
 	    msg_size > INBUF / 2) {
-usage:
-		fprintf(stderr, "usage: wsbench [-c conns] [-d seconds] "
-				"[-w warmup] [-s size] [-p depth] HOST PORT "
-				"[PATH]\n");
+	usage:
+		fprintf(stderr,
+		    "usage: wsbench [-c conns] [-d seconds] "
+		    "[-w warmup] [-s size] [-p depth] HOST PORT "
+		    "[PATH]\n");
 		return 2;
 	}
 	host = argv[optind];
@@ -252,8 +266,8 @@ usage:
 
 	/* every message is the same bytes: mask once */
 	frame = malloc(msg_size + NW_WS_HEADER_MAX);
-	frame_len = nw_ws_header(frame, NW_WS_OP_TEXT, true, false, msg_size,
-	    key);
+	frame_len =
+	    nw_ws_header(frame, NW_WS_OP_TEXT, true, false, msg_size, key);
 	memset(frame + frame_len, 'x', msg_size);
 	nw_ws_mask(frame + frame_len, msg_size, key, 0);
 	frame_len += msg_size;
@@ -274,7 +288,8 @@ usage:
 		int one = 1;
 
 		c->fd = socket(ai->ai_family, SOCK_STREAM, 0);
-		if (c->fd < 0 || connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		if (c->fd < 0 ||
+		    connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0)
 			die("connect");
 		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (write(c->fd, req, (size_t)reqlen) != reqlen)

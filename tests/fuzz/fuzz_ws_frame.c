@@ -30,8 +30,8 @@ reframe(const struct nw_ws_event *ev)
 	struct nw_ws_event back;
 	unsigned char *f = malloc(ev->len + NW_WS_HEADER_MAX);
 	size_t h, used;
-	unsigned op = ev->type == NW_WS_EV_TEXT ? NW_WS_OP_TEXT
-						: NW_WS_OP_BINARY;
+	unsigned op =
+	    ev->type == NW_WS_EV_TEXT ? NW_WS_OP_TEXT : NW_WS_OP_BINARY;
 
 	if (f == NULL)
 		return;
@@ -91,8 +91,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	nw_ws_pmd_negotiate(&cfg, (const char *)data + 1, size - 1, &pmd, resp,
-	    sizeof(resp));
+	nw_ws_pmd_negotiate(
+	    &cfg, (const char *)data + 1, size - 1, &pmd, resp, sizeof(resp));
 	memset(&pmd, 0, sizeof(pmd));
 	pmd.on = data[0] & 1;
 	pmd.server_bits = 12;
