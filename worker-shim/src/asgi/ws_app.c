@@ -17,10 +17,9 @@
 #include "asgi/ws.h"
 
 /* Interned by nw_ws_app_init. */
-static PyObject *s_websocket, *s_connect, *s_accept, *s_send, *s_close, *s_text,
-    *s_bytes, *s_code, *s_reason, *s_subprotocol, *s_subprotocols,
-    *s_extensions, *s_ws, *s_wss, *s_resp_start, *s_resp_body, *s_http_start,
-    *s_http_body, *s_v2_4;
+static PyObject *s_websocket, *s_accept, *s_send, *s_close, *s_text, *s_bytes,
+    *s_code, *s_reason, *s_subprotocol, *s_subprotocols, *s_extensions, *s_ws,
+    *s_wss, *s_resp_start, *s_resp_body, *s_http_start, *s_http_body, *s_v2_4;
 static PyObject *extensions_value;   /* {"websocket.http.response": {}} */
 static PyObject *disconnected_error; /* _http.ClientDisconnected */
 
@@ -29,7 +28,6 @@ static const struct {
 	const char *s;
 } ws_strings[] = {
     {&s_websocket, "websocket"},
-    {&s_connect, "websocket.connect"},
     {&s_accept, "websocket.accept"},
     {&s_send, "websocket.send"},
     {&s_close, "websocket.close"},
