@@ -36,6 +36,9 @@ SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
 SHIM_LIBS  := -lcrypto -lz
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
+# The worker's HTTP core and engine link without Python (tests/unit/test_shim_*).
+SHIM_UNIT_OBJ := $(patsubst %.c,%.o,$(wildcard worker-shim/src/core/*.c worker-shim/src/engine/*.c))
+SHIM_UNIT_BIN := $(filter tests/unit/test_shim_%,$(UNIT_BIN))
 
 DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	libsystemd-dev libcurl4-openssl-dev python3-dev python3-pytest \
@@ -73,6 +76,12 @@ deps:
 tests/unit/test_%: tests/unit/test_%.c $(MASTER_OBJ) tests/unit/tap.h
 	$(CC) $(CFLAGS) -Isupervisor -o $@ $< $(MASTER_OBJ) $(LDLIBS)
 
+$(SHIM_UNIT_OBJ): worker-shim/src/%.o: worker-shim/src/%.c $(SHIM_HDR)
+	$(CC) $(CFLAGS) -Iworker-shim/src -c -o $@ $<
+
+$(SHIM_UNIT_BIN): tests/unit/test_shim_%: tests/unit/test_shim_%.c $(SHIM_UNIT_OBJ) tests/unit/tap.h
+	$(CC) $(CFLAGS) -Iworker-shim/src -o $@ $< $(SHIM_UNIT_OBJ) $(SHIM_LIBS)
+
 # The WebSocket core alone: no Python, no master.
 WS_CORE_SRC := $(wildcard worker-shim/src/core/ws_*.c)
 tests/unit/test_ws: tests/unit/test_ws.c $(WS_CORE_SRC) \
@@ -104,7 +113,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/narwhal.8 $(DESTDIR)$(MANDIR)/man5/narwhal.ini.5
 
 fmt:
-	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*/*.c worker-shim/src/*/*.h tests/unit/*.c tests/unit/*.h
 
 bench: deps all tests/bench/wsbench
 	$(PYTHON) tests/bench/bench.py
@@ -138,5 +147,6 @@ wheel: all
 
 clean:
 	rm -rf build dist
-	rm -f narwhal supervisor/*.o $(SHIM_SO) $(UNIT_BIN) tests/bench/wsbench
+	rm -f narwhal supervisor/*.o worker-shim/src/*/*.o $(SHIM_SO) $(UNIT_BIN) \
+		tests/bench/wsbench
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

@@ -6,9 +6,10 @@
  * rolled back (the canary stops, the old generation never left). Otherwise
  * the rest of the new generation follows as in any reload.
  *
- * Both sides are counted from the canary's second heartbeat after it went
- * live: by then the worker has reported every answer to the master's own
- * health checks (a slow release's 503s among them), which are not traffic.
+ * Both sides are counted from the canary's first heartbeat after it went
+ * live: by then the worker has reported its answers to the master's own
+ * health checks (a slow release's 503s among them), which are not traffic;
+ * only the last one, which passed, may come later.
  *
  * This file judges and holds the reload back; starting and stopping workers
  * stays in supervise.c and ending the reload in reload.c.
@@ -84,7 +85,9 @@ holding(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen;
 
-	return g != NULL && g->config->watch && !m->metrics.rollback_manual &&
+	/* --reload is development: an edit goes live once it boots. */
+	return g != NULL && g->config->watch && !g->config->reload &&
+	    !m->metrics.rollback_manual &&
 	    !(m->canary.gen == g && m->canary.passed);
 }
 
@@ -171,7 +174,7 @@ on_window_end(struct ev_loop *loop, ev_timer *t, int revents)
 	if (m->canary.gen == NULL || m->canary.gen != m->reload.gen ||
 	    m->canary.passed || m->canary.failure[0] != '\0')
 		return;
-	if (m->canary.heartbeats < 2)
+	if (m->canary.heartbeats < 1)
 		pass(m, "the canary reported no counters in the window");
 	else
 		judge(m, 1);
@@ -194,8 +197,8 @@ nw_canary_heartbeat(struct nw_master *m, struct nw_worker *w)
 		pass(m, "workers send no counters: nothing to judge");
 		return;
 	}
-	if (m->canary.heartbeats < 2) {
-		if (w != can || ++m->canary.heartbeats < 2)
+	if (m->canary.heartbeats < 1) {
+		if (w != can || ++m->canary.heartbeats < 1)
 			return;
 		nw_metrics_sum(m, m->current, &m->canary.old_base);
 		nw_metrics_sum(m, m->canary.gen, &m->canary.can_base);

@@ -5,6 +5,8 @@
  * way the master starts a worker (code tree, user, [env], pythonpath, the
  * shim's loader), imports the app and looks up the callable, and reports
  * an import error with its traceback, as gunicorn's --check-config does.
+ * For a Django app it also loads the URL configuration, which Django itself
+ * imports only at the first request.
  * It binds nothing, serves nothing and never talks to a running master.
  */
 #include <errno.h>
@@ -40,7 +42,16 @@ static const char dry_run[] =
     "    sys.exit(3)\n"
     "if not callable(app):\n"
     "    sys.stderr.write('%s: %r is not callable\\n' % (spec, app))\n"
-    "    sys.exit(3)\n";
+    "    sys.exit(3)\n"
+    "if 'django.conf' in sys.modules:\n"
+    "    try:\n"
+    "        from django.conf import settings\n"
+    "        if settings.configured:\n"
+    "            from django.urls import get_resolver\n"
+    "            get_resolver().url_patterns\n"
+    "    except BaseException:\n"
+    "        traceback.print_exc()\n"
+    "        sys.exit(3)\n";
 
 static int
 env_push(char **envp, size_t *n, const char *name, const char *value)

@@ -250,7 +250,7 @@ struct nw_statsd {
 struct nw_canary {
 	struct nw_generation *gen;   /* being watched; NULL when not */
 	double started_at;           /* canary went live: the window opens */
-	int heartbeats;              /* canary's since then; 2: based */
+	int heartbeats;              /* canary's since then; 1: based */
 	struct nw_counters old_base; /* old generation's totals when based */
 	struct nw_counters can_base; /* the canary's, when based */
 	int passed;                  /* the rest of the generation may follow */
@@ -526,6 +526,11 @@ void nw_probe_check(struct nw_master *m, struct nw_worker *w,
     struct nw_generation *gen);
 /* The path gen's gate requests, or NULL when it has none. */
 const char *nw_probe_path(const struct nw_config *config);
+/* Pure helpers, for the unit tests too. */
+int nw_probe_parse(char *buf, size_t len, long *status, const char **body,
+    size_t *bodylen);
+void nw_probe_keep_body(char *out, size_t outlen, const char *body,
+    size_t len);
 void nw_probe_stop(struct nw_master *m, struct nw_worker *w);
 void nw_probe_cleanup(struct nw_master *m);
 

@@ -56,9 +56,9 @@ struct nw_probe {
 static void
 probe_free(struct nw_master *m, struct nw_probe *p);
 
-/* The body's first bytes, on one line, printable, no half characters. */
-static void
-keep_body(char *out, size_t outlen, const char *body, size_t len)
+/* The body's first bytes, on one line, printable ASCII. */
+void
+nw_probe_keep_body(char *out, size_t outlen, const char *body, size_t len)
 {
 	size_t j = 0;
 	int space = 0;
@@ -108,7 +108,7 @@ answered(struct nw_master *m, struct nw_probe *p, long status,
 	snprintf(r->path, sizeof r->path, "%s", p->path);
 	r->status = status;
 	r->at = ev_now(m->loop);
-	keep_body(r->body, sizeof r->body, body, bodylen);
+	nw_probe_keep_body(r->body, sizeof r->body, body, bodylen);
 	snprintf(r->error, sizeof r->error, "%s", error ? error : "");
 	if (p->check) {
 		char text[512];
@@ -181,34 +181,52 @@ raw_close(struct nw_master *m, struct nw_probe *p)
 	p->fd = -1;
 }
 
+/*
+ * The status and the body's start of an HTTP/1.x answer (its first bytes,
+ * NUL-terminated in buf, which it changes): -1 when it is none.
+ */
+int
+nw_probe_parse(char *buf, size_t len, long *status, const char **body,
+    size_t *bodylen)
+{
+	char *end;
+
+	*body = "";
+	*bodylen = 0;
+	if (sscanf(buf, "HTTP/1.%*1[01] %3ld", status) != 1 || *status < 100 ||
+	    *status > 999)
+		return -1;
+	if ((end = strstr(buf, "\r\n\r\n")) == NULL)
+		return 0; /* the head alone fit */
+	*end = '\0';
+	*body = end + 4;
+	*bodylen = len - (size_t)(*body - buf);
+	/* Chunked: skip the first chunk's size line. */
+	if (strcasestr(buf, "\ntransfer-encoding: chunked") != NULL &&
+	    (end = strstr(*body, "\r\n")) != NULL) {
+		*bodylen -= (size_t)(end + 2 - *body);
+		*body = end + 2;
+	}
+	return 0;
+}
+
 static void
 raw_done(struct nw_master *m, struct nw_probe *p, const char *error)
 {
-	char *end, *body;
+	const char *body;
 	long status = 0;
 	size_t bodylen = 0;
 
 	raw_close(m, p);
 	p->answer[p->len < sizeof p->answer ? p->len
 					    : sizeof p->answer - 1] = '\0';
-	if (error == NULL && sscanf(p->answer, "HTTP/1.%*1d %3ld", &status) != 1)
+	if (error == NULL && nw_probe_parse(p->answer, p->len, &status, &body,
+				 &bodylen) < 0)
 		error = p->len == 0 ? "closed without an answer"
 				    : "not an HTTP answer";
 	if (error != NULL) {
 		answered(m, p, 0, "", 0, error);
 		return;
-	}
-	body = "";
-	if ((end = strstr(p->answer, "\r\n\r\n")) != NULL) {
-		*end = '\0';
-		body = end + 4;
-		bodylen = p->len - (size_t)(body - p->answer);
-		/* Chunked: skip the first chunk's size line. */
-		if (strcasestr(p->answer, "\ntransfer-encoding: chunked") &&
-		    (end = strstr(body, "\r\n")) != NULL) {
-			bodylen -= (size_t)(end + 2 - body);
-			body = end + 2;
-		}
 	}
 	answered(m, p, status, body, bodylen, NULL);
 }

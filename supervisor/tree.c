@@ -60,6 +60,8 @@ run(char *const argv[], char *out, size_t outlen)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		dup2(pipefd[1], 1);
 		dup2(pipefd[1], 2);
+		/* git needs none of the master's sockets. */
+		close_range(3, ~0U, 0);
 		execve(argv[0], argv, environ);
 		_exit(127);
 	}

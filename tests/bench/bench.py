@@ -693,6 +693,17 @@ class _Scraper:
         self.thread.join(10)
 
 
+def master_cpu_seconds(srv):
+    """utime + stime of the master alone."""
+    try:
+        with open("/proc/%d/stat" % srv.proc.pid) as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    cols = stat[stat.rfind(")") + 2:].split()
+    return (int(cols[11]) + int(cols[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scenario_metrics(args):
     """Hello world with metrics on against off, same run, paired.
 
@@ -728,7 +739,12 @@ def scenario_metrics(args):
                     if key == "on" and metrics_url else None
                 log("metrics %s, round %d: keep-alive, %ds"
                     % (key, rnd + 1, args.duration))
+                cpu0, wcpu0 = master_cpu_seconds(srv), worker_cpu_seconds(srv)
                 res = wrk(srv.url, args.duration)
+                res["master_cpu"] = master_cpu_seconds(srv) - cpu0
+                res["cpu_per_req_us"] = (
+                    (worker_cpu_seconds(srv) - wcpu0) * 1e6 / res["requests"]
+                    if res["requests"] else None)
                 if scraper:
                     scraper.close()
                     res["scrapes"] = scraper.scrapes
@@ -745,16 +761,22 @@ def scenario_metrics(args):
     print("hello world, %d workers, keep-alive, wrk -t2 -c64 -d%ds, metrics "
           "off and on in turn, %d rounds" % (WORKERS, args.duration,
                                                args.rounds))
-    print("%-22s | %9s %7s %7s | %6s | %s" % (
-        "server", "req/s", "p50", "p99", "errors", "master RSS KiB"))
+    print("%-22s | %9s %7s %7s | %6s | %9s %12s | %s" % (
+        "server", "req/s", "p50", "p99", "errors", "CPU us/req",
+        "master CPU s", "master RSS KiB"))
     for key in ("off", "on"):
         rs = rows[key]
-        print("%-22s | %9s %7s %7s | %6d | %s" % (
+        print("%-22s | %9s %7s %7s | %6d | %9.1f %12.2f | %s" % (
             "narwhal, metrics " + key,
             "%.0f" % median([r["rps"] for r in rs]),
             fmt_ms(median([r["p50"] for r in rs])),
             fmt_ms(median([r["p99"] for r in rs])),
-            sum(r["errors"] + r["non2xx"] for r in rs), rss[key][0]))
+            sum(r["errors"] + r["non2xx"] for r in rs),
+            median([r["cpu_per_req_us"] for r in rs]) or 0,
+            sum(r["master_cpu"] for r in rs), rss[key][0]))
+    print("CPU us/req: the master's and workers' CPU time per request "
+          "(median of the rounds): steadier than req/s on a shared "
+          "machine; master CPU s: the master's, all rounds together.")
     pairs = ["%.3f" % (b["rps"] / a["rps"]) for a, b in
              zip(rows["off"], rows["on"]) if a["rps"] and b["rps"]]
     print("on/off req/s per round: %s; scrapes %d (failed %d), statsd "

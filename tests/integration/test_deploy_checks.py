@@ -6,6 +6,7 @@ or no budget, and a master started inside a symlinked release.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -85,6 +86,16 @@ def test_check_app_imports_the_app(tmp_path):
     assert "ModuleNotFoundError: No module named 'narwhal_check_missing'" \
         in r.stderr
     assert 'File "%s/app.py", line 1' % tree in r.stderr
+    # Django imports urls.py only at the first request: the check loads it
+    shop = tmp_path / "shop_release"
+    shutil.copytree(os.path.join(APPS, "deploy", "django_pg"), str(shop))
+    urls = shop / "shop" / "urls.py"
+    urls.write_text("import narwhal_urls_missing  # noqa\n" +
+                    urls.read_text())
+    (shop / "VERSION").write_text("v1\n")
+    r = check("--check-app", "--chdir", str(shop), "shop.wsgi:application")
+    assert r.returncode == 1, r.stdout
+    assert "No module named 'narwhal_urls_missing'" in r.stderr, r.stderr
     (tree / "app.py").write_text("application = 42\n")
     r = check("--check-app", "--chdir", str(tree),
               "app:application")

@@ -58,6 +58,11 @@ def markers(n, name):
 
 # --- the environment -----------------------------------------------------------
 
+# The canary watch (on by default) holds a reload for watch_window: the
+# tests that reload here are about gunicorn's settings, not the watch.
+NO_WATCH = ["--watch", "false"]
+
+
 def test_procfile_port_and_web_concurrency(narwhal):
     """`web: narwhal app:application` on a Heroku-style platform: bind
     0.0.0.0:$PORT, $WEB_CONCURRENCY workers, python3 from PATH."""
@@ -114,7 +119,8 @@ def test_gunicorn_conf_py_hooks_and_prometheus(narwhal):
     prom = os.path.join(d, "prometheus")
     os.makedirs(prom)
     os.makedirs(os.path.join(d, "markers"))
-    n = narwhal(use_config=False, args=["app:application"], cwd=app,
+    n = narwhal(use_config=False, args=NO_WATCH + ["app:application"],
+                cwd=app,
                 process_env=gunicorn_env(
                     d, PROMETHEUS_MULTIPROC_DIR=prom,
                     MARKER_DIR=os.path.join(d, "markers")))
@@ -174,7 +180,7 @@ def test_conf_py_errors_and_reload_keeps_the_old_config(narwhal):
             f.write(text)
     write("bind = '127.0.0.1:0'\nworkers = 1\nwsgi_app = 'app:application'\n")
     env = gunicorn_env(d)
-    n = narwhal(use_config=False, args=["-c", "gunicorn.conf.py"], cwd=app,
+    n = narwhal(use_config=False, args=NO_WATCH + ["-c", "gunicorn.conf.py"], cwd=app,
                 process_env=env)
     n.wait_for_log(r"generation 1: live, 1 workers")
 
@@ -242,7 +248,8 @@ def test_reload_flag_picks_up_an_edit_and_survives_a_syntax_error(narwhal):
         os.rename(src + ".tmp", src)
     write("v1")
     n = narwhal(use_config=False, cwd=app, process_env=gunicorn_env(d),
-                args=["--reload", "-b", "127.0.0.1:0", "app:application"])
+                args=NO_WATCH + ["--reload", "-b", "127.0.0.1:0",
+                                 "app:application"])
     n.wait_for_log(r"reload: watching 1 directories under ")
     assert n.get("/").body == b"v1"
     write("v2")

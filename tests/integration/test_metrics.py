@@ -230,6 +230,7 @@ def test_rollback_command_goes_back_to_previous_tree(narwhal):
     assert "result: refused no earlier good generation" in r.stdout
     d.flip("v2")
     assert reload_wait(n).returncode == 0
+    wait_settled(n, 2, 2)   # the old workers may still be stopping
     assert n.get("/").body == b"v2\n"
     with Client(n.addr) as client:
         client.wait_requests(50)
@@ -262,6 +263,7 @@ def test_rollback_of_a_plain_directory_tree(narwhal, tmp_path):
     from deploy import rewrite_config
     rewrite_config(n, chdir=d.tree("v2"))
     assert reload_wait(n).returncode == 0
+    wait_settled(n, 2, 2)   # the old workers may still be stopping
     assert n.get("/").body == b"v2\n"
     r = rollback_cli(n)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
@@ -307,6 +309,7 @@ def test_rollback_with_an_invalid_config_leaves_the_link(narwhal):
     n = start_master(narwhal, d)
     d.flip("v2")
     assert reload_wait(n).returncode == 0
+    wait_settled(n, 2, 2)
     from deploy import rewrite_config
     rewrite_config(n, text=n.config_text.replace("workers = 2",
                                                  "workers = many"))

@@ -74,8 +74,8 @@ struct nw_asgi {
 #define NW_ASGI(engine) ((struct nw_asgi *)(engine))
 
 /*
- * A request: the ASGI Cycle object (asgi_cycle.c), which is also the
- * coroutine its task runs. asgi_receive.c and asgi_send.c fill in its
+ * A request: the ASGI Cycle object (cycle.c), which is also the
+ * coroutine its task runs. receive.c and send.c fill in its
  * request and response halves.
  */
 struct nw_ws; /* ws.c's */

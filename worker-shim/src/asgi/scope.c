@@ -11,9 +11,6 @@
 
 #include "asgi/asgi.h"
 
-static const char *const method_names[] = {
-    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-static PyObject *methods[sizeof method_names / sizeof method_names[0]];
 
 /* Lowercased header names, and short header values, as bytes. */
 #define NAMECACHE_SIZE 256
@@ -35,29 +32,12 @@ static struct {
 	PyObject *bytes;
 } valcache[VALCACHE_SIZE];
 
-static inline uint32_t
-hash_bytes(const char *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 16777619u;
-	return h;
-}
-
 static PyObject *
 method_str(const char *p, size_t n)
 {
-	size_t i;
+	PyObject *m = nw_py_method(p, n);
 
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (strlen(method_names[i]) == n &&
-		    memcmp(method_names[i], p, n) == 0) {
-			Py_INCREF(methods[i]);
-			return methods[i];
-		}
-	return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+	return m ? m : PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
 }
 
 /* scope["path"]: percent-decoded UTF-8, root_path taken off. */
@@ -91,7 +71,7 @@ name_bytes(const char *name, size_t len)
 			lower[i] =
 			    (char)(ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
 		}
-		h = hash_bytes(lower, len);
+		h = nw_py_hash(lower, len);
 		i = h & (NAMECACHE_SIZE - 1);
 		if (namecache[i].bytes != NULL && namecache[i].hash == h &&
 		    namecache[i].len == len &&
@@ -133,7 +113,7 @@ value_bytes(const char *p, size_t n)
 	}
 	if (n > VALCACHE_MAX)
 		return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-	i = hash_bytes(p, n) & (VALCACHE_SIZE - 1);
+	i = nw_py_hash(p, n) & (VALCACHE_SIZE - 1);
 	if (valcache[i].bytes == NULL || valcache[i].len != n ||
 	    memcmp(valcache[i].data, p, n) != 0) {
 		if ((b = PyBytes_FromStringAndSize(p, (Py_ssize_t)n)) == NULL)
@@ -145,18 +125,6 @@ value_bytes(const char *p, size_t n)
 	}
 	Py_INCREF(valcache[i].bytes);
 	return valcache[i].bytes;
-}
-
-static int
-set_new(PyObject *d, PyObject *k, PyObject *v)
-{
-	int r;
-
-	if (v == NULL)
-		return -1;
-	r = PyDict_SetItem(d, k, v);
-	Py_DECREF(v);
-	return r;
 }
 
 /* scope["client"], made once per connection: (host, port), or None. */
@@ -219,24 +187,24 @@ nw_scope_build(struct nw_asgi *s, struct nw_conn *c)
 		        buf + h->value.off, h->value.len))
 			https = true;
 	}
-	if (set_new(scope, nw_str.headers, headers) < 0 ||
+	if (nw_py_set_new(scope, nw_str.headers, headers) < 0 ||
 	    PyDict_SetItem(scope, nw_str.http_version,
 	        r->minor ? nw_str.v1_1 : nw_str.v1_0) < 0 ||
-	    set_new(scope, nw_str.method,
+	    nw_py_set_new(scope, nw_str.method,
 	        method_str(buf + r->method.off, r->method.len)) < 0 ||
-	    set_new(scope, nw_str.path,
+	    nw_py_set_new(scope, nw_str.path,
 	        path_str(s, buf + r->path.off, r->path.len)) < 0 ||
-	    set_new(scope, nw_str.raw_path,
+	    nw_py_set_new(scope, nw_str.raw_path,
 	        PyBytes_FromStringAndSize(
 	            buf + r->path.off, (Py_ssize_t)r->path.len)) < 0 ||
-	    set_new(scope, nw_str.query_string,
+	    nw_py_set_new(scope, nw_str.query_string,
 	        r->query.len ? PyBytes_FromStringAndSize(
 	                           buf + r->query.off, (Py_ssize_t)r->query.len)
 	                     : (Py_INCREF(nw_str.empty), nw_str.empty)) < 0 ||
 	    PyDict_SetItem(scope, nw_str.client, NW_ASGI_CONN(c)->client) < 0 ||
 	    (https && PyDict_SetItem(scope, nw_str.scheme, nw_str.https) < 0) ||
 	    (s->state != NULL &&
-	        set_new(scope, nw_str.state, PyDict_Copy(s->state)) < 0))
+	        nw_py_set_new(scope, nw_str.state, PyDict_Copy(s->state)) < 0))
 		goto fail;
 	return scope;
 fail:
@@ -282,15 +250,8 @@ fail:
 	return NULL;
 }
 
-/* The methods' strings, interned once. */
 int
 nw_scope_init(void)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if ((methods[i] = PyUnicode_InternFromString(
-		         method_names[i])) == NULL)
-			return -1;
-	return 0;
+	return nw_py_methods_init();
 }

@@ -108,6 +108,7 @@ server_on_tick(PyObject *self, PyObject *unused)
 	struct nw_asgi *s = SERVER(self);
 
 	Py_CLEAR(s->tick_handle);
+	nw_clock_update(&s->e.clock);
 	nw_engine_tick(&s->e);
 	Py_RETURN_NONE;
 }
@@ -161,22 +162,12 @@ static PyMethodDef on_flush_def = {
 
 /* The Python type */
 
-static int64_t
-ms(double seconds)
-{
-	return seconds <= 0 ? 0 : (int64_t)(seconds * 1000.0 + 0.5);
-}
-
 /* A listener's scope template: server is (host, port), or [path, None]. */
 static int
-listener_init(struct nw_asgi *s, struct nw_listener *l, int fd, bool public)
+scope_template(void *arg, struct nw_listener *l)
 {
 	PyObject *server = NULL;
 
-	if (nw_listener_init(l, fd, public) < 0) {
-		PyErr_SetFromErrno(PyExc_OSError);
-		return -1;
-	}
 	if (l->tcp) {
 		server = Py_BuildValue("(si)", l->host, l->port);
 	} else {
@@ -188,7 +179,7 @@ listener_init(struct nw_asgi *s, struct nw_listener *l, int fd, bool public)
 	}
 	if (server == NULL)
 		return -1;
-	l->tmpl = nw_scope_template(s, server);
+	l->tmpl = nw_scope_template(arg, server);
 	Py_DECREF(server);
 	return l->tmpl ? 0 : -1;
 }
@@ -203,13 +194,11 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	    "root_path", "state", "on_master_gone", "ws_max_size",
 	    "ws_max_queue", "ws_ping_interval", "ws_ping_timeout",
 	    "ws_per_message_deflate", NULL};
-	PyObject *app, *loop, *listen_fds = NULL, *seq = NULL;
+	struct nw_py_settings set = {-1, 2, 10, 0, 0, 0, 4094, 100, 8190};
+	PyObject *app, *loop, *listen_fds = NULL;
 	PyObject *root_path = NULL, *state = Py_None, *rp_bytes, *contextvars;
 	PyObject *on_master_gone = Py_None;
-	int private_fd = -1, control_fd = -1;
-	double keepalive = 2, header_timeout = 10, heartbeat = 0;
-	unsigned long long max_requests = 0, limit_body = 0;
-	Py_ssize_t limit_line = 4094, limit_fields = 100, limit_field = 8190;
+	int private_fd = -1;
 	const char *accesslog = NULL;
 	unsigned long long ws_max_size = NW_WS_MAX_SIZE_DEFAULT;
 	unsigned int ws_max_queue = 32;
@@ -219,23 +208,18 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	ServerObject *self;
 	struct nw_asgi *s;
 	struct nw_engine *e;
-	Py_ssize_t i, n = 0;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
 	        "OO|$OiidddKnnnKzUOOKIddp:ASGIServer", kwlist, &app, &loop,
-	        &listen_fds, &private_fd, &control_fd, &keepalive,
-	        &header_timeout, &heartbeat, &max_requests, &limit_line,
-	        &limit_fields, &limit_field, &limit_body, &accesslog,
-	        &root_path, &state, &on_master_gone, &ws_max_size,
-	        &ws_max_queue, &ws_ping_interval, &ws_ping_timeout,
-	        &ws_deflate))
+	        &listen_fds, &private_fd, &set.control_fd, &set.keepalive,
+	        &set.header_timeout, &set.heartbeat, &set.max_requests,
+	        &set.limit_line, &set.limit_fields, &set.limit_field,
+	        &set.limit_body, &accesslog, &root_path, &state,
+	        &on_master_gone, &ws_max_size, &ws_max_queue, &ws_ping_interval,
+	        &ws_ping_timeout, &ws_deflate))
 		return NULL;
 	if (!PyCallable_Check(app)) {
 		PyErr_SetString(PyExc_TypeError, "app must be callable");
-		return NULL;
-	}
-	if (limit_line < 0 || limit_fields < 0 || limit_field < 0) {
-		PyErr_SetString(PyExc_ValueError, "limits must be >= 0");
 		return NULL;
 	}
 	if (state != Py_None && !PyDict_Check(state)) {
@@ -243,30 +227,16 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		    PyExc_TypeError, "state must be a dict or None");
 		return NULL;
 	}
-	if (listen_fds != NULL && listen_fds != Py_None) {
-		if ((seq = PySequence_List(listen_fds)) == NULL)
-			return NULL;
-		n = PyList_Size(seq);
-	}
 	self = (ServerObject *)PyType_GenericAlloc(type, 0);
-	if (self == NULL) {
-		Py_XDECREF(seq);
+	if (self == NULL)
 		return NULL;
-	}
 	s = &self->s;
 	memset(s, 0, sizeof *s);
 	e = &s->e;
 	nw_engine_init(e, &nw_asgi_driver);
 	s->self = (PyObject *)self;
-	e->control_fd = control_fd;
-	e->keepalive_ms = ms(keepalive);
-	e->header_timeout_ms = ms(header_timeout) ? ms(header_timeout) : 1000;
-	e->heartbeat_ms = ms(heartbeat);
-	e->max_requests = max_requests;
-	e->limits.request_line = (size_t)limit_line;
-	e->limits.fields = (size_t)limit_fields;
-	e->limits.field_size = (size_t)limit_field;
-	e->limits.body = limit_body;
+	if (nw_py_engine_settings(e, &set) < 0)
+		goto fail;
 	/*
 	 * The epoll set is nested in the loop's, where EPOLLEXCLUSIVE cannot
 	 * pick one worker: every worker's loop is woken for a new connection,
@@ -276,8 +246,8 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	e->accepts_per_wakeup = 1;
 	s->ws_max_size = ws_max_size;
 	s->ws_max_queue = ws_max_queue ? ws_max_queue : 1;
-	s->ws_ping_interval_ms = ms(ws_ping_interval);
-	s->ws_ping_timeout_ms = ms(ws_ping_timeout);
+	s->ws_ping_interval_ms = nw_py_ms(ws_ping_interval);
+	s->ws_ping_timeout_ms = nw_py_ms(ws_ping_timeout);
 	pmd.enabled = ws_deflate != 0;
 	s->ws_pmd = pmd;
 	s->ws_stop_code = NW_WS_CLOSE_GOING_AWAY;
@@ -334,41 +304,21 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	s->root_path_len = (size_t)PyBytes_Size(rp_bytes);
 	s->root_path_b = strdup(PyBytes_AsString(rp_bytes));
 	Py_DECREF(rp_bytes);
-	if (s->root_path_b == NULL)
-		goto nomem;
+	if (s->root_path_b == NULL) {
+		PyErr_NoMemory();
+		goto fail;
+	}
 	/* "/" alone as root_path strips nothing meaningful */
 	while (s->root_path_len && s->root_path_b[s->root_path_len - 1] == '/')
 		s->root_path_len--;
-
-	e->listeners = calloc((size_t)n + 1, sizeof *e->listeners);
-	if (e->listeners == NULL)
-		goto nomem;
-	if (private_fd >= 0) {
-		if (listener_init(
-		        s, &e->listeners[e->nlisteners], private_fd, false) < 0)
-			goto fail;
-		e->nlisteners++;
-	}
-	for (i = 0; i < n; i++) {
-		long fd = PyLong_AsLong(PyList_GetItem(seq, i));
-
-		if (fd == -1 && PyErr_Occurred())
-			goto fail;
-		if (listener_init(
-		        s, &e->listeners[e->nlisteners], (int)fd, true) < 0)
-			goto fail;
-		e->nlisteners++;
-	}
+	if (nw_py_listeners(e, private_fd, listen_fds, scope_template, s) < 0)
+		goto fail;
 	if (nw_engine_alog_open(e, accesslog) < 0) {
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);
 		goto fail;
 	}
-	Py_XDECREF(seq);
 	return (PyObject *)self;
-nomem:
-	PyErr_NoMemory();
 fail:
-	Py_XDECREF(seq);
 	Py_DECREF(self);
 	return NULL;
 }
@@ -412,13 +362,10 @@ server_dealloc(PyObject *self)
 	struct nw_asgi *s = SERVER(self);
 	PyTypeObject *tp = Py_TYPE(self);
 	freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-	size_t i;
 
 	server_close(s);
 	nw_engine_free(&s->e);
-	for (i = 0; i < s->e.nlisteners; i++)
-		Py_CLEAR(*(PyObject **)&s->e.listeners[i].tmpl);
-	free(s->e.listeners);
+	nw_py_listeners_free(&s->e);
 	free(s->root_path_b);
 	nw_buf_free(&s->scratch);
 	Py_CLEAR(s->app);
@@ -530,32 +477,6 @@ server_heartbeat(PyObject *self, PyObject *unused)
 }
 
 static PyObject *
-server_reopen_logs(PyObject *self, PyObject *unused)
-{
-	nw_engine_alog_reopen(&SERVER(self)->e);
-	Py_RETURN_NONE;
-}
-
-static PyObject *
-server_flush_logs(PyObject *self, PyObject *unused)
-{
-	nw_engine_alog_flush(&SERVER(self)->e);
-	Py_RETURN_NONE;
-}
-
-static PyObject *
-get_served(PyObject *self, void *closure)
-{
-	return PyLong_FromUnsignedLongLong(SERVER(self)->e.counters.served);
-}
-
-static PyObject *
-get_live(PyObject *self, void *closure)
-{
-	return PyBool_FromLong(SERVER(self)->e.live);
-}
-
-static PyObject *
 get_connections(PyObject *self, void *closure)
 {
 	return PyLong_FromSize_t(SERVER(self)->e.nconns);
@@ -582,9 +503,9 @@ static PyMethodDef server_methods[] = {
         "quit(): close everything now and cancel the requests' tasks"},
     {"heartbeat", server_heartbeat, METH_NOARGS,
         "heartbeat() -> bool: send a heartbeat now (the last one)"},
-    {"reopen_logs", server_reopen_logs, METH_NOARGS,
+    {"reopen_logs", nw_py_reopen_logs, METH_NOARGS,
         "reopen_logs(): reopen the access log file"},
-    {"flush_logs", server_flush_logs, METH_NOARGS,
+    {"flush_logs", nw_py_flush_logs, METH_NOARGS,
         "flush_logs(): write buffered access log lines"},
     {NULL, NULL, 0, NULL},
 };
@@ -607,8 +528,8 @@ static PyGetSetDef server_getset[] = {
     {"restarting", get_restarting, NULL,
         "the master replaces this worker (reload, recycling)", NULL},
     {"websockets", get_websockets, NULL, "open WebSockets", NULL},
-    {"served", get_served, NULL, "requests answered", NULL},
-    {"live", get_live, NULL, "accepting public traffic", NULL},
+    {"served", nw_py_get_served, NULL, "requests answered", NULL},
+    {"live", nw_py_get_live, NULL, "accepting public traffic", NULL},
     {"connections", get_connections, NULL, "open connections", NULL},
     {"tasks", get_tasks, NULL, "requests whose app has not returned", NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -94,6 +94,56 @@ is_host_value(const char *p, const char *e)
 	return true;
 }
 
+/* RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). */
+static bool
+is_scheme(const char *p, const char *e)
+{
+	if (p == e || !((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+		return false;
+	for (p++; p < e; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (!((c | 0x20) >= 'a' && (c | 0x20) <= 'z') &&
+		    !(c >= '0' && c <= '9') && c != '+' && c != '-' && c != '.')
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A request target's authority, host [":" port] (RFC 9110 4.2: no
+ * userinfo): an IP-literal in brackets, or a non-empty reg-name or IPv4
+ * address; a port of digits only (need_port: CONNECT's must be there).
+ */
+static bool
+is_authority(const char *p, const char *e, bool need_port)
+{
+	const char *host = p;
+
+	if (p < e && *p == '[') {
+		for (p++; p < e && *p != ']'; p++)
+			if (!is_host_value(p, p + 1) || *p == '[')
+				return false;
+		if (p == e || p == host + 1)
+			return false;
+		p++;
+	} else {
+		for (; p < e && *p != ':'; p++)
+			if (!is_host_value(p, p + 1) || *p == '[' || *p == ']')
+				return false;
+		if (p == host)
+			return false;
+	}
+	if (p == e)
+		return !need_port;
+	if (*p++ != ':' || (p == e && need_port))
+		return false;
+	for (; p < e; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
 static inline int
 hexval(unsigned char c)
 {
@@ -211,9 +261,27 @@ parse_request_line(
 		return fail(r, 400);
 	r->minor = p[7] - '0';
 
-	/* The path of origin-form "/p?q" and absolute-form "http://h/p?q". */
+	/*
+	 * CONNECT takes authority-form ("host:port") and nothing else; every
+	 * other method origin-form ("/p?q") or absolute-form ("http://h/p?q"),
+	 * and OPTIONS also "*". Anything else ("foo/bar", "example.com:443") is a 400: an
+	 * app would see an empty PATH_INFO, and a proxy may have read it
+	 * another way.
+	 */
+	if (r->method.len == 7 && memcmp(buf + r->method.off, "CONNECT", 7) == 0) {
+		if (!is_authority(t, te, true))
+			return fail(r, 400);
+		r->path = span(buf, te, te);
+		r->query = span(buf, te, te);
+		return NW_PARSE_DONE;
+	}
 	s = t;
-	if (*t != '/' && !(te - t == 1 && *t == '*')) {
+	if (te - t == 1 && *t == '*') {
+		/* asterisk-form: OPTIONS only (RFC 9112 3.2.4) */
+		if (r->method.len != 7 ||
+		    memcmp(buf + r->method.off, "OPTIONS", 7) != 0)
+			return fail(r, 400);
+	} else if (*t != '/') {
 		const char *sep = NULL;
 
 		for (h = t; h + 3 <= te; h++)
@@ -221,15 +289,13 @@ parse_request_line(
 				sep = h + 3;
 				break;
 			}
-		if (sep == NULL) {
-			/* authority-form (CONNECT): no path at all */
-			r->path = span(buf, te, te);
-			r->query = span(buf, te, te);
-			return NW_PARSE_DONE;
-		}
+		if (sep == NULL || !is_scheme(t, sep - 3))
+			return fail(r, 400);
 		for (s = sep; s < te && *s != '/' && *s != '?' && *s != '#';
 		     s++)
 			;
+		if (!is_authority(sep, s, false))
+			return fail(r, 400);
 	}
 	for (q = s; q < te && *q != '?' && *q != '#'; q++)
 		;
@@ -460,14 +526,18 @@ nw_request_header(const struct nw_request *r, const char *buf, const char *name,
 }
 
 enum {
-	CH_SIZE,    /* hex digits of the chunk size */
-	CH_EXT,     /* ";ext" up to CR */
-	CH_SIZE_LF, /* LF after the size line */
+	CH_SIZE,      /* hex digits of the chunk size */
+	CH_EXT_START, /* after ';': BWS, then an extension's name */
+	CH_EXT,       /* the rest of an extension, up to ';' or CR */
+	CH_EXT_QUOTED, /* inside a quoted extension value */
+	CH_EXT_ESCAPE, /* after a backslash in one */
+	CH_SIZE_LF,   /* LF after the size line */
 	CH_DATA,
 	CH_DATA_CR, /* CR LF after the data */
 	CH_DATA_LF,
-	CH_TRAILER, /* start of a trailer line, or the final CR LF */
-	CH_TRAILER_LINE,
+	CH_TRAILER,       /* start of a trailer line, or the final CR LF */
+	CH_TRAILER_NAME,  /* a trailer's name, up to its colon */
+	CH_TRAILER_VALUE, /* its value, up to CR */
 	CH_TRAILER_LF,
 	CH_FINAL_LF,
 	CH_DONE,
@@ -480,6 +550,13 @@ nw_chunked_init(struct nw_chunked *c)
 	c->state = CH_SIZE;
 }
 
+/*
+ * chunk = chunk-size *( BWS ";" BWS ext-name [ BWS "=" BWS ext-value ] )
+ * CRLF data CRLF, and after the last chunk the trailer fields, each
+ * "name: value" as strictly as header fields (no obs-fold, a token for a
+ * name, no whitespace before the colon). Extensions and trailers are read
+ * and dropped. Returns the bytes consumed, -1 on bad framing.
+ */
 ssize_t
 nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 {
@@ -499,24 +576,43 @@ nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 			} else if (c->ndigits == 0) {
 				return -1;
 			} else if (ch == ';') {
-				c->state = CH_EXT;
+				c->state = CH_EXT_START;
 			} else if (ch == '\r') {
 				c->state = CH_SIZE_LF;
 			} else {
 				return -1;
 			}
-			if (++c->line > CHUNK_LINE_MAX)
+			break;
+		case CH_EXT_START:
+			/* "5;" and "5;=x" name nothing: a 400, as elsewhere */
+			if (ch == ' ' || ch == '\t')
+				break;
+			if (!nw_tchar[ch])
 				return -1;
-			i++;
+			c->state = CH_EXT;
 			break;
 		case CH_EXT:
 			if (ch == '\r')
 				c->state = CH_SIZE_LF;
+			else if (ch == ';')
+				c->state = CH_EXT_START;
+			else if (ch == '"')
+				c->state = CH_EXT_QUOTED;
 			else if (!is_value_char(ch))
 				return -1;
-			if (++c->line > CHUNK_LINE_MAX)
+			break;
+		case CH_EXT_QUOTED:
+			if (ch == '"')
+				c->state = CH_EXT;
+			else if (ch == '\\')
+				c->state = CH_EXT_ESCAPE;
+			else if (!is_value_char(ch))
 				return -1;
-			i++;
+			break;
+		case CH_EXT_ESCAPE:
+			if (!is_value_char(ch))
+				return -1;
+			c->state = CH_EXT_QUOTED;
 			break;
 		case CH_SIZE_LF:
 			if (ch != '\n')
@@ -525,7 +621,7 @@ nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 			c->line = 0;
 			c->ndigits = 0;
 			c->state = c->size ? CH_DATA : CH_TRAILER;
-			break;
+			continue;
 		case CH_DATA: {
 			size_t take = n - i;
 
@@ -537,30 +633,41 @@ nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 			c->size -= take;
 			if (c->size == 0)
 				c->state = CH_DATA_CR;
-			break;
+			continue;
 		}
 		case CH_DATA_CR:
 			if (ch != '\r')
 				return -1;
 			i++;
 			c->state = CH_DATA_LF;
-			break;
+			continue;
 		case CH_DATA_LF:
 			if (ch != '\n')
 				return -1;
 			i++;
 			c->state = CH_SIZE;
-			break;
+			continue;
 		case CH_TRAILER:
 			if (ch == '\r') {
 				c->state = CH_FINAL_LF;
 				i++;
-			} else {
-				c->state = CH_TRAILER_LINE;
+				continue;
 			}
-			break;
-		case CH_TRAILER_LINE:
-			/* trailers are read and dropped */
+			/* obs-fold, or a line that is no field: a 400 */
+			if (!nw_tchar[ch])
+				return -1;
+			c->state = CH_TRAILER_NAME;
+			continue;
+		case CH_TRAILER_NAME:
+			if (ch == ':')
+				c->state = CH_TRAILER_VALUE;
+			else if (!nw_tchar[ch])
+				return -1;
+			if (++c->trailers > TRAILERS_MAX)
+				return -1;
+			i++;
+			continue;
+		case CH_TRAILER_VALUE:
 			if (ch == '\r')
 				c->state = CH_TRAILER_LF;
 			else if (!is_value_char(ch))
@@ -568,13 +675,13 @@ nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 			if (++c->trailers > TRAILERS_MAX)
 				return -1;
 			i++;
-			break;
+			continue;
 		case CH_TRAILER_LF:
 			if (ch != '\n')
 				return -1;
 			i++;
 			c->state = CH_TRAILER;
-			break;
+			continue;
 		case CH_FINAL_LF:
 			if (ch != '\n')
 				return -1;
@@ -588,6 +695,10 @@ nw_chunked_decode(struct nw_chunked *c, char *data, size_t *len, bool *done)
 			*done = true;
 			return (ssize_t)i;
 		}
+		/* the size line's states */
+		if (++c->line > CHUNK_LINE_MAX)
+			return -1;
+		i++;
 	}
 	*len = out;
 	return (ssize_t)i;

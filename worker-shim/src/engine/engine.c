@@ -28,6 +28,7 @@ nw_engine_init(struct nw_engine *e, const struct nw_driver *drv)
 	e->header_timeout_ms = 10000;
 	e->write_timeout_ms = 30000;
 	e->accepts_per_wakeup = 64;
+	e->timer_due = INT64_MAX;
 	e->exclusive = true;
 	e->control_watch = NW_WATCH_CONTROL;
 	e->wakeup_watch = NW_WATCH_WAKEUP;
@@ -129,37 +130,38 @@ nw_engine_dispatch(struct nw_engine *e, const struct epoll_event *events, int n)
 		}
 	}
 	e->in_events = false;
-	nw_conn_free_limbo(e);
+	if (e->limbo)
+		nw_conn_free_limbo(e);
 	nw_engine_arm(e);
 }
 
-/* Deadlines passed, a paused accept resumes, a heartbeat is due. */
+/*
+ * Deadlines passed, a paused accept resumes, a heartbeat is due. The
+ * caller has just read the clock (nw_clock_update).
+ */
 void
 nw_engine_tick(struct nw_engine *e)
 {
 	if (e->closed)
 		return;
-	nw_clock_update(&e->clock);
 	nw_timers_expire(e);
 	if (e->accept_paused_until && e->clock.mono_ms >= e->accept_paused_until) {
 		e->accept_paused_until = 0;
 		nw_listeners_update(e);
 	}
-	nw_engine_heartbeat(e, false);
-	nw_conn_free_limbo(e);
+	if (e->heartbeat_ms > 0 && e->clock.mono_ms >= e->next_heartbeat)
+		nw_engine_heartbeat(e, false);
+	if (e->limbo)
+		nw_conn_free_limbo(e);
 	nw_engine_arm(e);
 }
 
-/* The earliest moment nw_engine_tick has work; INT64_MAX: none. */
+/* When nw_engine_tick may have work (or a little before); INT64_MAX: none. */
 int64_t
 nw_engine_next_deadline(const struct nw_engine *e)
 {
-	int64_t next = INT64_MAX;
-	int t;
+	int64_t next = e->timer_due; /* maybe early: then nothing is due */
 
-	for (t = 0; t < NW_TIMER_COUNT; t++)
-		if (e->timers[t].head && e->timers[t].head->deadline < next)
-			next = e->timers[t].head->deadline;
 	if (e->heartbeat_ms > 0 && e->control_fd >= 0 &&
 	    e->next_heartbeat < next)
 		next = e->next_heartbeat;
@@ -183,13 +185,13 @@ nw_engine_timeout(const struct nw_engine *e)
 	return next - now > 60000 ? 60000 : (int)(next - now);
 }
 
-/* Tells a driver with a timer of its own when to tick. */
+/* nw_engine_arm's work, for a driver with a timer of its own. */
 void
-nw_engine_arm(struct nw_engine *e)
+nw_engine_arm_driver(struct nw_engine *e)
 {
 	int64_t next;
 
-	if (e->drv->arm == NULL || e->closed || !e->started)
+	if (e->closed || !e->started)
 		return;
 	if ((next = nw_engine_next_deadline(e)) != INT64_MAX)
 		e->drv->arm(e, next);
@@ -280,13 +282,6 @@ nw_engine_inflight(const struct nw_engine *e)
 		if (c->state == NW_CONN_BODY || c->state == NW_CONN_REQUEST)
 			n++;
 	return n;
-}
-
-/* May an answer keep its connection? Not without keep-alive, nor stopping. */
-bool
-nw_engine_keeps_alive(const struct nw_engine *e)
-{
-	return e->keepalive_ms > 0 && !e->stopping && !e->stop_requested;
 }
 
 /* Every connection shut, listeners off, the epoll set closed. */

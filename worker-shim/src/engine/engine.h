@@ -103,6 +103,8 @@ struct nw_conn {
 	struct nw_chunked dec;
 	uint64_t remaining; /* Content-Length bytes still to come */
 	bool body_done;
+	bool body_told;     /* the driver knows it is done */
+	size_t body_ready;  /* decoded, not yet handed to the driver */
 	uint64_t body_size; /* decoded bytes so far */
 	uint64_t body_raw;  /* bytes read off the wire for it */
 	bool continue_sent; /* 100 Continue */
@@ -232,6 +234,7 @@ struct nw_engine {
 	enum nw_watch wakeup_watch;
 	struct nw_clock clock;
 	struct nw_timer_list timers[NW_TIMER_COUNT];
+	int64_t timer_due; /* no deadline is earlier (INT64_MAX: none) */
 	size_t nconns;
 	struct nw_conn *conns;      /* all open ones, linked */
 	struct nw_conn *free_conns; /* kept with their buffers, via next */
@@ -273,7 +276,7 @@ void nw_engine_dispatch(
 void nw_engine_tick(struct nw_engine *e);
 int64_t nw_engine_next_deadline(const struct nw_engine *e);
 int nw_engine_timeout(const struct nw_engine *e);
-void nw_engine_arm(struct nw_engine *e);
+void nw_engine_arm_driver(struct nw_engine *e);
 void nw_engine_stop(struct nw_engine *e, int64_t graceful_ms);
 bool nw_engine_drained(const struct nw_engine *e);
 void nw_engine_close(struct nw_engine *e);
@@ -281,7 +284,7 @@ void nw_engine_free(struct nw_engine *e);
 void nw_engine_run_queue(struct nw_engine *e);
 void nw_engine_yield(struct nw_engine *e);
 size_t nw_engine_inflight(const struct nw_engine *e);
-bool nw_engine_keeps_alive(const struct nw_engine *e);
+
 
 /* master.c: the worker's side of the master protocol, and the counters */
 void nw_engine_control_readable(struct nw_engine *e);
@@ -293,7 +296,6 @@ void nw_engine_count(struct nw_engine *e, int status, uint64_t sent,
     int64_t started_ns);
 int64_t nw_engine_now_ns(void);
 int nw_engine_alog_open(struct nw_engine *e, const char *path);
-void nw_engine_alog_flush(struct nw_engine *e);
 int nw_engine_alog_reopen(struct nw_engine *e);
 
 /* listen.c: listeners, accepting, the peer */
@@ -348,5 +350,30 @@ int nw_accept(
     int lfd, bool tcp, struct sockaddr_storage *peer, socklen_t *plen);
 int nw_sock_name(int fd, char host[NW_HOST_MAX], int *port);
 bool nw_peer_is_local(int fd, const struct sockaddr_storage *peer);
+
+/* Inline: the hot path of every request goes through these. */
+
+/* Tells a driver with a timer of its own when to tick. */
+static inline void
+nw_engine_arm(struct nw_engine *e)
+{
+	if (e->drv->arm != NULL)
+		nw_engine_arm_driver(e);
+}
+
+/* May an answer keep its connection? Not without keep-alive, nor stopping. */
+static inline bool
+nw_engine_keeps_alive(const struct nw_engine *e)
+{
+	return e->keepalive_ms > 0 && !e->stopping && !e->stop_requested;
+}
+
+/* Buffered access log lines go out (once per loop turn). */
+static inline void
+nw_engine_alog_flush(struct nw_engine *e)
+{
+	if (e->alog.len > 0)
+		nw_accesslog_write(e->alog_fd, &e->alog);
+}
 
 #endif

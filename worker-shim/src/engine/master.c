@@ -193,12 +193,6 @@ nw_engine_alog_open(struct nw_engine *e, const char *path)
 	return e->alog_fd < 0 ? -1 : 0;
 }
 
-void
-nw_engine_alog_flush(struct nw_engine *e)
-{
-	nw_accesslog_write(e->alog_fd, &e->alog);
-}
-
 /* USR1: after a rotation. */
 int
 nw_engine_alog_reopen(struct nw_engine *e)

@@ -3,7 +3,8 @@
  *
  * One list per kind of timeout (keep-alive, head, body, write, linger,
  * grace), each sorted by deadline because all its entries share one
- * timeout. It says when a deadline passed; what that means for the
+ * timeout, and a lower bound of the earliest of them all. It says when a
+ * deadline passed; what that means for the
  * connection is conn.c's (nw_conn_timed_out), and when to look is the
  * driver's (engine.c hands it the next deadline).
  */
@@ -48,15 +49,23 @@ nw_timer_set(struct nw_conn *c, int timer)
 	else
 		l->head = c;
 	l->tail = c;
+	if (c->deadline < e->timer_due)
+		e->timer_due = c->deadline;
 }
 
-/* What is due expires (each connection off its list first). */
+/*
+ * What is due expires (each connection off its list first). timer_due
+ * keeps the turns with nothing due cheap: it is never later than the
+ * earliest deadline, and is made exact again here.
+ */
 void
 nw_timers_expire(struct nw_engine *e)
 {
-	int64_t now = e->clock.mono_ms;
+	int64_t now = e->clock.mono_ms, due = INT64_MAX;
 	int t;
 
+	if (now < e->timer_due)
+		return;
 	for (t = 0; t < NW_TIMER_COUNT && !e->halt; t++) {
 		struct nw_conn *c;
 
@@ -65,4 +74,8 @@ nw_timers_expire(struct nw_engine *e)
 			nw_conn_timed_out(c, t);
 		}
 	}
+	for (t = 0; t < NW_TIMER_COUNT; t++)
+		if (e->timers[t].head && e->timers[t].head->deadline < due)
+			due = e->timers[t].head->deadline;
+	e->timer_due = due;
 }

@@ -56,9 +56,6 @@ static const struct {
     {&v_empty, ""},
 };
 
-static const char *const method_names[] = {
-    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-static PyObject *methods[sizeof method_names / sizeof method_names[0]];
 
 /*
  * HTTP_* keys by header name, and short header values by content: both
@@ -83,30 +80,7 @@ struct valcache_entry {
 };
 static struct valcache_entry valcache[VALCACHE_SIZE];
 
-static inline uint32_t
-hash_bytes(const char *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 16777619u;
-	return h;
-}
-
 /* Environ */
-
-static int
-set_new(PyObject *d, PyObject *k, PyObject *v)
-{
-	int r;
-
-	if (v == NULL)
-		return -1;
-	r = PyDict_SetItem(d, k, v);
-	Py_DECREF(v);
-	return r;
-}
 
 static PyObject *
 latin1_str(const char *p, size_t n)
@@ -120,7 +94,7 @@ latin1_str(const char *p, size_t n)
 	}
 	if (n > VALCACHE_MAX)
 		return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
-	h = hash_bytes(p, n);
+	h = nw_py_hash(p, n);
 	e = &valcache[h & (VALCACHE_SIZE - 1)];
 	if (e->str == NULL || e->len != n || memcmp(e->bytes, p, n) != 0) {
 		PyObject *s = PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
@@ -139,15 +113,9 @@ latin1_str(const char *p, size_t n)
 static PyObject *
 method_str(const char *p, size_t n)
 {
-	size_t i;
+	PyObject *m = nw_py_method(p, n);
 
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (strlen(method_names[i]) == n &&
-		    memcmp(method_names[i], p, n) == 0) {
-			Py_INCREF(methods[i]);
-			return methods[i];
-		}
-	return latin1_str(p, n);
+	return m ? m : latin1_str(p, n);
 }
 
 /* PATH_INFO: percent-decoded, as latin-1, SCRIPT_NAME taken off. */
@@ -181,7 +149,7 @@ header_key(const char *name, size_t len)
 			lower[i] =
 			    (char)(ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
 		}
-		h = hash_bytes(lower, len);
+		h = nw_py_hash(lower, len);
 		e = &keycache[h & (KEYCACHE_SIZE - 1)];
 		if (e->len == len && e->hash == h &&
 		    memcmp(e->name, lower, len) == 0) {
@@ -240,10 +208,26 @@ remote(struct nw_conn *c)
 		return 0;
 	if ((wc->remote_addr = latin1_str(c->host, strlen(c->host))) == NULL)
 		return -1;
-	if (c->port &&
-	    (wc->remote_port = PyUnicode_FromStringAndSize(digits,
-	         snprintf(digits, sizeof digits, "%d", c->port))) == NULL)
-		return -1;
+	if (c->port) {
+		/* by hand: printf costs, once per connection */
+		size_t n = 0, i;
+		unsigned v = (unsigned)c->port;
+
+		do {
+			digits[n++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v != 0);
+		for (i = 0; i < n / 2; i++) {
+			char t = digits[i];
+
+			digits[i] = digits[n - 1 - i];
+			digits[n - 1 - i] = t;
+		}
+		wc->remote_port =
+		    PyUnicode_FromStringAndSize(digits, (Py_ssize_t)n);
+		if (wc->remote_port == NULL)
+			return -1;
+	}
 	return 0;
 }
 
@@ -260,13 +244,13 @@ nw_wsgi_environ(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
 		return NULL;
 	if ((env = PyDict_Copy((PyObject *)c->listener->tmpl)) == NULL)
 		return NULL;
-	if (set_new(env, k_REQUEST_METHOD,
+	if (nw_py_set_new(env, k_REQUEST_METHOD,
 	        method_str(buf + r->method.off, r->method.len)) < 0 ||
-	    set_new(env, k_PATH_INFO,
+	    nw_py_set_new(env, k_PATH_INFO,
 	        path_info(s, buf + r->path.off, r->path.len)) < 0 ||
-	    set_new(env, k_QUERY_STRING,
+	    nw_py_set_new(env, k_QUERY_STRING,
 	        latin1_str(buf + r->query.off, r->query.len)) < 0 ||
-	    set_new(env, k_RAW_URI,
+	    nw_py_set_new(env, k_RAW_URI,
 	        latin1_str(buf + r->target.off, r->target.len)) < 0 ||
 	    PyDict_SetItem(
 	        env, k_SERVER_PROTOCOL, r->minor ? v_http11 : v_http10) < 0 ||
@@ -307,7 +291,7 @@ nw_wsgi_environ(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
 			Py_DECREF(value);
 			value = joined;
 		}
-		rc = set_new(env, key, value);
+		rc = nw_py_set_new(env, key, value);
 		if (rc == 0 && c->trusted &&
 		    nw_http_claims_https(buf + h->name.off, h->name.len,
 		        buf + h->value.off, h->value.len))
@@ -321,7 +305,7 @@ nw_wsgi_environ(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
 		PyObject *cl = PyUnicode_FromFormat(
 		    "%llu", (unsigned long long)c->body_size);
 
-		if (set_new(env, k_CONTENT_LENGTH, cl) < 0)
+		if (nw_py_set_new(env, k_CONTENT_LENGTH, cl) < 0)
 			goto fail;
 	}
 	return env;
@@ -369,9 +353,5 @@ nw_wsgi_environ_init(void)
 		if ((*interned[i].p =
 		            PyUnicode_InternFromString(interned[i].s)) == NULL)
 			return -1;
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if ((methods[i] = PyUnicode_InternFromString(
-		         method_names[i])) == NULL)
-			return -1;
-	return 0;
+	return nw_py_methods_init();
 }

@@ -2,7 +2,7 @@
  * filewrapper.c: wsgi.file_wrapper.
  *
  * A FileWrapper is an ordinary iterable over filelike.read(blksize) with a
- * close() that closes the file; wsgi.c recognises one returned by the app
+ * close() that closes the file; response.c recognises one returned by the app
  * and, when the file has a real descriptor, sends it with sendfile().
  */
 #include "wsgi/wsgi.h"

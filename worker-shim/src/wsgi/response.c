@@ -552,7 +552,7 @@ send_file(struct nw_wsgi *s, struct nw_ctx *x, PyObject *wrapper)
 
 /*
  * Sends a whole response after which the connection closes at once
- * (conn_finish in server.c). MSG_MORE holds the last, short segment back
+ * (nw_conn_finish in the engine). MSG_MORE holds the last, short segment back
  * until the FIN can go with it: a one-shot connection then costs two
  * segments fewer (a FIN of its own, and its ACK), a fifth of the worker's
  * time per connection. No code of the app's may run between this and the

@@ -199,27 +199,17 @@ typedef struct {
 
 #define SERVER(self) (&((ServerObject *)(self))->s)
 
-static int64_t
-ms(double seconds)
-{
-	return seconds <= 0 ? 0 : (int64_t)(seconds * 1000.0 + 0.5);
-}
-
 /* SERVER_NAME and SERVER_PORT come from the socket the request came in on. */
 static int
-listener_init(struct nw_wsgi *s, struct nw_listener *l, int fd, bool public)
+environ_template(void *arg, struct nw_listener *l)
 {
 	PyObject *name, *port;
 
-	if (nw_listener_init(l, fd, public) < 0) {
-		PyErr_SetFromErrno(PyExc_OSError);
-		return -1;
-	}
 	name = PyUnicode_DecodeFSDefault(l->host);
 	/* gunicorn: a Unix socket's path, and the scheme's port */
 	port = PyUnicode_FromFormat("%d", l->family == AF_UNIX ? 80 : l->port);
 	if (name != NULL && port != NULL)
-		l->tmpl = nw_wsgi_base_environ(s, name, port);
+		l->tmpl = nw_wsgi_base_environ(arg, name, port);
 	Py_XDECREF(name);
 	Py_XDECREF(port);
 	return l->tmpl ? 0 : -1;
@@ -234,59 +224,39 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	    "limit_request_line", "limit_request_fields",
 	    "limit_request_field_size", "limit_request_body", "accesslog",
 	    "script_name", "errors", NULL};
-	PyObject *app, *listen_fds = NULL, *errors = Py_None, *seq = NULL;
+	struct nw_py_settings set = {-1, 2, 10, 5, 0, 0, 4094, 100, 8190};
+	PyObject *app, *listen_fds = NULL, *errors = Py_None;
 	PyObject *script_name = NULL, *sn_bytes;
-	int private_fd = -1, control_fd = -1, wakeup_fd = -1;
-	double keepalive = 2, header_timeout = 10, graceful = 30, heartbeat = 5;
-	unsigned long long max_requests = 0, limit_body = 0;
-	Py_ssize_t limit_line = 4094, limit_fields = 100, limit_field = 8190;
+	int private_fd = -1, wakeup_fd = -1;
+	double graceful = 30;
 	const char *accesslog = NULL, *tmp = getenv("TMPDIR");
 	ServerObject *self;
 	struct nw_wsgi *s;
 	struct nw_engine *e;
-	Py_ssize_t i, n = 0;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
 	        "O|$OiiiddddKnnnKzUO:Server", kwlist, &app, &listen_fds,
-	        &private_fd, &control_fd, &wakeup_fd, &keepalive,
-	        &header_timeout, &graceful, &heartbeat, &max_requests,
-	        &limit_line, &limit_fields, &limit_field, &limit_body,
-	        &accesslog, &script_name, &errors))
+	        &private_fd, &set.control_fd, &wakeup_fd, &set.keepalive,
+	        &set.header_timeout, &graceful, &set.heartbeat,
+	        &set.max_requests, &set.limit_line, &set.limit_fields,
+	        &set.limit_field, &set.limit_body, &accesslog, &script_name,
+	        &errors))
 		return NULL;
 	if (!PyCallable_Check(app)) {
 		PyErr_SetString(PyExc_TypeError, "app must be callable");
 		return NULL;
 	}
-	if (limit_line < 0 || limit_fields < 0 || limit_field < 0) {
-		PyErr_SetString(PyExc_ValueError, "limits must be >= 0");
-		return NULL;
-	}
-	if (listen_fds != NULL && listen_fds != Py_None) {
-		if ((seq = PySequence_List(listen_fds)) == NULL)
-			return NULL;
-		n = PyList_Size(seq);
-	}
-
 	self = (ServerObject *)PyType_GenericAlloc(type, 0);
-	if (self == NULL) {
-		Py_XDECREF(seq);
+	if (self == NULL)
 		return NULL;
-	}
 	s = &self->s;
 	memset(s, 0, sizeof *s);
 	e = &s->e;
 	nw_engine_init(e, &wsgi_driver);
-	e->control_fd = control_fd;
+	if (nw_py_engine_settings(e, &set) < 0)
+		goto fail;
 	e->wakeup_fd = wakeup_fd;
-	e->keepalive_ms = ms(keepalive);
-	e->header_timeout_ms = ms(header_timeout) ? ms(header_timeout) : 1000;
-	e->heartbeat_ms = ms(heartbeat);
-	e->max_requests = max_requests;
-	e->limits.request_line = (size_t)limit_line;
-	e->limits.fields = (size_t)limit_fields;
-	e->limits.field_size = (size_t)limit_field;
-	e->limits.body = limit_body;
-	s->graceful_ms = ms(graceful);
+	s->graceful_ms = graceful <= 0 ? 0 : (int64_t)(graceful * 1000.0 + 0.5);
 	s->writer.wait = wait_writable;
 	s->writer.arg = s;
 	s->writer.timeout_ms = (int)e->write_timeout_ms;
@@ -319,36 +289,17 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	if (s->script_name_len &&
 	    s->script_name_b[s->script_name_len - 1] == '/')
 		s->script_name_len--;
-
-	e->listeners = calloc((size_t)n + 1, sizeof *e->listeners);
-	if (e->listeners == NULL)
-		goto nomem;
-	if (private_fd >= 0) {
-		if (listener_init(
-		        s, &e->listeners[e->nlisteners], private_fd, false) < 0)
-			goto fail;
-		e->nlisteners++;
-	}
-	for (i = 0; i < n; i++) {
-		long fd = PyLong_AsLong(PyList_GetItem(seq, i));
-
-		if (fd == -1 && PyErr_Occurred())
-			goto fail;
-		if (listener_init(
-		        s, &e->listeners[e->nlisteners], (int)fd, true) < 0)
-			goto fail;
-		e->nlisteners++;
-	}
+	if (nw_py_listeners(e, private_fd, listen_fds, environ_template, s) <
+	    0)
+		goto fail;
 	if (nw_engine_alog_open(e, accesslog) < 0) {
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);
 		goto fail;
 	}
-	Py_XDECREF(seq);
 	return (PyObject *)self;
 nomem:
 	PyErr_NoMemory();
 fail:
-	Py_XDECREF(seq);
 	Py_DECREF(self);
 	return NULL;
 }
@@ -359,12 +310,9 @@ server_dealloc(PyObject *self)
 	struct nw_wsgi *s = SERVER(self);
 	PyTypeObject *tp = Py_TYPE(self);
 	freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-	size_t i;
 
 	nw_engine_free(&s->e);
-	for (i = 0; i < s->e.nlisteners; i++)
-		Py_CLEAR(*(PyObject **)&s->e.listeners[i].tmpl);
-	free(s->e.listeners);
+	nw_py_listeners_free(&s->e);
 	free(s->tmpdir);
 	free(s->script_name_b);
 	nw_buf_free(&s->head);
@@ -399,32 +347,6 @@ server_quit(PyObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
-static PyObject *
-server_reopen_logs(PyObject *self, PyObject *unused)
-{
-	nw_engine_alog_reopen(&SERVER(self)->e);
-	Py_RETURN_NONE;
-}
-
-static PyObject *
-server_flush_logs(PyObject *self, PyObject *unused)
-{
-	nw_engine_alog_flush(&SERVER(self)->e);
-	Py_RETURN_NONE;
-}
-
-static PyObject *
-server_get_served(PyObject *self, void *closure)
-{
-	return PyLong_FromUnsignedLongLong(SERVER(self)->e.counters.served);
-}
-
-static PyObject *
-server_get_live(PyObject *self, void *closure)
-{
-	return PyBool_FromLong(SERVER(self)->e.live);
-}
-
 static PyMethodDef server_methods[] = {
     {"serve", server_serve, METH_NOARGS,
         "serve(): run the loop until a graceful stop completes"},
@@ -432,16 +354,16 @@ static PyMethodDef server_methods[] = {
         "stop(): begin a graceful stop (safe from a signal handler)"},
     {"quit", server_quit, METH_NOARGS,
         "quit(): leave the loop as soon as possible"},
-    {"reopen_logs", server_reopen_logs, METH_NOARGS,
+    {"reopen_logs", nw_py_reopen_logs, METH_NOARGS,
         "reopen_logs(): reopen the access log file"},
-    {"flush_logs", server_flush_logs, METH_NOARGS,
+    {"flush_logs", nw_py_flush_logs, METH_NOARGS,
         "flush_logs(): write buffered access log lines"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef server_getset[] = {
-    {"served", server_get_served, NULL, "requests answered", NULL},
-    {"live", server_get_live, NULL, "accepting public traffic", NULL},
+    {"served", nw_py_get_served, NULL, "requests answered", NULL},
+    {"live", nw_py_get_live, NULL, "accepting public traffic", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
