@@ -88,6 +88,15 @@ tests/unit/test_ws: tests/unit/test_ws.c $(WS_CORE_SRC) \
 		worker-shim/src/core/ws.h tests/unit/tap.h
 	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) $(SHIM_LIBS)
 
+# The worker core's proxy and access-log code is pure C: tested without
+# Python, from its sources.
+FRONT_SRC := worker-shim/src/core/front.c worker-shim/src/core/alogfmt.c \
+	worker-shim/src/core/buf.c worker-shim/src/core/request.c
+
+tests/unit/test_front: tests/unit/test_front.c $(FRONT_SRC) tests/unit/tap.h \
+		worker-shim/src/core/front.h worker-shim/src/core/http.h
+	$(CC) $(CFLAGS) -Iworker-shim/src -o $@ $< $(FRONT_SRC)
+
 unit: $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do echo "# $$t"; ./$$t || exit 1; done
 

@@ -56,6 +56,7 @@ enum kind {
 	K_FILELIST,  /* comma-separated paths, repeatable */
 	K_IPLIST,    /* "127.0.0.1,::1,10.0.0.0/8", or "*" */
 	K_PROXYPROTO,
+	K_ALOGFMT,   /* gunicorn's %(atom)s, or "json" */
 };
 
 struct key {
@@ -138,7 +139,7 @@ static const struct key keys[] = {
 	{ "statsd_prefix", K_NAME, F(statsd_prefix), 0, 0 },
 	{ "dogstatsd_tags", K_NAME, F(dogstatsd_tags), 0, 0 },
 	{ "accesslog", K_LOG, F(accesslog), 0, 0 },
-	{ "access_log_format", K_STRING, F(access_log_format), 0, 0 },
+	{ "access_log_format", K_ALOGFMT, F(access_log_format), 0, 0 },
 	{ "errorlog", K_LOG, F(errorlog), 1, 0 },
 	{ "loglevel", K_LOGLEVEL, F(loglevel), 0, 0 },
 };
@@ -535,6 +536,13 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 	case K_FILELIST:
 		return filelist_add(field, &ld->config->nreload_extra_files,
 		    value, base, why, whylen);
+	case K_ALOGFMT:
+		if (nw_parse_alogfmt(value, why, whylen) < 0)
+			return -1;
+		set_str(field, value[0] == '\0' ? NULL : strdup(value));
+		if (value[0] == '\0')
+			return 0;
+		break;
 	case K_IPLIST:
 		if (nw_parse_iplist(value, why, whylen) < 0)
 			return -1;
@@ -1305,20 +1313,6 @@ finish(struct load *ld, int lenient)
 	if (c->timeout == 0)
 		note(ld, "timeout 0: no heartbeat timeout, a hung worker is "
 		    "never killed");
-	if (c->access_log_format != NULL && strcmp(c->access_log_format,
-	    NW_GUNICORN_ACCESS_LOG_FORMAT) != 0)
-		note(ld, "access_log_format: not applied yet: the access log "
-		    "has gunicorn's default format");
-	/* Until the workers apply them (issue 12, after the engine). */
-	if (strcmp(c->forwarded_allow_ips, NW_DEFAULT_TRUSTED) != 0 ||
-	    strcmp(c->secure_scheme_headers, NW_DEFAULT_SECURE_HEADERS) != 0)
-		note(ld, "forwarded_allow_ips, secure_scheme_headers: not "
-		    "applied yet: loopback and Unix-socket peers may claim "
-		    "https with gunicorn's default headers");
-	if (c->proxy_protocol != 0)
-		load_fail(ld, origin_of(ld, "proxy_protocol"), "proxy_protocol",
-		    "not supported yet: every connection from the proxy "
-		    "would be refused");
 }
 
 static struct nw_config *
@@ -1491,6 +1485,8 @@ out:
 static const char *const interface_words[] = { "auto", "wsgi", "asgi" };
 static const char *const loglevel_words[] = { "debug", "info", "warning",
 	"error", "critical" };
+static const char *const snapshot_words[] = { [NW_SNAPSHOT_AUTO] = "auto",
+	[NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" };
 
 static void
 print_list(FILE *out, char **v, const char *sep)
@@ -1552,9 +1548,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 			    strchr(*v, ' ') ? "\"" : "");
 		break;
 	case K_SNAPSHOT:
-		fputs((const char *const[]){ [NW_SNAPSHOT_AUTO] = "auto",
-		    [NW_SNAPSHOT_GIT] = "git", [NW_SNAPSHOT_OFF] = "off" }
-		    [*(const int *)field], out);
+		fputs(snapshot_words[*(const int *)field], out);
 		break;
 	case K_BIND:
 		break;
@@ -1571,6 +1565,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_WORKER_CLASS:
 	case K_STRING:
 	case K_IPLIST:
+	case K_ALOGFMT:
 	case K_ADDR:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);

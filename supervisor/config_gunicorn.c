@@ -94,25 +94,20 @@ static const struct nw_gunicorn table[] = {
 	    "always on: workers get the user's supplementary groups" },
 	{ "tmp_upload_dir", NULL, 0, NW_GU_NOOP, NULL,
 	    "unused (as in gunicorn)" },
-	{ "secure_scheme_headers", NULL, 0, NW_GU_NOOP, NULL,
-	    "proxy headers are not interpreted yet: wsgi.url_scheme is the "
-	    "socket's; use the framework's proxy support (ProxyFix, "
-	    "SECURE_PROXY_SSL_HEADER)" },
-	{ "forwarded_allow_ips", "--forwarded-allow-ips", 0, NW_GU_NOOP, NULL,
-	    "proxy headers are not interpreted yet: REMOTE_ADDR and "
-	    "wsgi.url_scheme are the socket's; use the framework's proxy "
-	    "support (ProxyFix, SECURE_PROXY_SSL_HEADER)" },
+	{ "secure_scheme_headers", NULL, 0, NW_GU_KEY,
+	    "secure_scheme_headers", NULL },
+	{ "forwarded_allow_ips", "--forwarded-allow-ips", 0, NW_GU_KEY,
+	    "forwarded_allow_ips", NULL },
 	{ "pythonpath", "--pythonpath", 0, NW_GU_KEY, "pythonpath", NULL },
 	{ "paste", "--paste --paster", 0, NW_GU_REFUSED, NULL,
 	    "PasteDeploy is not supported: set app to a module that calls "
 	    "paste.deploy.loadapp()" },
 	{ "raw_paste_global_conf", "--paste-global", 0, NW_GU_REFUSED, NULL,
 	    "PasteDeploy is not supported" },
-	{ "proxy_protocol", "--proxy-protocol", 1, NW_GU_REFUSED, NULL,
-	    "the PROXY protocol is not built in yet: without it every "
-	    "connection from the proxy would be refused" },
-	{ "proxy_allow_ips", "--proxy-allow-from", 0, NW_GU_NOOP, NULL,
-	    "the PROXY protocol is not built in yet" },
+	{ "proxy_protocol", "--proxy-protocol", 1, NW_GU_KEY,
+	    "proxy_protocol", NULL },
+	{ "proxy_allow_ips", "--proxy-allow-from", 0, NW_GU_KEY,
+	    "proxy_allow_ips", NULL },
 	{ "protocol", "--protocol", 0, NW_GU_REFUSED, NULL,
 	    "narwhal speaks HTTP only (not uwsgi)" },
 	{ "uwsgi_allow_ips", "--uwsgi-allow-from", 0, NW_GU_NOOP, NULL,
@@ -132,7 +127,7 @@ static const struct nw_gunicorn table[] = {
 	{ "casefold_http_method", "--casefold-http-method", 1, NW_GU_NOOP,
 	    NULL, STRICT },
 	{ "forwarder_headers", "--forwarder-headers", 0, NW_GU_NOOP, NULL,
-	    "proxy headers are not interpreted yet" },
+	    "SCRIPT_NAME and PATH_INFO never come from headers here" },
 	{ "header_map", "--header-map", 0, NW_GU_NOOP, NULL,
 	    "headers with underscores are dropped, as gunicorn's default" },
 	{ "root_path", "--root-path", 0, NW_GU_NOOP, NULL,

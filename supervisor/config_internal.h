@@ -22,8 +22,6 @@
 #define NW_DEFAULT_TRUSTED "127.0.0.1,::1"
 #define NW_DEFAULT_SECURE_HEADERS "X-FORWARDED-PROTOCOL=ssl, " \
 	"X-FORWARDED-PROTO=https, X-FORWARDED-SSL=on"
-#define NW_GUNICORN_ACCESS_LOG_FORMAT \
-	"%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\""
 
 /* What one of gunicorn's settings becomes here (config_gunicorn.c). */
 enum nw_gunicorn_fate {
@@ -100,6 +98,7 @@ int nw_parse_worker_class(const char *s, enum nw_interface *out, char *why,
     size_t whylen);
 int nw_parse_bool(const char *s, int *out, char *why, size_t whylen);
 int nw_parse_iplist(const char *s, char *why, size_t whylen);
+int nw_parse_alogfmt(const char *s, char *why, size_t whylen);
 int nw_parse_proxy_protocol(const char *s, int *out, char *why,
     size_t whylen);
 int nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,

@@ -298,6 +298,38 @@ bad:
 	return -1;
 }
 
+/*
+ * access_log_format: "json", or text with gunicorn's %(atom)s (any Python
+ * conversion: %(s)d, %(h)-15s) and %% for a percent sign. The atoms are the
+ * workers' business (an unknown one logs "-", as in gunicorn).
+ */
+int
+nw_parse_alogfmt(const char *s, char *why, size_t whylen)
+{
+	const char *p = s, *close;
+
+	while ((p = strchr(p, '%')) != NULL) {
+		if (p[1] == '%') {
+			p += 2;
+			continue;
+		}
+		if (p[1] != '(' || (close = strchr(p, ')')) == NULL)
+			goto bad;
+		for (close++; *close != '\0' && strchr("#0- +", *close); close++)
+			;
+		while (isdigit((unsigned char)*close) || *close == '.')
+			close++;
+		if (*close == '\0' || strchr("sdirf", *close) == NULL)
+			goto bad;
+		p = close + 1;
+	}
+	return 0;
+bad:
+	snprintf(why, whylen, "'%.30s' is not a %%(atom)s of gunicorn's "
+	    "access log format (write %%%% for a percent sign)", p);
+	return -1;
+}
+
 /* gunicorn 20's --proxy-protocol is a switch; 26's says which version. */
 int
 nw_parse_proxy_protocol(const char *s, int *out, char *why, size_t whylen)

@@ -314,8 +314,13 @@ open_worker_fds(struct nw_master *m, struct nw_worker *w, int *stderr_write,
 {
 	int pair[2], pipefd[2];
 
-	snprintf(w->private_path, sizeof w->private_path, "%s/w%u.sock",
-	    m->runtime_dir, w->id);
+	/*
+	 * The master's pid in the name: a master still draining beside a new
+	 * one of the same instance (a restart's overlap) must not unlink the
+	 * new one's sockets when its own workers exit.
+	 */
+	snprintf(w->private_path, sizeof w->private_path, "%s/w%u.%d.sock",
+	    m->runtime_dir, w->id, (int)getpid());
 	*private_fd = nw_unix_listen(w->private_path, 64);
 	if (*private_fd < 0) {
 		snprintf(w->boot_failure, sizeof w->boot_failure,

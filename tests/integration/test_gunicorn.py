@@ -198,7 +198,7 @@ def test_conf_py_errors_and_reload_keeps_the_old_config(narwhal):
                    r"certfile: not supported: TLS", since=mark)
 
     write("bind = '127.0.0.1:0'\nworkers = 2\nwsgi_app = 'app:application'\n"
-          "spew = True\nmy_own_variable = 'ignored'\n")
+          "spew = True\nmy_own_variable = 'ignored'\nwatch = False\n")
     mark = n.mark()
     n.signal(signal.SIGHUP)
     n.wait_live(gen=2)

@@ -1071,7 +1071,8 @@ static const char *const every_key[] = {
 	"runtime_dir", "state_dir", "control_socket", "accesslog",
 	"errorlog", "loglevel", "worker_class", "threads",
 	"worker_connections", "reload", "reload_extra_files",
-	"access_log_format", "watch", "watch_window",
+	"access_log_format", "forwarded_allow_ips", "secure_scheme_headers",
+	"proxy_protocol", "proxy_allow_ips", "watch", "watch_window",
 	"watch_min_requests", "watch_error_margin", "metrics_bind",
 	"metrics_interval", "statsd_host", "statsd_prefix", "dogstatsd_tags",
 };

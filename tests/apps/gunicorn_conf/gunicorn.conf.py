@@ -13,6 +13,7 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
 forwarded_allow_ips = "*"
 preload_app = True
 raw_env = ["FROM_RAW_ENV=yes"]
+watch = False  # narwhal's own: no canary window, a test reloads quickly
 MARKERS = os.environ.get("MARKER_DIR", "/tmp")
 
 

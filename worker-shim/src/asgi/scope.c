@@ -183,8 +183,8 @@ nw_scope_build(struct nw_asgi *s, struct nw_conn *c)
 		PyTuple_SetItem(pair, 1, value);
 		PyList_SetItem(headers, (Py_ssize_t)i, pair);
 		if (c->trusted && !https &&
-		    nw_http_claims_https(buf + h->name.off, h->name.len,
-		        buf + h->value.off, h->value.len))
+		    nw_engine_claims_https(c->engine, buf + h->name.off,
+		        h->name.len, buf + h->value.off, h->value.len))
 			https = true;
 	}
 	if (nw_py_set_new(scope, nw_str.headers, headers) < 0 ||

@@ -208,6 +208,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	ServerObject *self;
 	struct nw_asgi *s;
 	struct nw_engine *e;
+	char why[256];
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
 	        "OO|$OiidddKnnnKzUOOKIddp:ASGIServer", kwlist, &app, &loop,
@@ -234,6 +235,10 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	memset(s, 0, sizeof *s);
 	e = &s->e;
 	nw_engine_init(e, &nw_asgi_driver);
+	if (nw_engine_front_setup(e, why, sizeof why) < 0) {
+		PyErr_SetString(PyExc_ValueError, why);
+		goto fail;
+	}
 	s->self = (PyObject *)self;
 	if (nw_py_engine_settings(e, &set) < 0)
 		goto fail;

@@ -432,13 +432,29 @@ void
 nw_conn_log(struct nw_conn *c, int status, uint64_t sent)
 {
 	struct nw_engine *e = c->engine;
+	int64_t started_ns = c->started_ns;
 
 	nw_engine_count(e, status, sent, c->started_ns);
 	c->started_ns = 0;
 	if (e->alog_fd < 0)
 		return;
-	nw_accesslog_format(&e->alog, c->host, &e->clock,
-	    c->in.data + c->rpos, &c->req, status, sent);
+	if (e->alogfmt != NULL) {
+		struct nw_alog_entry entry = {
+			.host = c->host,
+			.clock = &e->clock,
+			.buf = c->in.data + c->rpos,
+			.req = &c->req,
+			.status = status,
+			.sent = sent,
+			.duration_us = started_ns > 0 ?
+			    (nw_engine_now_ns() - started_ns) / 1000 : 0,
+		};
+
+		nw_alogfmt_render(&e->alog, e->alogfmt, &entry);
+	} else {
+		nw_accesslog_format(&e->alog, c->host, &e->clock,
+		    c->in.data + c->rpos, &c->req, status, sent);
+	}
 	if (e->alog.len >= NW_ACCESSLOG_FLUSH_AT)
 		nw_engine_alog_flush(e);
 	else if (e->drv->log_pending)
@@ -656,6 +672,21 @@ conn_process(struct nw_conn *c)
 				return;
 			}
 			first = c->req.scan == 0;
+			if (c->proxy_pending) {
+				if ((rc = nw_conn_proxy_header(c)) == 0) {
+					/* a PROXY header is part of the head */
+					if (first && (c->requests > 0 ||
+					                 c->timer == NW_TIMER_GRACE ||
+					                 c->timer == NW_TIMER_NONE))
+						nw_timer_set(c, NW_TIMER_HEAD);
+					return;
+				}
+				if (rc < 0) {
+					nw_conn_error(c, 400);
+					return;
+				}
+				continue;
+			}
 			rc = nw_request_parse(&c->req, c->in.data + c->rpos,
 			    c->in.len - c->rpos, &e->limits);
 			if (rc == NW_PARSE_AGAIN) {

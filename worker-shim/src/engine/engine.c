@@ -313,4 +313,5 @@ nw_engine_free(struct nw_engine *e)
 	nw_buf_free(&e->alog);
 	free(e->alog_path);
 	e->alog_path = NULL;
+	nw_engine_front_free(e);
 }

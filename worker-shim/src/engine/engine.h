@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include "core/front.h"
 #include "core/http.h"
 #include "core/log.h"
 
@@ -131,7 +132,8 @@ struct nw_conn {
 	socklen_t peerlen;
 	char host[64]; /* its address ("" for a Unix socket) */
 	int port;      /* 0 for a Unix socket */
-	bool trusted;  /* loopback or Unix: may say the client spoke HTTPS */
+	bool trusted;  /* in forwarded_allow_ips: may say it spoke HTTPS */
+	bool proxy_pending; /* a PROXY header must come first (front.c) */
 	bool local;    /* on this host: see nw_engine_yield */
 };
 
@@ -261,6 +263,13 @@ struct nw_engine {
 	struct nw_counters counters;
 	unsigned ws_open; /* open WebSockets, for the heartbeat */
 
+	/* behind a proxy (front.c), gunicorn's settings */
+	struct nw_iplist forwarded;        /* may claim HTTPS */
+	struct nw_scheme_headers secure;   /* the headers that claim it */
+	int proxy_protocol;                /* 0: off; else PROXY v1 or v2 */
+	struct nw_iplist proxy_allow;      /* must send a PROXY header */
+	struct nw_alogfmt *alogfmt;        /* NULL: gunicorn's default line */
+
 	/* access log */
 	char *alog_path; /* NULL: off; "-": fd 1 */
 	int alog_fd;
@@ -297,6 +306,13 @@ void nw_engine_count(struct nw_engine *e, int status, uint64_t sent,
 int64_t nw_engine_now_ns(void);
 int nw_engine_alog_open(struct nw_engine *e, const char *path);
 int nw_engine_alog_reopen(struct nw_engine *e);
+
+/* front.c: behind a proxy: gunicorn's settings from the environment */
+int nw_engine_front_setup(struct nw_engine *e, char *why, size_t whylen);
+void nw_engine_front_free(struct nw_engine *e);
+bool nw_engine_claims_https(const struct nw_engine *e, const char *name,
+    size_t namelen, const char *value, size_t valuelen);
+int nw_conn_proxy_header(struct nw_conn *c);
 
 /* listen.c: listeners, accepting, the peer */
 int nw_listener_init(struct nw_listener *l, int fd, bool public);

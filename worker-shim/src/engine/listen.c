@@ -96,10 +96,11 @@ format_uint(char *out, unsigned v)
 }
 
 /*
- * The peer's address and port, and whether it is trusted: a loopback or
- * Unix-socket peer may say the client spoke HTTPS (gunicorn's default
- * forwarded_allow_ips; the headers are nw_http_claims_https). IPv4 is
- * formatted by hand: inet_ntop goes through printf, once per connection.
+ * The peer's address and port, whether it is trusted (forwarded_allow_ips,
+ * gunicorn's default 127.0.0.1 and ::1, and Unix-socket peers: it may say
+ * the client spoke HTTPS) and whether it may start with a PROXY header
+ * (proxy_allow_ips; see front.c). IPv4 is formatted by hand: inet_ntop
+ * goes through printf, once per connection.
  */
 void
 nw_conn_describe_peer(struct nw_conn *c)
@@ -124,9 +125,9 @@ nw_conn_describe_peer(struct nw_conn *c)
 		c->host[0] = '\0'; /* Unix socket */
 		c->port = 0;
 	}
-	c->trusted = c->port == 0 || strcmp(c->host, "127.0.0.1") == 0 ||
-	    strcmp(c->host, "::1") == 0 ||
-	    strcmp(c->host, "::ffff:127.0.0.1") == 0;
+	c->trusted = nw_iplist_match(&c->engine->forwarded, &c->peer);
+	c->proxy_pending = c->engine->proxy_protocol != 0 &&
+	    nw_iplist_match(&c->engine->proxy_allow, &c->peer);
 }
 
 /* A connection just accepted from l, on the list of open ones. */

@@ -293,8 +293,8 @@ nw_wsgi_environ(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
 		}
 		rc = nw_py_set_new(env, key, value);
 		if (rc == 0 && c->trusted &&
-		    nw_http_claims_https(buf + h->name.off, h->name.len,
-		        buf + h->value.off, h->value.len))
+		    nw_engine_claims_https(c->engine, buf + h->name.off,
+		        h->name.len, buf + h->value.off, h->value.len))
 			rc = PyDict_SetItem(env, k_wsgi_url_scheme, v_https);
 		Py_DECREF(key);
 		if (rc < 0)

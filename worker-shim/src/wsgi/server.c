@@ -233,6 +233,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	ServerObject *self;
 	struct nw_wsgi *s;
 	struct nw_engine *e;
+	char why[256];
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
 	        "O|$OiiiddddKnnnKzUO:Server", kwlist, &app, &listen_fds,
@@ -253,6 +254,10 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	memset(s, 0, sizeof *s);
 	e = &s->e;
 	nw_engine_init(e, &wsgi_driver);
+	if (nw_engine_front_setup(e, why, sizeof why) < 0) {
+		PyErr_SetString(PyExc_ValueError, why);
+		goto fail;
+	}
 	if (nw_py_engine_settings(e, &set) < 0)
 		goto fail;
 	e->wakeup_fd = wakeup_fd;
