@@ -405,8 +405,11 @@ def test_1000_concurrent_websockets_in_one_worker(narwhal):
                        if hard == resource.RLIM_INFINITY
                        else min(max(soft, 4096), hard), hard))
     try:
+        # worker_connections (1000 by default) caps every connection a
+        # worker holds, WebSockets too: 1000 of them and one more to count
         n = narwhal(app="app:application", chdir="ws_app",
-                    settings={"interface": "asgi", "workers": 1})
+                    settings={"interface": "asgi", "workers": 1,
+                              "worker_connections": 1100})
         total = 1000
 
         async def one(i, sockets):
