@@ -514,6 +514,17 @@ nw_conn_send_continue(struct nw_conn *c)
 void
 nw_conn_upgrade(struct nw_conn *c)
 {
+	struct nw_engine *e = c->engine;
+
+	/* the upgrade answers the request: it counts toward max_requests */
+	e->counters.served++;
+	c->requests++;
+	e->answered_local |= c->local;
+	if (e->max_requests && e->counters.served >= e->max_requests &&
+	    !e->retired) {
+		e->retired = true;
+		nw_engine_control_send(e, "retire");
+	}
 	c->rpos += c->req.head_len;
 	nw_request_reset(&c->req);
 	c->state = NW_CONN_UPGRADED;

@@ -263,6 +263,7 @@ struct nw_engine {
 	bool closed;           /* nw_engine_close ran */
 	bool halt;             /* the driver must leave: stop processing */
 	bool retired;          /* `retire` sent */
+	bool restarting;       /* the master said `restart`: it replaces us */
 	int64_t stop_deadline; /* 0: none */
 	int64_t next_heartbeat;
 	int64_t accept_paused_until; /* after EMFILE; 0: not paused */

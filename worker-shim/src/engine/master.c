@@ -172,6 +172,8 @@ nw_engine_control_readable(struct nw_engine *e)
 		msg[--n] = '\0';
 	if (strcmp(msg, "live") == 0)
 		nw_engine_go_live(e);
+	else if (strcmp(msg, "restart") == 0)
+		e->restarting = true; /* a TERM for a reload or a recycle follows */
 	else
 		nw_log("control socket: unknown message \"%.60s\"", msg);
 }
