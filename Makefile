@@ -32,6 +32,8 @@ MASTER_OBJ := $(MASTER_SRC:.c=.o)
 SHIM_SRC   := $(wildcard worker-shim/src/*.c worker-shim/src/*/*.c)
 SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
+# The WebSocket core: SHA-1 and base64 from libcrypto, DEFLATE from zlib.
+SHIM_LIBS  := -lcrypto -lz
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
 # The worker's HTTP core and engine link without Python (tests/unit/test_shim_*).
@@ -46,7 +48,8 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	dpkg-dev clang-format python3-build python3-wheel python3-setuptools \
 	python3-venv python3-prometheus-client prometheus \
 	postgresql python3-psycopg2 python3-asyncpg git util-linux \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev libssl-dev zlib1g-dev python3-websockets \
+	python3-wsproto
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel \
 	fuzz check-fuzz check-sanitize
@@ -60,7 +63,7 @@ supervisor/%.o: supervisor/%.c supervisor/*.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(SHIM_SO): $(SHIM_SRC) $(SHIM_HDR)
-	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC)
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ $(SHIM_SRC) $(SHIM_LIBS)
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
@@ -79,7 +82,13 @@ $(SHIM_UNIT_OBJ): worker-shim/src/%.o: worker-shim/src/%.c $(SHIM_HDR)
 	$(CC) $(CFLAGS) -Iworker-shim/src -c -o $@ $<
 
 $(SHIM_UNIT_BIN): tests/unit/test_shim_%: tests/unit/test_shim_%.c $(SHIM_UNIT_OBJ) tests/unit/tap.h
-	$(CC) $(CFLAGS) -Iworker-shim/src -o $@ $< $(SHIM_UNIT_OBJ)
+	$(CC) $(CFLAGS) -Iworker-shim/src -o $@ $< $(SHIM_UNIT_OBJ) $(SHIM_LIBS)
+
+# The WebSocket core alone: no Python, no master.
+WS_CORE_SRC := $(wildcard worker-shim/src/core/ws_*.c)
+tests/unit/test_ws: tests/unit/test_ws.c $(WS_CORE_SRC) \
+		worker-shim/src/core/ws.h tests/unit/tap.h
+	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) $(SHIM_LIBS)
 
 # The worker core's proxy and access-log code is pure C: tested without
 # Python, from its sources.
@@ -117,7 +126,7 @@ uninstall:
 fmt:
 	clang-format -i supervisor/*.c supervisor/*.h worker-shim/src/*.c worker-shim/src/*/*.c worker-shim/src/*/*.h tests/unit/*.c tests/unit/*.h
 
-bench: deps all
+bench: deps all tests/bench/wsbench
 	$(PYTHON) tests/bench/bench.py
 
 # The master and the worker extension built with ASan and UBSan, then the
@@ -142,7 +151,7 @@ $(SAN_SHIM): $(SHIM_SRC) $(SHIM_HDR) $(wildcard worker-shim/narwhal_worker/*.py)
 	mkdir -p $(SAN_DIR)/worker-shim
 	cp -r worker-shim/narwhal_worker $(SAN_DIR)/worker-shim/
 	rm -rf $(SAN_DIR)/worker-shim/narwhal_worker/*.so $(SAN_DIR)/worker-shim/narwhal_worker/__pycache__
-	$(CC) $(SHIM_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(SHIM_SRC)
+	$(CC) $(SHIM_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(SHIM_SRC) $(SHIM_LIBS)
 
 $(SAN_DIR)/python: tests/sanitize/python.in
 	@mkdir -p $(@D)
@@ -172,7 +181,7 @@ $(FUZZ_MASTER_BIN): tests/fuzz/bin/%: tests/fuzz/%.c $(MASTER_SRC) supervisor/*.
 
 $(filter-out $(FUZZ_MASTER_BIN),$(FUZZ_BIN)): tests/fuzz/bin/%: tests/fuzz/%.c $(FUZZ_CORE) $(SHIM_HDR)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_CORE_INC) -o $@ $< $(FUZZ_CORE)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_CORE_INC) -o $@ $< $(FUZZ_CORE) $(SHIM_LIBS)
 
 fuzz: $(FUZZ_BIN)
 	@for b in $(FUZZ_BIN); do tests/fuzz/run.sh $$b $(FUZZ_SECONDS) || exit 1; done
@@ -185,6 +194,10 @@ check-fuzz: $(FUZZ_BIN)
 			|| { tail -60 $$work/log; echo "fuzz: $$b failed; inputs in $$work"; exit 1; }; \
 		grep -E '^(fuzz:|stat::number_of_executed_units)' $$work/log; \
 	done; rm -rf $$work
+
+# The WebSocket load generator: C and epoll, so it is not the bottleneck.
+tests/bench/wsbench: tests/bench/wsbench.c $(WS_CORE_SRC) worker-shim/src/core/ws.h
+	$(CC) $(CFLAGS) -Iworker-shim/src/core -o $@ $< $(WS_CORE_SRC) $(SHIM_LIBS)
 
 # narwhal_<version>_<arch>.deb, with dpkg-deb alone; see packaging/debian/.
 DEB_VERSION := $(shell sed -n 's/^\#define NW_VERSION "\(.*\)"/\1/p' supervisor/master.h)
@@ -211,5 +224,6 @@ wheel: all
 
 clean:
 	rm -rf build dist tests/fuzz/bin
-	rm -f narwhal supervisor/*.o worker-shim/src/*/*.o $(SHIM_SO) $(UNIT_BIN)
+	rm -f narwhal supervisor/*.o worker-shim/src/*/*.o $(SHIM_SO) $(UNIT_BIN) \
+		tests/bench/wsbench
 	rm -rf worker-shim/narwhal_worker/__pycache__ tests/*/__pycache__ .pytest_cache

@@ -121,6 +121,11 @@ static const struct key keys[] = {
 	{ "limit_request_field_size", K_LONG, F(limit_request_field_size), 0,
 	    LONG_MAX },
 	{ "limit_request_body", K_SIZE, F(limit_request_body), 0, 0 },
+	{ "ws_max_size", K_SIZE, F(ws_max_size), 0, 0 },
+	{ "ws_max_queue", K_INT, F(ws_max_queue), 1, 1000000 },
+	{ "ws_ping_interval", K_SECONDS, F(ws_ping_interval), 0, 0 },
+	{ "ws_ping_timeout", K_SECONDS, F(ws_ping_timeout), 0, 0 },
+	{ "ws_per_message_deflate", K_BOOL, F(ws_per_message_deflate), 0, 0 },
 	{ "forwarded_allow_ips", K_IPLIST, F(forwarded_allow_ips), 0, 0 },
 	{ "secure_scheme_headers", K_STRING, F(secure_scheme_headers), 0, 0 },
 	{ "proxy_protocol", K_PROXYPROTO, F(proxy_protocol), 0, 0 },
@@ -1361,6 +1366,11 @@ config_defaults(void)
 	c->min_uptime = 2;
 	c->boot_retries = 1;
 	c->rollback = NW_ROLLBACK_SYMLINK;
+	c->ws_max_size = 16 * 1024 * 1024; /* uvicorn's --ws-max-size */
+	c->ws_max_queue = 32;
+	c->ws_ping_interval = 20;
+	c->ws_ping_timeout = 20;
+	c->ws_per_message_deflate = 1;
 	c->watch = 1;
 	c->watch_window = 30;
 	c->watch_min_requests = 50;

@@ -111,6 +111,11 @@ struct nw_config {
 	long limit_request_fields;
 	long limit_request_field_size;
 	long long limit_request_body; /* bytes, 0: unlimited */
+	long long ws_max_size;      /* bytes of a WebSocket message, 0: any */
+	int ws_max_queue;           /* messages waiting for the app */
+	double ws_ping_interval;    /* s between keep-alive pings, 0: none */
+	double ws_ping_timeout;     /* s a pong may take, 0: forever */
+	int ws_per_message_deflate; /* offer-able compression, as uvicorn */
 
 	char *forwarded_allow_ips;  /* peers whose scheme headers count */
 	char *secure_scheme_headers;/* "X-FORWARDED-PROTO=https, ..." */

@@ -231,6 +231,12 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	    c->limit_request_field_size);
 	env_addf(p, "NARWHAL_LIMIT_REQUEST_BODY", "%lld",
 	    c->limit_request_body);
+	env_addf(p, "NARWHAL_WS_MAX_SIZE", "%lld", c->ws_max_size);
+	env_addf(p, "NARWHAL_WS_MAX_QUEUE", "%d", c->ws_max_queue);
+	env_addf(p, "NARWHAL_WS_PING_INTERVAL", "%g", c->ws_ping_interval);
+	env_addf(p, "NARWHAL_WS_PING_TIMEOUT", "%g", c->ws_ping_timeout);
+	env_addf(p, "NARWHAL_WS_PER_MESSAGE_DEFLATE", "%d",
+	    c->ws_per_message_deflate);
 	if (c->accesslog != NULL)
 		env_add(p, "NARWHAL_ACCESSLOG", c->accesslog);
 	if (c->access_log_format != NULL)

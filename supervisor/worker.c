@@ -395,6 +395,12 @@ nw_worker_event(struct nw_master *m, struct nw_worker *w,
 			begin_stop(m, w, SIGKILL, c->graceful_timeout, why);
 			return;
 		}
+		/*
+		 * The service goes on (a reload, a recycle, fewer workers):
+		 * the worker closes its WebSockets with 1012, not 1001.
+		 */
+		if (m->stopping == NW_RUNNING)
+			nw_worker_send(w, "restart");
 		begin_stop(m, w, SIGTERM, c->graceful_timeout, why);
 		return;
 	case NW_EV_KILL:

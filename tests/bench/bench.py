@@ -18,8 +18,12 @@ for --rounds rounds; it reports medians, ratios and each server's CPU time
 per request. The `metrics` scenario serves hello world from two narwhal
 masters at once, metrics off and on (/metrics scraped every second, statsd,
 counters reported every second), and runs wrk against them in turn,
-alternating, for --rounds rounds. `make bench` runs these three; the
-others (reload under load, recycling under load) are functions of the same shape: run them with
+alternating, for --rounds rounds. The `ws` scenario is a WebSocket echo
+(tests/apps/hello/ws_echo.py) from narwhal, uvicorn and gunicorn +
+UvicornWorker, driven by tests/bench/wsbench.c (C, epoll): 64 connections,
+small messages, messages/s and p99. `make bench` runs these four; the
+others (reload under load, recycling under load) are functions of the same
+shape: run them with
 --scenario. Usage:
 
     bench.py [--duration S] [--quick] [--rounds N] [--scenario NAME[,NAME]]
@@ -980,6 +984,134 @@ def print_asgi(title, path, rows, args):
     print("ratio: requests/s relative to narwhal.")
 
 
+# The WebSocket scenario: a C client (wsbench.c), because wrk cannot speak
+# WebSocket and a Python client would be slower than the servers.
+WSBENCH = os.path.join(HERE, "wsbench")
+WS_APP = "ws_echo:application"
+WS_MESSAGE = 32  # bytes of text per message
+
+
+def wsbench(srv, duration, warmup=1, connections=64, size=WS_MESSAGE):
+    """Runs the C client against srv's /echo: messages/s, p50, p99 (ms)."""
+    argv = [WSBENCH, "-c", str(connections), "-d", str(duration), "-w",
+            str(warmup), "-s", str(size), srv.host, str(srv.port), "/echo"]
+    p = subprocess.run(argv, capture_output=True, text=True,
+                       timeout=duration + warmup + 60)
+    out = dict(kv.split("=", 1) for kv in p.stdout.split())
+    if p.returncode != 0 or "rate" not in out:
+        raise RuntimeError("wsbench failed: %s %s" % (p.stdout, p.stderr))
+    return {"rate": float(out["rate"]), "messages": int(out["messages"]),
+            "p50": int(out["p50_us"]) / 1000.0,
+            "p99": int(out["p99_us"]) / 1000.0,
+            "errors": int(out["errors"]),
+            "client_cpu": float(out["cpu_s"]) / float(out["seconds"])}
+
+
+def scenario_ws(args):
+    """WebSocket echo: narwhal against uvicorn (websockets) and gunicorn
+    with uvicorn's worker, 2 workers each, 64 connections each sending a
+    32-byte text and waiting for its echo, median of --rounds rounds.
+
+    As in the asgi scenario all servers run at once and the client visits
+    them in turn. `client CPU` is the load generator's own CPU share during
+    the run: below the server's 2 workers' share, so it is not what limits.
+    """
+    rows, started = [], []
+    try:
+        for name, make in asgi_servers(WS_APP, "/", b"Hello, world!\n"):
+            tmp = tempfile.mkdtemp(prefix="nwbench-")
+            srv = make(tmp)
+            srv.tmp = tmp
+            if name == "uvicorn":
+                # what it uses by default when websockets is installed,
+                # made explicit
+                srv.argv[-1:-1] = ["--ws", "websockets"]
+                srv.label = "uvicorn + websockets (%dw)" % WORKERS
+            log("ws: starting %s" % name)
+            try:
+                srv.start(timeout=60)
+            except Exception as e:
+                log("ws: %s skipped: %s" % (name, e))
+                rows.append({"name": name, "label": srv.label,
+                             "skipped": str(e)})
+                srv.stop()
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            started.append((name, srv))
+        runs = {name: [] for name, _ in started}
+        for name, srv in list(started):
+            try:
+                wsbench(srv, args.warmup, warmup=0)
+            except Exception as e:
+                log("ws: %s failed: %s" % (name, e))
+                rows.append({"name": name, "label": srv.label,
+                             "skipped": str(e)})
+                started.remove((name, srv))
+                srv.stop()
+        for r in range(args.rounds):
+            order = started[r % len(started):] + started[:r % len(started)]
+            for name, srv in order:
+                log("ws: round %d/%d, %s, %ds" % (r + 1, args.rounds, name,
+                                                  args.duration))
+                cpu0 = worker_cpu_seconds(srv)
+                w = wsbench(srv, args.duration)
+                cpu = worker_cpu_seconds(srv) - cpu0
+                srv.remember()
+                w["cpu_us"] = cpu * 1e6 / w["messages"] if w["messages"] \
+                    else None
+                runs[name].append(w)
+        for name, srv in started:
+            ws = runs[name]
+            rows.append({
+                "name": name, "label": srv.label,
+                "rate": median([w["rate"] for w in ws]),
+                "p50": median([w["p50"] for w in ws]),
+                "p99": median([w["p99"] for w in ws]),
+                "cpu_us": median([w["cpu_us"] for w in ws]),
+                "client_cpu": median([w["client_cpu"] for w in ws]),
+                "errors": sum(w["errors"] for w in ws),
+                "rounds": ws})
+    finally:
+        for name, srv in started:
+            srv.stop()
+            shutil.rmtree(srv.tmp, ignore_errors=True)
+    print_ws(rows, args)
+    return rows
+
+
+def print_ws(rows, args):
+    order = {"narwhal": 0, "uvicorn": 1, "gunicorn-uvicorn": 2}
+    rows = sorted(rows, key=lambda r: order.get(r["name"], 9))
+    base = next((r for r in rows if r["name"] == "narwhal" and
+                 "skipped" not in r and r["rate"]), None)
+    print()
+    print("WebSocket echo, %d-byte text messages, 64 connections, one "
+          "message in flight each, %d workers each, %ds, median of %d "
+          "rounds (ms)" % (WS_MESSAGE, WORKERS, args.duration, args.rounds))
+    hdr = "%-34s | %9s %6s %7s %7s | %10s %10s | %6s" % (
+        "server", "msg/s", "ratio", "p50", "p99", "CPU us/msg", "client CPU",
+        "errors")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        if "skipped" in r:
+            print("%-34s | skipped: %s" % (r["label"], r["skipped"][:80]))
+            continue
+        ratio = "%.2fx" % (r["rate"] / base["rate"]) if base and r["rate"] \
+            else "-"
+        print("%-34s | %9.0f %6s %7s %7s | %10s %9.0f%% | %6d" % (
+            r["label"], r["rate"], ratio, fmt_ms(r["p50"]), fmt_ms(r["p99"]),
+            "%.1f" % r["cpu_us"] if r["cpu_us"] else "-",
+            100 * r["client_cpu"], r["errors"]))
+    for r in rows:
+        if base and r is not base and "skipped" not in r and r["rate"]:
+            print("narwhal vs %s: %.2fx the messages/s, p99 %s ms vs %s ms"
+                  % (r["name"], base["rate"] / r["rate"], fmt_ms(base["p99"]),
+                     fmt_ms(r["p99"])))
+    print("ratio: messages/s relative to narwhal; client CPU: the load "
+          "generator's share of one core.")
+
+
 def parse_wrk_text(text):
     res = {"rps": None, "p99": None, "errors": 0, "non2xx": 0}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
@@ -1005,6 +1137,7 @@ SCENARIOS = {
     "recycling": scenario_recycling,
     "recycling-paced": scenario_recycling_paced,
     "asgi": scenario_asgi,
+    "ws": scenario_ws,
     "metrics": scenario_metrics,
 }
 
@@ -1015,7 +1148,7 @@ def main():
                    help="seconds per measured wrk run (default 10)")
     p.add_argument("--quick", action="store_true",
                    help="3 s runs, 1 s warm-up")
-    p.add_argument("--scenario", default="hello,asgi,metrics",
+    p.add_argument("--scenario", default="hello,asgi,metrics,ws",
                    help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated, for hello (default: all)")
@@ -1039,6 +1172,9 @@ def main():
         sys.exit("bench: wrk not found (make deps installs it)")
     if not os.access(NARWHAL, os.X_OK):
         sys.exit("bench: %s not found: run make" % NARWHAL)
+    if "ws" in args.scenario and not os.access(WSBENCH, os.X_OK):
+        sys.exit("bench: %s not found: run make tests/bench/wsbench"
+                 % WSBENCH)
     names = list(SCENARIOS) if args.scenario == "all" else \
         args.scenario.split(",")
     out = {}

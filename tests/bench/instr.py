@@ -68,7 +68,7 @@ def read_answer(sock, buf):
     while b"\r\n\r\n" not in buf:
         buf += sock.recv(65536)
     head, _, rest = buf.partition(b"\r\n\r\n")
-    n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    n = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
     while len(rest) < n:
         rest += sock.recv(65536)
     return rest[n:]

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import T, Narwhal, wait_until
 from deploy import (FAST, Client, Deploy, reload_wait, start_master, status,
-                    wait_settled)
+                    wait_settled, workers_of)
 from metrics_util import (StatsdListener, metrics_address, promtool_check,
                           scrape, scrape_text, value, worker_sends_counters)
 
@@ -172,6 +172,9 @@ def test_counts_match_exactly_across_a_recycle_and_a_reload(narwhal):
             sent += 1
         d.flip("v2")
         assert reload_wait(n).returncode == 0
+        # generation 1's workers may still answer what reached them at TERM
+        wait_until(lambda: not workers_of(status(n), 1), 30,
+                   what="generation 1's workers gone")
         for i in range(150):
             keep = {} if i % 10 else {"Connection": "close"}
             assert n.get("/nope" if i % 50 == 0 else "/",

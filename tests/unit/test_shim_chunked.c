@@ -56,10 +56,9 @@ static const struct {
     {"two chunks", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "hello world"},
     {"upper-case hex", "A\r\n0123456789\r\n0\r\n\r\n", "0123456789"},
     {"an extension", "5;name=value\r\nhello\r\n0\r\n\r\n", "hello"},
-    {"extensions, BWS, a token value",
-        "5; a=1;b\r\nhello\r\n0;last\r\n\r\n", "hello"},
-    {"a quoted extension", "5;a=\"x;y \\\"z\"\r\nhello\r\n0\r\n\r\n",
+    {"extensions, BWS, a token value", "5; a=1;b\r\nhello\r\n0;last\r\n\r\n",
         "hello"},
+    {"a quoted extension", "5;a=\"x;y \\\"z\"\r\nhello\r\n0\r\n\r\n", "hello"},
     {"trailers", "5\r\nhello\r\n0\r\nX-Sum: abc\r\nY:\r\n\r\n", "hello"},
     {"no chunk but the last", "0\r\n\r\n", ""},
 };
@@ -106,8 +105,8 @@ main(void)
 		ok(n == (long)strlen(good[i].want) &&
 		        memcmp(out, good[i].want, (size_t)n) == 0,
 		    "%s: decodes", good[i].name);
-		is_int(consumed, strlen(good[i].body),
-		    "%s: to its last byte", good[i].name);
+		is_int(consumed, strlen(good[i].body), "%s: to its last byte",
+		    good[i].name);
 		for (step = 1; step < strlen(good[i].body); step++) {
 			n = decode(good[i].body, step, out, NULL);
 			if (n != (long)strlen(good[i].want) ||

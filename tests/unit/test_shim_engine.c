@@ -194,12 +194,13 @@ main(void)
 
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1,
-	    "nw-test-engine-%d", (int)getpid());
+	snprintf(sun.sun_path + 1, sizeof sun.sun_path - 1, "nw-test-engine-%d",
+	    (int)getpid());
 	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
 	    strlen(sun.sun_path + 1));
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (bind(lfd, (struct sockaddr *)&sun, len) < 0 || listen(lfd, 16) < 0) {
+	if (bind(lfd, (struct sockaddr *)&sun, len) < 0 ||
+	    listen(lfd, 16) < 0) {
 		perror("listen");
 		return 1;
 	}
@@ -212,19 +213,23 @@ main(void)
 	ok(nw_engine_start(&eng) == 0, "the engine starts");
 
 	fd = client(&sun, len);
-	r = exchange(fd, "GET /now HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n/now");
+	r = exchange(
+	    fd, "GET /now HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n/now");
 	ok(strstr(r, "HTTP/1.1 200 OK") != NULL, "answered in place");
 	is_int(requests, 1, "the driver saw one request");
-	r = exchange(fd, "POST /now HTTP/1.1\r\nHost: h\r\nContent-Length: 5"
-	                 "\r\n\r\nhelloGET /now2 HTTP/1.1\r\nHost: h\r\n\r\n",
+	r = exchange(fd,
+	    "POST /now HTTP/1.1\r\nHost: h\r\nContent-Length: 5"
+	    "\r\n\r\nhelloGET /now2 HTTP/1.1\r\nHost: h\r\n\r\n",
 	    "\r\n\r\n/now2");
 	ok(count(r, "HTTP/1.1 200 OK") == 2 && strstr(r, "/now2") != NULL,
 	    "answered before its body was taken: the body is not a request");
 	requests = 1;
 
 	/* parked, with a pipelined request behind it */
-	r = exchange(fd, "GET /park HTTP/1.1\r\nHost: h\r\n\r\n"
-	                 "GET /after HTTP/1.1\r\nHost: h\r\n\r\n", NULL);
+	r = exchange(fd,
+	    "GET /park HTTP/1.1\r\nHost: h\r\n\r\n"
+	    "GET /after HTTP/1.1\r\nHost: h\r\n\r\n",
+	    NULL);
 	ok(parked != NULL && strcmp(last_path, "/park") == 0,
 	    "a request is parked");
 	is_int(requests, 2, "the pipelined one waits behind it");
@@ -238,8 +243,9 @@ main(void)
 	is_int(requests, 3, "the pipelined one ran after the resume");
 
 	/* a streamed body */
-	r = exchange(fd, "POST /body HTTP/1.1\r\nHost: h\r\n"
-	                 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+	r = exchange(fd,
+	    "POST /body HTTP/1.1\r\nHost: h\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
 	    NULL);
 	ok(body_len == 5 && !body_done, "the body's first chunk, as it came");
 	r = exchange(fd, "6\r\n world\r\n0\r\n\r\n", "\r\n\r\nbody");
@@ -258,15 +264,18 @@ main(void)
 	is_int(requests, 0, "the driver never saw it");
 	close(fd);
 	fd = client(&sun, len);
-	r = exchange(fd, "POST /body HTTP/1.1\r\nHost: h\r\n"
-	                 "Content-Length: 1000\r\n\r\n", NULL);
+	r = exchange(fd,
+	    "POST /body HTTP/1.1\r\nHost: h\r\n"
+	    "Content-Length: 1000\r\n\r\n",
+	    NULL);
 	ok(strncmp(r, "HTTP/1.1 413 ", 13) == 0 && eof,
 	    "a body over the limit: 413");
 	close(fd);
 	fd = client(&sun, len);
 	body_len = 0;
-	r = exchange(fd, "POST /body HTTP/1.1\r\nHost: h\r\n"
-	                 "Transfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n",
+	r = exchange(fd,
+	    "POST /body HTTP/1.1\r\nHost: h\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n",
 	    NULL);
 	ok(strncmp(r, "HTTP/1.1 400 ", 13) == 0 && requests == 0 &&
 	        body_len == 0,
@@ -275,8 +284,8 @@ main(void)
 
 	/* an upgrade: the bytes are the driver's */
 	fd = client(&sun, len);
-	r = exchange(fd, "GET /upgrade HTTP/1.1\r\nHost: h\r\n\r\n",
-	    "\r\n\r\n");
+	r = exchange(
+	    fd, "GET /upgrade HTTP/1.1\r\nHost: h\r\n\r\n", "\r\n\r\n");
 	ok(strncmp(r, "HTTP/1.1 101 ", 13) == 0, "101");
 	r = exchange(fd, "not HTTP at all\r\n\r\n", "all");
 	is_str(r, "not HTTP at all\r\n\r\n", "raw bytes, echoed by the driver");
@@ -285,8 +294,8 @@ main(void)
 
 	nw_engine_heartbeat_format(hb, sizeof hb, &eng.counters,
 	    nw_engine_inflight(&eng), 0);
-	ok(strncmp(hb, "hb 6 inflight=0 ", 16) == 0,
-	    "served 6 (the upgrade is no answer): %s", hb);
+	ok(strncmp(hb, "hb 7 inflight=0 ", 16) == 0,
+	    "served 7 (the upgrade counts toward max_requests): %s", hb);
 	ok(strstr(hb, " s2=6 ") != NULL && strstr(hb, " s4=3 ") != NULL,
 	    "six 2xx, three 4xx of the engine's");
 	is_int(count(hb, ","), 11, "twelve latency buckets");

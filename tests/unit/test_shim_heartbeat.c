@@ -32,11 +32,11 @@ main(void)
 	is_int(n, strlen(msg), "its length");
 
 	e.counters.served = 7;
-	nw_engine_count(&e, 200, 100, ago_ms(1));  /* <= 5 ms */
-	nw_engine_count(&e, 201, 20, ago_ms(35));  /* 25..50 ms */
-	nw_engine_count(&e, 304, 0, ago_ms(120));  /* 100..250 ms */
-	nw_engine_count(&e, 404, 9, 0);            /* no start: no time */
-	nw_engine_count(&e, 500, 30, ago_ms(12));  /* 10..25 ms */
+	nw_engine_count(&e, 200, 100, ago_ms(1)); /* <= 5 ms */
+	nw_engine_count(&e, 201, 20, ago_ms(35)); /* 25..50 ms */
+	nw_engine_count(&e, 304, 0, ago_ms(120)); /* 100..250 ms */
+	nw_engine_count(&e, 404, 9, 0);           /* no start: no time */
+	nw_engine_count(&e, 500, 30, ago_ms(12)); /* 10..25 ms */
 	nw_engine_count(&e, 502, 0, 0);
 	nw_engine_count(&e, 503, 0, 0);
 	nw_engine_count(&e, 504, 0, 0);

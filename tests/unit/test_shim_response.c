@@ -75,7 +75,8 @@ app_headers(void)
 	add(&h, &info, "Date", "Thu, 01 Jan 1970 00:00:00 GMT");
 	ok(info.has_date, "the app's Date noted");
 	nw_buf_append(&h, "", 1);
-	ok(has(h.data, "X-A: 1\r\n") && has(h.data, "Content-Length:  13 \r\n") &&
+	ok(has(h.data, "X-A: 1\r\n") &&
+	        has(h.data, "Content-Length:  13 \r\n") &&
 	        has(h.data, "Date: Thu"),
 	    "the app's own headers are kept");
 	ok(!has(h.data, "Connection") && !has(h.data, "Transfer-Encoding") &&

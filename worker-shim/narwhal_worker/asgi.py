@@ -129,6 +129,11 @@ class Worker:
             root_path=config.script_name,
             state=state,
             on_master_gone=self.on_master_gone,
+            ws_max_size=config.ws_max_size,
+            ws_max_queue=config.ws_max_queue,
+            ws_ping_interval=config.ws_ping_interval,
+            ws_ping_timeout=config.ws_ping_timeout,
+            ws_per_message_deflate=config.ws_per_message_deflate,
         )
         # Everything so far (imports, startup) lives as long as the worker:
         # out of the collector's sight, a full collection no longer walks

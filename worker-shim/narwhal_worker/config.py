@@ -72,6 +72,12 @@ class Config:
             0, _int(env, "NARWHAL_LIMIT_REQUEST_FIELD_SIZE", 8190))
         self.limit_request_body = max(
             0, _int(env, "NARWHAL_LIMIT_REQUEST_BODY", 0))
+        self.ws_max_size = max(0, _int(env, "NARWHAL_WS_MAX_SIZE", 16777216))
+        self.ws_max_queue = max(1, _int(env, "NARWHAL_WS_MAX_QUEUE", 32))
+        self.ws_ping_interval = _float(env, "NARWHAL_WS_PING_INTERVAL", 20.0)
+        self.ws_ping_timeout = _float(env, "NARWHAL_WS_PING_TIMEOUT", 20.0)
+        self.ws_per_message_deflate = env.get(
+            "NARWHAL_WS_PER_MESSAGE_DEFLATE", "1") not in ("0", "false", "")
         self.accesslog = env.get("NARWHAL_ACCESSLOG") or None
         # gunicorn.conf.py's worker-side hooks (hooks.py), set by boot.
         self.hooks = None

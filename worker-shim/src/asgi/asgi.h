@@ -12,6 +12,7 @@
 #ifndef NW_ASGI_H
 #define NW_ASGI_H
 
+#include "core/ws.h"
 #include "engine/engine.h"
 #include "py/py.h"
 
@@ -57,6 +58,17 @@ struct nw_asgi {
 	size_t batch_started; /* cycles started by this loop callback */
 	PyObject *drained; /* a future, while stopping: resolved when idle */
 	struct nw_buf scratch;
+
+	/* WebSocket (ws.c) */
+	uint64_t ws_max_size;   /* a message, after inflating; 0: no limit */
+	unsigned ws_max_queue;  /* messages waiting for receive() */
+	int64_t ws_ping_interval_ms; /* 0: no keep-alive pings */
+	int64_t ws_ping_timeout_ms;
+	struct nw_ws_pmd_config ws_pmd;
+	unsigned ws_stop_code;     /* what stop() closes them with */
+	struct nw_cycle *ws_list;  /* the open ones */
+	PyObject *ws_tick_handle;  /* the loop timer of pings and closes */
+	PyObject *on_ws_tick;
 };
 
 #define NW_ASGI(engine) ((struct nw_asgi *)(engine))
@@ -66,6 +78,8 @@ struct nw_asgi {
  * coroutine its task runs. receive.c and send.c fill in its
  * request and response halves.
  */
+struct nw_ws; /* ws.c's */
+
 struct nw_cycle {
 	PyObject_HEAD struct nw_asgi *srv;
 	PyObject *server;      /* the ASGIServer: srv lives as long as it */
@@ -79,6 +93,7 @@ struct nw_cycle {
 	bool finished;  /* the app returned or raised */
 	char line[120]; /* the request line (its start), for error messages */
 	int line_len;
+	struct nw_ws *ws; /* a WebSocket's state; NULL for HTTP */
 
 	/* the request */
 	struct nw_buf body; /* arrived, not yet given to receive() */
@@ -133,7 +148,7 @@ void nw_asgi_conn_abort(struct nw_conn *c);
 
 /* cycle.c */
 int nw_cycle_init(PyObject *module);
-int nw_cycle_start(struct nw_asgi *s, struct nw_conn *c);
+int nw_cycle_start(struct nw_asgi *s, struct nw_conn *c, struct nw_ws *ws);
 void nw_cycle_cancel(struct nw_cycle *cy);
 struct nw_cycle *nw_cycle_next(const struct nw_cycle *cy);
 
@@ -146,6 +161,11 @@ size_t nw_cycle_buffered(const struct nw_cycle *cy);
 
 /* send.c */
 PyObject *nw_cycle_send(PyObject *self, PyObject *msg);
+PyObject *nw_cycle_send_start(
+    struct nw_cycle *cy, PyObject *msg, PyObject *type);
+PyObject *nw_cycle_send_body(
+    struct nw_cycle *cy, PyObject *msg, PyObject *type);
+int nw_cycle_add_headers(struct nw_cycle *cy, PyObject *headers);
 void nw_cycle_drained(struct nw_cycle *cy);
 bool nw_cycle_head_sent(const struct nw_cycle *cy);
 
@@ -153,6 +173,21 @@ bool nw_cycle_head_sent(const struct nw_cycle *cy);
 int nw_scope_init(void);
 PyObject *nw_scope_template(struct nw_asgi *s, PyObject *server);
 PyObject *nw_scope_build(struct nw_asgi *s, struct nw_conn *c);
+
+/* ws.c */
+int nw_ws_init(PyObject *module);
+bool nw_ws_requested(struct nw_conn *c);
+int nw_ws_start(struct nw_asgi *s, struct nw_conn *c);
+int nw_ws_scope(struct nw_asgi *s, struct nw_conn *c, PyObject *scope);
+PyObject *nw_ws_receive(struct nw_cycle *cy);
+PyObject *nw_ws_send(struct nw_cycle *cy, PyObject *msg);
+bool nw_ws_finish(struct nw_cycle *cy, bool raised);
+void nw_ws_upgraded(struct nw_conn *c, bool eof);
+void nw_ws_lost(struct nw_cycle *cy);
+void nw_ws_free(struct nw_cycle *cy);
+void nw_ws_discard(struct nw_ws *ws);
+PyObject *nw_ws_tick(struct nw_asgi *s);
+void nw_ws_stop(struct nw_asgi *s);
 
 /* wait.c */
 int nw_wait_init(void);

@@ -5,51 +5,13 @@
  * A parsed request becomes a Cycle (cycle.c) whose task runs the app; its
  * body is passed on as it arrives (reading pauses while receive() lags);
  * a connection that is lost, or whose body breaks the rules, tells its
- * Cycle. WebSocket upgrades are refused here for now. Reading, parsing,
- * keep-alive and closing are the engine's.
+ * Cycle; an upgrade to WebSocket goes to ws.c, and so do the bytes after
+ * it. Reading, parsing, keep-alive and closing are the engine's.
  */
 #include <string.h>
 #include <strings.h>
 
 #include "asgi/asgi.h"
-
-/* The answer to a WebSocket upgrade: around the Date line, as nw_error_iov. */
-static const char ws_head[] = "HTTP/1.1 400 Bad Request\r\n"
-                              "Content-Type: text/plain; charset=utf-8\r\n"
-                              "Content-Length: 31\r\n"
-                              "Connection: close\r\n";
-static const char ws_body[] = "\r\nWebSocket is not supported yet\n";
-
-static bool
-is_websocket(struct nw_conn *c)
-{
-	const char *buf = c->in.data + c->rpos;
-	const struct nw_header *h;
-	size_t i;
-
-	h = nw_request_header(&c->req, buf, "upgrade", 7);
-	if (h == NULL)
-		return false;
-	for (i = 0; i + 9 <= h->value.len; i++)
-		if (strncasecmp(buf + h->value.off + i, "websocket", 9) == 0)
-			return true;
-	return false;
-}
-
-static void
-refuse_websocket(struct nw_conn *c)
-{
-	struct nw_engine *e = c->engine;
-	struct iovec iov[3] = {{(void *)ws_head, sizeof ws_head - 1}, {NULL, 0},
-	    {(void *)ws_body, sizeof ws_body - 1}};
-
-	nw_log("WebSocket is not supported yet: 400 to %.*s",
-	    (int)c->req.line.len, c->in.data + c->rpos + c->req.line.off);
-	nw_clock_update(&e->clock);
-	iov[1].iov_base = e->clock.date;
-	iov[1].iov_len = e->clock.date_len;
-	nw_conn_refuse(c, iov, 3);
-}
 
 /* The head is parsed: the request's Cycle and task start. */
 static int
@@ -57,12 +19,15 @@ asgi_request(struct nw_conn *c)
 {
 	struct nw_asgi *s = NW_ASGI(c->engine);
 
-	if (is_websocket(c)) {
-		refuse_websocket(c);
+	if (nw_ws_requested(c)) {
+		if (nw_ws_start(s, c) < 0) {
+			nw_py_error("cannot start the WebSocket");
+			return -1;
+		}
 		return 0;
 	}
 	s->batch_started++;
-	if (nw_cycle_start(s, c) < 0) {
+	if (nw_cycle_start(s, c, NULL) < 0) {
 		nw_py_error("cannot start the request");
 		return -1;
 	}
@@ -245,6 +210,7 @@ const struct nw_driver nw_asgi_driver = {
     .body = asgi_body,
     .abandon = asgi_abandon,
     .drained = asgi_drained,
+    .upgraded = nw_ws_upgraded,
     .closed = asgi_closed,
     .schedule = asgi_schedule,
     .arm = asgi_arm,

@@ -110,7 +110,9 @@ cycle_finish(struct nw_cycle *cy, enum finish how)
 		               "response (%.*s)",
 		    len, line);
 	}
-	if (c != NULL) {
+	if (cy->ws != NULL && nw_ws_finish(cy, how == FINISH_RAISED)) {
+		/* the WebSocket closes itself: the close handshake */
+	} else if (c != NULL) {
 		if (!cy->head_sent) {
 			struct iovec iov[3];
 			size_t body;
@@ -131,8 +133,10 @@ cycle_finish(struct nw_cycle *cy, enum finish how)
 			nw_cycle_detach(cy);
 			nw_asgi_conn_abort(c);
 		}
+		cy->conn = NULL;
+	} else {
+		cy->conn = NULL;
 	}
-	cy->conn = NULL;
 	Py_CLEAR(cy->app_iter);
 	Py_CLEAR(cy->scope);
 	Py_CLEAR(cy->task); /* the task refers to us: break the cycle */
@@ -328,6 +332,7 @@ cycle_dealloc(PyObject *self)
 	Py_XDECREF(cy->server);
 	nw_buf_free(&cy->body);
 	nw_buf_free(&cy->head);
+	nw_ws_free(cy);
 	PyObject_Free(self);
 	Py_DECREF(tp);
 }
@@ -380,15 +385,18 @@ nw_cycle_cancel(struct nw_cycle *cy)
 
 /* A request head is complete: its cycle and task start. */
 int
-nw_cycle_start(struct nw_asgi *s, struct nw_conn *c)
+nw_cycle_start(struct nw_asgi *s, struct nw_conn *c, struct nw_ws *ws)
 {
 	struct nw_cycle *cy;
 	PyObject *task;
 
 	cy = PyObject_New(struct nw_cycle, (PyTypeObject *)cycle_type);
-	if (cy == NULL)
+	if (cy == NULL) {
+		nw_ws_discard(ws);
 		return -1;
+	}
 	memset((char *)cy + sizeof(PyObject), 0, sizeof *cy - sizeof(PyObject));
+	cy->ws = ws; /* the cycle's from now on, whatever happens */
 	cy->srv = s;
 	cy->server = s->self;
 	Py_INCREF(cy->server);
@@ -403,7 +411,8 @@ nw_cycle_start(struct nw_asgi *s, struct nw_conn *c)
 	                                                 : (int)sizeof cy->line;
 	memcpy(cy->line, c->in.data + c->rpos + c->req.line.off,
 	    (size_t)cy->line_len);
-	if ((cy->scope = nw_scope_build(s, c)) == NULL) {
+	if ((cy->scope = nw_scope_build(s, c)) == NULL ||
+	    (ws != NULL && nw_ws_scope(s, c, cy->scope) < 0)) {
 		Py_DECREF(cy);
 		return -1;
 	}
@@ -438,7 +447,7 @@ nw_cycle_init(PyObject *module)
 			return -1;
 	if ((nw_str.empty = PyBytes_FromStringAndSize("", 0)) == NULL)
 		return -1;
-	if (nw_scope_init() < 0 || nw_wait_init() < 0)
+	if (nw_scope_init() < 0 || nw_wait_init() < 0 || nw_ws_init(module) < 0)
 		return -1;
 	*(void **)&iter_send = dlsym(RTLD_DEFAULT, "PyIter_Send");
 	if ((types = PyImport_ImportModule("types")) == NULL)

@@ -124,6 +124,10 @@ nw_cycle_body(struct nw_cycle *cy, const char *p, size_t n, bool done)
 void
 nw_cycle_disconnected(struct nw_cycle *cy)
 {
+	if (cy->ws != NULL) {
+		nw_ws_lost(cy);
+		return;
+	}
 	cy->conn = NULL;
 	cy->disconnected = true;
 	wake_all_disconnected(cy);
@@ -133,6 +137,10 @@ nw_cycle_disconnected(struct nw_cycle *cy)
 void
 nw_cycle_detach(struct nw_cycle *cy)
 {
+	if (cy->ws != NULL) {
+		nw_ws_lost(cy);
+		return;
+	}
 	cy->conn = NULL;
 	/* receive() after the response: http.disconnect, as uvicorn does */
 	wake_all_disconnected(cy);
@@ -152,6 +160,8 @@ nw_cycle_receive(PyObject *self, PyObject *unused)
 	struct nw_cycle *cy = (struct nw_cycle *)self;
 	PyObject *fut, *w;
 
+	if (cy->ws != NULL)
+		return nw_ws_receive(cy);
 	if (cy->disconnected || cy->complete || cy->conn == NULL)
 		return nw_wait_new(disconnect_message(), NULL);
 	if (!cy->body_final && (cy->body.len > 0 || cy->body_done)) {

@@ -143,8 +143,8 @@ out:
 	return rc;
 }
 
-static int
-add_headers(struct nw_cycle *cy, PyObject *headers)
+int
+nw_cycle_add_headers(struct nw_cycle *cy, PyObject *headers)
 {
 	PyObject *it, *item;
 
@@ -306,8 +306,8 @@ runtime_error(const char *fmt, PyObject *type)
 	return NULL;
 }
 
-static PyObject *
-send_start(struct nw_cycle *cy, PyObject *msg, PyObject *type)
+PyObject *
+nw_cycle_send_start(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 {
 	PyObject *status, *headers;
 	const char *reason;
@@ -345,7 +345,7 @@ send_start(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 	headers = message_get(msg, nw_str.headers);
 	if (headers == NULL && PyErr_Occurred())
 		return NULL;
-	rc = add_headers(cy, headers);
+	rc = nw_cycle_add_headers(cy, headers);
 	Py_XDECREF(headers);
 	if (rc < 0)
 		return NULL;
@@ -355,8 +355,8 @@ send_start(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 	return nw_wait_none();
 }
 
-static PyObject *
-send_body_message(struct nw_cycle *cy, PyObject *msg, PyObject *type)
+PyObject *
+nw_cycle_send_body(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 {
 	PyObject *body, *more_o, *tmp = NULL;
 	const char *p = "";
@@ -437,6 +437,8 @@ nw_cycle_send(PyObject *self, PyObject *msg)
 	struct nw_cycle *cy = (struct nw_cycle *)self;
 	PyObject *type, *r;
 
+	if (cy->ws != NULL)
+		return nw_ws_send(cy, msg);
 	if ((type = message_get(msg, nw_str.type)) == NULL) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_ValueError,
@@ -447,10 +449,10 @@ nw_cycle_send(PyObject *self, PyObject *msg)
 		r = runtime_error("Unexpected ASGI message type %R.", type);
 	else if (PyUnicode_CompareWithASCIIString(type, "http.response.body") ==
 	    0)
-		r = send_body_message(cy, msg, type);
+		r = nw_cycle_send_body(cy, msg, type);
 	else if (PyUnicode_CompareWithASCIIString(
 	             type, "http.response.start") == 0)
-		r = send_start(cy, msg, type);
+		r = nw_cycle_send_start(cy, msg, type);
 	else
 		r = runtime_error("Unexpected ASGI message type %R.", type);
 	Py_DECREF(type);

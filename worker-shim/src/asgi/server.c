@@ -149,6 +149,14 @@ static PyMethodDef on_runq_def = {
     "_on_runq", server_on_runq, METH_NOARGS, NULL};
 static PyMethodDef on_release_def = {
     "_on_release", server_on_release, METH_NOARGS, NULL};
+static PyObject *
+server_on_ws_tick(PyObject *self, PyObject *unused)
+{
+	return nw_ws_tick(SERVER(self));
+}
+
+static PyMethodDef on_ws_tick_def = {
+    "_on_ws_tick", server_on_ws_tick, METH_NOARGS, NULL};
 static PyMethodDef on_flush_def = {
     "_on_flush", server_on_flush, METH_NOARGS, NULL};
 
@@ -183,25 +191,33 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	    "control_fd", "keepalive", "header_timeout", "heartbeat",
 	    "max_requests", "limit_request_line", "limit_request_fields",
 	    "limit_request_field_size", "limit_request_body", "accesslog",
-	    "root_path", "state", "on_master_gone", NULL};
+	    "root_path", "state", "on_master_gone", "ws_max_size",
+	    "ws_max_queue", "ws_ping_interval", "ws_ping_timeout",
+	    "ws_per_message_deflate", NULL};
 	struct nw_py_settings set = {-1, 2, 10, 0, 0, 0, 4094, 100, 8190};
 	PyObject *app, *loop, *listen_fds = NULL;
 	PyObject *root_path = NULL, *state = Py_None, *rp_bytes, *contextvars;
 	PyObject *on_master_gone = Py_None;
 	int private_fd = -1;
 	const char *accesslog = NULL;
+	unsigned long long ws_max_size = NW_WS_MAX_SIZE_DEFAULT;
+	unsigned int ws_max_queue = 32;
+	double ws_ping_interval = 20, ws_ping_timeout = 20;
+	int ws_deflate = 1;
+	struct nw_ws_pmd_config pmd = NW_WS_PMD_CONFIG_DEFAULT;
 	ServerObject *self;
 	struct nw_asgi *s;
 	struct nw_engine *e;
 	char why[256];
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
-	        "OO|$OiidddKnnnKzUOO:ASGIServer", kwlist, &app, &loop,
+	        "OO|$OiidddKnnnKzUOOKIddp:ASGIServer", kwlist, &app, &loop,
 	        &listen_fds, &private_fd, &set.control_fd, &set.keepalive,
 	        &set.header_timeout, &set.heartbeat, &set.max_requests,
 	        &set.limit_line, &set.limit_fields, &set.limit_field,
 	        &set.limit_body, &accesslog, &root_path, &state,
-	        &on_master_gone))
+	        &on_master_gone, &ws_max_size, &ws_max_queue, &ws_ping_interval,
+	        &ws_ping_timeout, &ws_deflate))
 		return NULL;
 	if (!PyCallable_Check(app)) {
 		PyErr_SetString(PyExc_TypeError, "app must be callable");
@@ -233,6 +249,13 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	 */
 	e->exclusive = false;
 	e->accepts_per_wakeup = 1;
+	s->ws_max_size = ws_max_size;
+	s->ws_max_queue = ws_max_queue ? ws_max_queue : 1;
+	s->ws_ping_interval_ms = nw_py_ms(ws_ping_interval);
+	s->ws_ping_timeout_ms = nw_py_ms(ws_ping_timeout);
+	pmd.enabled = ws_deflate != 0;
+	s->ws_pmd = pmd;
+	s->ws_stop_code = NW_WS_CLOSE_GOING_AWAY;
 
 	Py_INCREF(app);
 	s->app = app;
@@ -270,7 +293,9 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	    (s->on_release = PyCFunction_NewEx(
 	         &on_release_def, (PyObject *)self, NULL)) == NULL ||
 	    (s->on_flush = PyCFunction_NewEx(
-	         &on_flush_def, (PyObject *)self, NULL)) == NULL)
+	         &on_flush_def, (PyObject *)self, NULL)) == NULL ||
+	    (s->on_ws_tick = PyCFunction_NewEx(
+	         &on_ws_tick_def, (PyObject *)self, NULL)) == NULL)
 		goto fail;
 
 	if (root_path == NULL)
@@ -317,6 +342,11 @@ server_close(struct nw_asgi *s)
 		Py_XDECREF(r);
 		Py_CLEAR(s->tick_handle);
 	}
+	if (s->ws_tick_handle != NULL) {
+		r = PyObject_CallMethod(s->ws_tick_handle, "cancel", NULL);
+		Py_XDECREF(r);
+		Py_CLEAR(s->ws_tick_handle);
+	}
 	if (s->e.epfd >= 0 && s->e.started) {
 		r = PyObject_CallMethod(
 		    s->loop, "remove_reader", "i", s->e.epfd);
@@ -357,6 +387,7 @@ server_dealloc(PyObject *self)
 	Py_CLEAR(s->on_runq);
 	Py_CLEAR(s->on_release);
 	Py_CLEAR(s->on_flush);
+	Py_CLEAR(s->on_ws_tick);
 	Py_CLEAR(s->on_master_gone);
 	Py_CLEAR(s->drained);
 	tp_free(self);
@@ -391,12 +422,32 @@ server_go_live(PyObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
-/* TERM: no new connections; the future is done once nothing runs. */
+/*
+ * TERM: no new connections, open WebSockets closed (1012 when the worker is
+ * replaced: restart=True; 1001 otherwise); the future is done once nothing
+ * runs.
+ */
 static PyObject *
-server_stop(PyObject *self, PyObject *unused)
+server_stop(PyObject *self, PyObject *args, PyObject *kw)
 {
+	static char *kwlist[] = {"restart", NULL};
 	struct nw_asgi *s = SERVER(self);
+	int restart = 0;
 	PyObject *d;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:stop", kwlist, &restart))
+		return NULL;
+	/* the master says `restart` right before its TERM: read it first */
+	for (int i = 0; i < 8 && s->e.control_fd >= 0; i++) {
+		char b;
+
+		if (recv(s->e.control_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0)
+			break;
+		nw_engine_control_readable(&s->e);
+	}
+	s->ws_stop_code = restart || s->e.restarting || s->e.retired
+	    ? NW_WS_CLOSE_RESTART
+	    : NW_WS_CLOSE_GOING_AWAY;
 
 	if (s->drained == NULL &&
 	    (s->drained = PyObject_CallFunctionObjArgs(
@@ -405,6 +456,7 @@ server_stop(PyObject *self, PyObject *unused)
 	d = s->drained;
 	Py_INCREF(d);
 	nw_engine_stop(&s->e, 0);
+	nw_ws_stop(s);
 	nw_asgi_check_drained(s);
 	return d;
 }
@@ -447,8 +499,10 @@ static PyMethodDef server_methods[] = {
         "go_live)"},
     {"go_live", server_go_live, METH_NOARGS,
         "go_live(): the master said `live`: accept public traffic"},
-    {"stop", server_stop, METH_NOARGS,
-        "stop() -> future: stop accepting, close idle connections; the "
+    {"stop", (PyCFunction)(void (*)(void))server_stop,
+        METH_VARARGS | METH_KEYWORDS,
+        "stop(restart=False) -> future: stop accepting, close idle "
+        "connections and WebSockets (1012 for a restart, else 1001); the "
         "future is done when no connection and no request is left"},
     {"quit", server_quit, METH_NOARGS,
         "quit(): close everything now and cancel the requests' tasks"},
@@ -461,7 +515,24 @@ static PyMethodDef server_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+get_restarting(PyObject *self, void *closure)
+{
+	struct nw_engine *e = &SERVER(self)->e;
+
+	return PyBool_FromLong(e->restarting || e->retired);
+}
+
+static PyObject *
+get_websockets(PyObject *self, void *closure)
+{
+	return PyLong_FromUnsignedLong(SERVER(self)->e.ws_open);
+}
+
 static PyGetSetDef server_getset[] = {
+    {"restarting", get_restarting, NULL,
+        "the master replaces this worker (reload, recycling)", NULL},
+    {"websockets", get_websockets, NULL, "open WebSockets", NULL},
     {"served", nw_py_get_served, NULL, "requests answered", NULL},
     {"live", nw_py_get_live, NULL, "accepting public traffic", NULL},
     {"connections", get_connections, NULL, "open connections", NULL},

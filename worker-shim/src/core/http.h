@@ -104,10 +104,6 @@ int nw_request_parse(struct nw_request *r, const char *buf, size_t len,
 const struct nw_header *nw_request_header(const struct nw_request *r,
     const char *buf, const char *name, size_t namelen);
 
-/* A trusted peer's header that says the client spoke HTTPS (gunicorn's). */
-bool nw_http_claims_https(
-    const char *name, size_t namelen, const char *value, size_t valuelen);
-
 /* %XX decoding of a path into out (n bytes at most); returns its length. */
 size_t nw_percent_decode(const char *p, size_t n, char *out);
 /*

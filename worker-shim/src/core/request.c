@@ -735,20 +735,3 @@ nw_path_decode(struct nw_buf *scratch, const char **p, size_t *n)
 	*p = scratch->data;
 	return 0;
 }
-
-/*
- * gunicorn's secure_scheme_headers: a proxy may say the client spoke HTTPS.
- * Only a trusted peer may (engine/listen.c decides which: loopback or a Unix
- * socket, gunicorn's default forwarded_allow_ips).
- */
-bool
-nw_http_claims_https(const char *n, size_t nl, const char *v, size_t vl)
-{
-	if (nl == 17 && strncasecmp(n, "x-forwarded-proto", 17) == 0)
-		return vl == 5 && strncasecmp(v, "https", 5) == 0;
-	if (nl == 20 && strncasecmp(n, "x-forwarded-protocol", 20) == 0)
-		return vl == 3 && strncasecmp(v, "ssl", 3) == 0;
-	if (nl == 15 && strncasecmp(n, "x-forwarded-ssl", 15) == 0)
-		return vl == 2 && strncasecmp(v, "on", 2) == 0;
-	return false;
-}

@@ -485,6 +485,17 @@ nw_conn_send_continue(struct nw_conn *c)
 void
 nw_conn_upgrade(struct nw_conn *c)
 {
+	struct nw_engine *e = c->engine;
+
+	/* the upgrade answers the request: it counts toward max_requests */
+	e->counters.served++;
+	c->requests++;
+	e->answered_local |= c->local;
+	if (e->max_requests && e->counters.served >= e->max_requests &&
+	    !e->retired) {
+		e->retired = true;
+		nw_engine_control_send(e, "retire");
+	}
 	c->rpos += c->req.head_len;
 	nw_request_reset(&c->req);
 	c->state = NW_CONN_UPGRADED;
@@ -717,9 +728,10 @@ conn_process(struct nw_conn *c)
 				 * The header timeout runs from a request's
 				 * first byte: they came with this read.
 				 */
-				if (first && (c->requests > 0 ||
-				                 c->timer == NW_TIMER_GRACE ||
-				                 c->timer == NW_TIMER_NONE))
+				if (first &&
+				    (c->requests > 0 ||
+				        c->timer == NW_TIMER_GRACE ||
+				        c->timer == NW_TIMER_NONE))
 					nw_timer_set(c, NW_TIMER_HEAD);
 				return;
 			}
@@ -762,8 +774,7 @@ conn_process(struct nw_conn *c)
 				}
 			}
 		}
-		if ((c->state == NW_CONN_BODY ||
-		        c->state == NW_CONN_REQUEST) &&
+		if ((c->state == NW_CONN_BODY || c->state == NW_CONN_REQUEST) &&
 		    !c->body_done) {
 			if ((rc = body_feed(c)) < 0) {
 				body_error(c, -rc);
@@ -771,8 +782,9 @@ conn_process(struct nw_conn *c)
 			}
 			if (c->fd >= 0 && c->state == NW_CONN_HEAD)
 				continue; /* answered in place */
-			if (c->fd < 0 || (c->state != NW_CONN_BODY &&
-			                     c->state != NW_CONN_REQUEST))
+			if (c->fd < 0 ||
+			    (c->state != NW_CONN_BODY &&
+			        c->state != NW_CONN_REQUEST))
 				return;
 			if (!c->body_done) {
 				if (e->drv->auto_continue &&

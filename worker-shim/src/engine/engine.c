@@ -108,7 +108,8 @@ nw_engine_start(struct nw_engine *e)
 	e->timers[NW_TIMER_WRITE].timeout_ms = e->write_timeout_ms;
 	e->timers[NW_TIMER_LINGER].timeout_ms = NW_LINGER_MS;
 	e->timers[NW_TIMER_GRACE].timeout_ms = NW_GRACE_MS;
-	if (e->control_fd >= 0 && watch(e, e->control_fd, &e->control_watch) < 0)
+	if (e->control_fd >= 0 &&
+	    watch(e, e->control_fd, &e->control_watch) < 0)
 		nw_log("cannot watch the control socket: %s", strerror(errno));
 	if (e->wakeup_fd >= 0 && watch(e, e->wakeup_fd, &e->wakeup_watch) < 0)
 		nw_log("cannot watch the signal pipe: %s", strerror(errno));
@@ -186,7 +187,8 @@ nw_engine_tick(struct nw_engine *e)
 	if (e->closed)
 		return;
 	nw_timers_expire(e);
-	if (e->accept_paused_until && e->clock.mono_ms >= e->accept_paused_until) {
+	if (e->accept_paused_until &&
+	    e->clock.mono_ms >= e->accept_paused_until) {
 		e->accept_paused_until = 0;
 		nw_listeners_update(e);
 	}

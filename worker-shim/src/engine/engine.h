@@ -124,12 +124,12 @@ struct nw_conn {
 	struct nw_conn *hnext;
 	bool queued; /* on the run queue: a pipelined request waits */
 	struct nw_conn *qnext;
-	int in_process; /* nw_conn_process is on the stack */
-	uint64_t requests; /* answered on this connection */
-	int timer;         /* which list it is on, or NW_TIMER_NONE */
-	int64_t deadline;  /* monotonic ms */
-	struct nw_conn *prev, *next;          /* its deadline list */
-	struct nw_conn *all_prev, *all_next;  /* every open connection */
+	int in_process;              /* nw_conn_process is on the stack */
+	uint64_t requests;           /* answered on this connection */
+	int timer;                   /* which list it is on, or NW_TIMER_NONE */
+	int64_t deadline;            /* monotonic ms */
+	struct nw_conn *prev, *next; /* its deadline list */
+	struct nw_conn *all_prev, *all_next; /* every open connection */
 	/* the peer */
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -255,13 +255,14 @@ struct nw_engine {
 
 	/* life */
 	bool started;
-	bool live;           /* the master said `live` */
-	bool stop_requested; /* the master went away */
-	bool stopping;       /* nw_engine_stop ran */
-	bool closed;         /* nw_engine_close ran */
-	bool halt;           /* the driver must leave: stop processing */
-	bool retired;        /* `retire` sent */
-	int64_t stop_deadline;       /* 0: none */
+	bool live;             /* the master said `live` */
+	bool stop_requested;   /* the master went away */
+	bool stopping;         /* nw_engine_stop ran */
+	bool closed;           /* nw_engine_close ran */
+	bool halt;             /* the driver must leave: stop processing */
+	bool retired;          /* `retire` sent */
+	bool restarting;       /* the master said `restart`: it replaces us */
+	int64_t stop_deadline; /* 0: none */
 	int64_t next_heartbeat;
 	int64_t accept_paused_until; /* after EMFILE; 0: not paused */
 	bool full; /* max_conns open, none idle: public sockets not watched */
@@ -300,15 +301,14 @@ void nw_engine_run_queue(struct nw_engine *e);
 void nw_engine_yield(struct nw_engine *e);
 size_t nw_engine_inflight(const struct nw_engine *e);
 
-
 /* master.c: the worker's side of the master protocol, and the counters */
 void nw_engine_control_readable(struct nw_engine *e);
 void nw_engine_control_send(struct nw_engine *e, const char *msg);
 void nw_engine_heartbeat(struct nw_engine *e, bool force);
 size_t nw_engine_heartbeat_format(char *out, size_t cap,
     const struct nw_counters *k, size_t inflight, unsigned ws);
-void nw_engine_count(struct nw_engine *e, int status, uint64_t sent,
-    int64_t started_ns);
+void nw_engine_count(
+    struct nw_engine *e, int status, uint64_t sent, int64_t started_ns);
 int64_t nw_engine_now_ns(void);
 int nw_engine_alog_open(struct nw_engine *e, const char *path);
 int nw_engine_alog_reopen(struct nw_engine *e);

@@ -20,9 +20,8 @@
 #include "engine/engine.h"
 
 /* Upper bounds of the latency buckets, in microseconds; the last is +Inf. */
-static const int64_t lat_bounds_us[NW_LAT_BUCKETS - 1] = {5000, 10000,
-    25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
-    10000000};
+static const int64_t lat_bounds_us[NW_LAT_BUCKETS - 1] = {5000, 10000, 25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 int64_t
 nw_engine_now_ns(void)
@@ -142,8 +141,8 @@ nw_engine_heartbeat(struct nw_engine *e, bool force)
 	e->next_heartbeat = e->clock.mono_ms + e->heartbeat_ms;
 	if (e->control_fd < 0)
 		return;
-	n = nw_engine_heartbeat_format(msg, sizeof msg, &e->counters,
-	    nw_engine_inflight(e), e->ws_open);
+	n = nw_engine_heartbeat_format(
+	    msg, sizeof msg, &e->counters, nw_engine_inflight(e), e->ws_open);
 	if (n > 0)
 		nw_engine_control_send(e, msg);
 }
@@ -173,6 +172,8 @@ nw_engine_control_readable(struct nw_engine *e)
 		msg[--n] = '\0';
 	if (strcmp(msg, "live") == 0)
 		nw_engine_go_live(e);
+	else if (strcmp(msg, "restart") == 0)
+		e->restarting = true; /* a TERM for a reload or a recycle follows */
 	else
 		nw_log("control socket: unknown message \"%.60s\"", msg);
 }

@@ -27,8 +27,8 @@ nw_accept(int lfd, bool tcp, struct sockaddr_storage *peer, socklen_t *plen)
 	int fd, one = 1;
 
 	*plen = sizeof *peer;
-	fd = accept4(lfd, (struct sockaddr *)peer, plen,
-	    SOCK_NONBLOCK | SOCK_CLOEXEC);
+	fd = accept4(
+	    lfd, (struct sockaddr *)peer, plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
 		switch (errno) {
 		case EAGAIN:

@@ -7,9 +7,8 @@
 #include "py/py.h"
 
 int
-nw_head_add_py(struct nw_buf *head, PyObject *name, const char *n,
-    size_t nl, PyObject *value, const char *v, size_t vl,
-    struct nw_head_info *info)
+nw_head_add_py(struct nw_buf *head, PyObject *name, const char *n, size_t nl,
+    PyObject *value, const char *v, size_t vl, struct nw_head_info *info)
 {
 	switch (nw_head_add_header(head, n, nl, v, vl, info)) {
 	case NW_HEAD_OK:

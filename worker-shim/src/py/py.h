@@ -30,6 +30,7 @@ struct nw_py_settings {
 	Py_ssize_t limit_line, limit_fields, limit_field;
 };
 int nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p);
+int64_t nw_py_ms(double seconds);
 int nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
     int (*tmpl)(void *arg, struct nw_listener *l), void *arg);
 void nw_py_listeners_free(struct nw_engine *e);

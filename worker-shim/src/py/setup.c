@@ -13,8 +13,9 @@
 
 #include "py/py.h"
 
-static int64_t
-ms(double seconds)
+/* Seconds from Python, as the engine's milliseconds (0 or less: 0). */
+int64_t
+nw_py_ms(double seconds)
 {
 	return seconds <= 0 ? 0 : (int64_t)(seconds * 1000.0 + 0.5);
 }
@@ -28,10 +29,10 @@ nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p)
 		return -1;
 	}
 	e->control_fd = p->control_fd;
-	e->keepalive_ms = ms(p->keepalive);
+	e->keepalive_ms = nw_py_ms(p->keepalive);
 	e->header_timeout_ms =
-	    ms(p->header_timeout) ? ms(p->header_timeout) : 1000;
-	e->heartbeat_ms = ms(p->heartbeat);
+	    nw_py_ms(p->header_timeout) ? nw_py_ms(p->header_timeout) : 1000;
+	e->heartbeat_ms = nw_py_ms(p->heartbeat);
 	e->max_requests = p->max_requests;
 	e->limits.request_line = (size_t)p->limit_line;
 	e->limits.fields = (size_t)p->limit_fields;
@@ -66,8 +67,8 @@ nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
 	}
 	for (i = private_fd >= 0 ? -1 : 0; i < n; i++) {
 		struct nw_listener *l = &e->listeners[e->nlisteners];
-		long fd = i < 0 ? private_fd
-		                : PyLong_AsLong(PyList_GetItem(seq, i));
+		long fd =
+		    i < 0 ? private_fd : PyLong_AsLong(PyList_GetItem(seq, i));
 
 		if (fd == -1 && PyErr_Occurred())
 			goto out;

@@ -256,13 +256,12 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	struct nw_engine *e;
 	char why[256];
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw,
-	        "O|$OiiiddddKnnnKzUO:Server", kwlist, &app, &listen_fds,
-	        &private_fd, &set.control_fd, &wakeup_fd, &set.keepalive,
-	        &set.header_timeout, &graceful, &set.heartbeat,
-	        &set.max_requests, &set.limit_line, &set.limit_fields,
-	        &set.limit_field, &set.limit_body, &accesslog, &script_name,
-	        &errors))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OiiiddddKnnnKzUO:Server",
+	        kwlist, &app, &listen_fds, &private_fd, &set.control_fd,
+	        &wakeup_fd, &set.keepalive, &set.header_timeout, &graceful,
+	        &set.heartbeat, &set.max_requests, &set.limit_line,
+	        &set.limit_fields, &set.limit_field, &set.limit_body,
+	        &accesslog, &script_name, &errors))
 		return NULL;
 	if (!PyCallable_Check(app)) {
 		PyErr_SetString(PyExc_TypeError, "app must be callable");
@@ -320,8 +319,7 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	if (s->script_name_len &&
 	    s->script_name_b[s->script_name_len - 1] == '/')
 		s->script_name_len--;
-	if (nw_py_listeners(e, private_fd, listen_fds, environ_template, s) <
-	    0)
+	if (nw_py_listeners(e, private_fd, listen_fds, environ_template, s) < 0)
 		goto fail;
 	if (nw_engine_alog_open(e, accesslog) < 0) {
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);
