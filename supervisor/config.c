@@ -1330,6 +1330,9 @@ finish(struct load *ld, int lenient)
 	if (c->timeout == 0)
 		note(ld, "timeout 0: no heartbeat timeout, a hung worker is "
 		    "never killed");
+	if (c->threads > 1)
+		note(ld, "threads %d: not applied yet: a WSGI worker runs one "
+		    "request at a time; raise workers instead", c->threads);
 }
 
 static struct nw_config *

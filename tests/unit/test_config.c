@@ -792,6 +792,11 @@ test_gunicorn(void)
 		is_int((int)c->timeout, 0, "timeout 0");
 		is_int(c->threads, 4, "threads");
 		is_int(c->worker_connections, 50, "worker_connections");
+		is_int((int)c->nnotes, 2, "notes: timeout 0, threads");
+		if (c->nnotes == 2)
+			is_str(c->notes[1], "threads 4: not applied yet: a WSGI "
+			    "worker runs one request at a time; raise workers "
+			    "instead", "threads' note: it is not silently dropped");
 	}
 	nw_config_free(c);
 
