@@ -202,9 +202,6 @@ nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 {
 	int i;
 
-	/* told to stop in this very batch: the other workers take it */
-	if (e->stop_requested || e->stopping)
-		return;
 	for (i = 0; i < e->accepts_per_wakeup && !e->halt; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen;
