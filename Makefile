@@ -131,14 +131,16 @@ bench: deps all tests/bench/wsbench
 
 # The master and the worker extension built with ASan and UBSan, then the
 # integration suite against them (tests/sanitize/run.sh): any report fails.
-# Left out: test_memory (ASan's shadow memory is the RSS it measures) and
-# test_packaging (installs and packages the normal build).
+# Left out: test_memory (ASan's shadow memory is the RSS it measures),
+# test_packaging (installs and packages the normal build) and test_gunicorn
+# (its masters pick their interpreter as gunicorn would, not the sanitized
+# one, and cannot load the sanitized extension).
 SAN_DIR     := build/sanitize
 SAN_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
 SAN_LIBASAN  = $(realpath $(shell $(CC) -print-file-name=libasan.so))
 SAN_SHIM    := $(SAN_DIR)/worker-shim/narwhal_worker/_http.abi3.so
-SAN_TESTS   ?= $(filter-out %/test_memory.py %/test_packaging.py,$(wildcard tests/integration/test_*.py))
+SAN_TESTS   ?= $(filter-out %/test_memory.py %/test_packaging.py %/test_gunicorn.py,$(wildcard tests/integration/test_*.py))
 
 $(SAN_DIR)/narwhal: $(MASTER_SRC) supervisor/main.c supervisor/*.h
 	@mkdir -p $(@D)

@@ -154,7 +154,9 @@ def test_gunicorn_conf_py_hooks_and_prometheus(narwhal):
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: not os.path.exists(live), 20,
                what="child_exit to mark %d dead" % victim)
-    assert str(victim) in markers(n, "child_exit")
+    # the hook writes its marker just after mark_process_dead
+    wait_until(lambda: str(victim) in markers(n, "child_exit"), 10,
+               what="child_exit's marker")
     # killed, so the master ran its worker_exit too
     wait_until(lambda: str(victim) in markers(n, "worker_exit"), 10,
                what="worker_exit")
