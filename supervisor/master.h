@@ -158,6 +158,8 @@ struct nw_worker {
 	int was_stopped;             /* exited after the master asked it to */
 	int spawn_failed;            /* never ran: nw_spawn() failed */
 	int low_priority;            /* booting at boot_priority: raise it */
+	long long queued_ns;         /* ... its run-queue wait (ns) at the
+	                                last check: starved, it is raised */
 	char boot_failure[384];      /* why it failed to boot, if it did */
 	TAILQ_ENTRY(nw_worker) entry;
 };
@@ -585,6 +587,7 @@ int nw_mkdir_p(const char *path, mode_t mode);
 int nw_path_trusted(const char *dir, uid_t owner, int sticky_ok, char *err,
     size_t errlen);
 long long nw_proc_rss(pid_t pid);
+long long nw_proc_queued_ns(pid_t pid);
 int nw_set_cloexec(int fd, int on);
 
 #endif

@@ -591,6 +591,7 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 	}
 	w->pid = pid;
 	w->low_priority = plan.priority != NW_BOOT_NORMAL;
+	w->queued_ns = 0; /* a new process has waited for no CPU yet */
 	ev_io_set(&w->control_io, w->control_fd, EV_READ);
 	ev_io_start(m->loop, &w->control_io);
 	ev_io_set(&w->stderr_io, w->stderr_fd, EV_READ);
