@@ -128,8 +128,11 @@ struct nw_worker {
 	ev_io stderr_io;
 	char stderr_partial[1024];   /* a line not yet ended */
 	size_t stderr_partial_len;
-	char *stderr_last[NW_STDERR_KEEP]; /* ring of the last lines */
-	unsigned stderr_next;
+	char *stderr_last[NW_STDERR_KEEP]; /* the last lines, oldest first */
+	unsigned char stderr_spare[NW_STDERR_KEEP]; /* ... the first to go */
+	unsigned stderr_kept;
+	int stderr_dump;             /* 0, or in a fatal error's dump: 1 in a
+	                                section kept, 2 in one that is spare */
 	char private_path[108];      /* its own Unix socket: health checks */
 	ev_child child;
 	ev_timer timer;              /* boot deadline, kill or respawn */

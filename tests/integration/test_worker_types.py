@@ -20,8 +20,11 @@ import test_rollback
 
 # eventlet's import alone takes 2 s of CPU (5 s on a loaded machine):
 # the boot timeout that FAST keeps short for a sync worker is longer here.
+# gthread: 4 threads, whose stacks fill more than the 20 stderr lines the
+# master keeps for a report when a worker segfaults (the app's last words
+# must still be there).
 WORKER_TYPES = {
-    "gthread": {"worker_class": "gthread", "threads": 2},
+    "gthread": {"worker_class": "gthread", "threads": 4},
     "gevent": {"worker_class": "gevent", "boot_timeout": "%g" % T(30)},
     "eventlet": {"worker_class": "eventlet", "boot_timeout": "%g" % T(30)},
 }
