@@ -67,6 +67,30 @@ def test_threads_1_runs_requests_in_place(narwhal):
     assert inflight(n)["most"] == 1
 
 
+def test_quick_requests_run_in_place_and_a_slow_one_frees_the_loop(narwhal):
+    """While the pool is idle and requests are quick, the loop's thread
+    answers them itself (no hand-off); one that turns out slow there has
+    the loop taken over by a pool thread, so the others are not held up."""
+    n = threads_master(narwhal, 2)
+    for _ in range(40):
+        b = json.loads(n.get("/sleep?s=0").body)
+    assert b["main"] is True and b["multithread"] is True, b
+    t, slow = in_background(n, "/sleep?s=%g&id=slow" % (3 * SLEEP))
+    wait_until(lambda: inflight(n)["now"] == 1, 10,
+               what="the slow request running")
+    started = time.monotonic()
+    quick = [json.loads(n.get("/sleep?s=0").body) for _ in range(10)]
+    assert time.monotonic() - started < T(SLEEP), quick
+    assert not any(b["main"] for b in quick), quick
+    t.join(T(30))
+    assert slow.get("status") == 200, slow
+    assert json.loads(slow["body"])["main"] is True, slow
+    # the loop is the main thread's again, and the pool still bounds
+    _, answers = get_many(n, ["/sleep?s=0.5"] * 6)
+    assert [a.status for a in answers] == [200] * 6, answers
+    assert inflight(n)["most"] == 2
+
+
 def test_gthread_class_with_threads(narwhal):
     n = narwhal(chdir=THREADS_APP, args=["-k", "gthread", "--threads", "4"],
                 settings={"workers": 1})

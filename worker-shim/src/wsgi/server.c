@@ -104,6 +104,10 @@ wsgi_wakeup(struct nw_engine *e)
 
 	while (read(e->wakeup_fd, sink, sizeof sink) > 0)
 		;
+	/* a pool thread running the loop while the main thread runs a
+	 * request in place: the handlers run there (threads.c) */
+	if (nw_threads_rescuing(s))
+		return;
 	/* with threads, the loop runs without the GIL */
 	if (s->loop_ts != NULL)
 		PyEval_RestoreThread(s->loop_ts);

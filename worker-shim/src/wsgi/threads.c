@@ -12,6 +12,16 @@
  * alone. The heartbeat says the worker is alive while a thread is free or
  * one finished a request since the last one: one stuck thread is not a
  * dead worker, all of them stuck is.
+ *
+ * A hand-off costs two wake-ups and a GIL transfer per request, which is
+ * most of what a fast app costs. So while every pool thread is idle and
+ * requests have been quick (a moving average of their run time), the loop
+ * runs the turn's requests in place, as threads = 1 does. One idle thread
+ * then stands by, looking every RESCUE_NS: a request in place that runs
+ * that long (it waits on a database, it hangs) gets the loop taken over by
+ * that thread, which goes on accepting and handing requests to the others,
+ * and gives the loop back when the request in place is over. Requests of
+ * the same turn not yet run go to the pool at once.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,11 +31,19 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wsgi/wsgi.h"
 
 #define MAX_EVENTS 256
+
+/* Requests run in place while they have taken less than this, on average */
+#define INPLACE_NS 500000
+/* A request in place this long: a standing-by thread takes the loop */
+#define RESCUE_NS 2000000
+/* A thread stands by while requests ran in place this recently */
+#define STANDBY_NS 1000000000
 
 struct nw_pool {
 	enum nw_watch kind; /* the eventfd's epoll tag: never the engine's */
@@ -44,6 +62,17 @@ struct nw_pool {
 	size_t parked;                    /* requests away from the loop */
 	uint64_t finished;                /* requests done so far */
 	uint64_t finished_seen;           /* ...at the last heartbeat */
+	int64_t service_ns;               /* requests' run time, averaged */
+	/* a request in place, on the loop's thread */
+	bool inplace;                     /* running now */
+	int64_t inplace_since;            /* ...since (nw_engine_now_ns) */
+	int64_t inplace_last;             /* the last one began */
+	struct nw_wsgi_conn *pending;     /* the turn's next ones, in order */
+	bool standby;                     /* a thread looks for a rescue */
+	bool rescued;                     /* a pool thread runs the loop */
+	bool want_back;                   /* ...and the loop's thread waits */
+	pthread_cond_t back;              /* rescued or want_back changed */
+	struct nw_wsgi_local local;       /* the loop thread's, in place */
 };
 
 int
@@ -56,6 +85,7 @@ int
 nw_threads_setup(struct nw_wsgi *s, int nthreads)
 {
 	struct nw_pool *p = calloc(1, sizeof *p);
+	pthread_condattr_t attr;
 
 	if (p == NULL) {
 		PyErr_NoMemory();
@@ -69,7 +99,13 @@ nw_threads_setup(struct nw_wsgi *s, int nthreads)
 		return -1;
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->work, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->work, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_cond_init(&p->back, NULL);
+	p->service_ns = 2 * INPLACE_NS; /* handed off until shown quick */
+	nw_wsgi_local_init(s, &p->local, NULL);
 	s->pool = p;
 	return 0;
 }
@@ -94,8 +130,10 @@ nw_threads_free(struct nw_wsgi *s)
 	if (p == NULL || pool_busy(p))
 		return;
 	close(p->efd);
+	nw_wsgi_local_free(&p->local);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->back);
 	free(p);
 	s->pool = NULL;
 }
@@ -122,31 +160,142 @@ nw_threads_request(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
 	return 0;
 }
 
-/* The turn's requests, to the threads at once: one lock, one wake-up. */
+/* Called with p->mu held: a list of requests joins the queue. */
 static void
-threads_submit(struct nw_wsgi *s)
+pool_queue(struct nw_pool *p, struct nw_wsgi_conn *head)
 {
-	struct nw_pool *p = s->pool;
-	struct nw_wsgi_conn *wc;
-	int n = 0;
+	struct nw_wsgi_conn *tail = head;
+	int n = 1;
 
-	if (s->submit_head == NULL)
+	if (head == NULL)
 		return;
-	for (wc = s->submit_head; wc != NULL; wc = wc->jnext)
+	while (tail->jnext != NULL) {
+		tail = tail->jnext;
 		n++;
-	pthread_mutex_lock(&p->mu);
+	}
 	if (p->tail)
-		p->tail->jnext = s->submit_head;
+		p->tail->jnext = head;
 	else
-		p->head = s->submit_head;
-	p->tail = s->submit_tail;
+		p->head = head;
+	p->tail = tail;
 	p->parked += (size_t)n;
 	if (n > 1 && p->idle > 1)
 		pthread_cond_broadcast(&p->work);
 	else if (p->idle > 0)
 		pthread_cond_signal(&p->work);
+}
+
+/* The turn's requests, to the threads at once: one lock, one wake-up. */
+static void
+threads_submit(struct nw_wsgi *s)
+{
+	struct nw_pool *p = s->pool;
+
+	if (s->submit_head == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	pool_queue(p, s->submit_head);
 	pthread_mutex_unlock(&p->mu);
 	s->submit_head = s->submit_tail = NULL;
+}
+
+/* Called with p->mu held: one more request's run time in the average. */
+static void
+pool_took(struct nw_pool *p, int64_t ns)
+{
+	p->service_ns += (ns - p->service_ns) / 8;
+}
+
+/*
+ * One request on the loop's thread, with the GIL. The loop is this
+ * thread's again when it returns: if a pool thread took it over meanwhile,
+ * it is asked for it back and hands it back at the end of its turn. Then
+ * the signals that thread drained from the wakeup pipe get their handlers.
+ */
+static void thread_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
+    struct nw_wsgi_conn *wc);
+
+static void
+run_in_place(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
+{
+	struct nw_pool *p = s->pool;
+	struct nw_conn *c = &wc->c;
+	int64_t t0 = nw_engine_now_ns();
+	bool rescued;
+	uint64_t one = 1;
+
+	PyEval_RestoreThread(s->loop_ts);
+	thread_run(s, &p->local, wc);
+	s->loop_ts = PyEval_SaveThread();
+	pthread_mutex_lock(&p->mu);
+	p->inplace = false;
+	p->finished++;
+	pool_took(p, nw_engine_now_ns() - t0);
+	rescued = p->rescued;
+	if (rescued) {
+		p->want_back = true;
+		pthread_cond_broadcast(&p->back);
+		if (write(p->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+			nw_log("thread pool eventfd: %s", strerror(errno));
+		while (p->rescued)
+			pthread_cond_wait(&p->back, &p->mu);
+		p->want_back = false;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (rescued) {
+		PyEval_RestoreThread(s->loop_ts);
+		if (PyErr_CheckSignals() < 0) {
+			s->fatal = true;
+			s->e.halt = true;
+		}
+		s->loop_ts = PyEval_SaveThread();
+	}
+	nw_clock_update(&s->e.clock);
+	wc->parked = false;
+	nw_conn_log(c, wc->answer.status, wc->answer.sent);
+	nw_conn_response_done(c, wc->rc != NW_HANDLED_KEEP || s->quit);
+}
+
+/*
+ * The turn's requests: in place, one after the other, while every pool
+ * thread is idle and requests are quick; the rest to the pool.
+ */
+static void
+threads_turn_out(struct nw_wsgi *s)
+{
+	struct nw_pool *p = s->pool;
+	struct nw_wsgi_conn *rest = s->submit_head, *wc;
+	bool ran = false;
+
+	if (rest == NULL)
+		return;
+	s->submit_head = s->submit_tail = NULL;
+	pthread_mutex_lock(&p->mu);
+	while (rest != NULL) {
+		if (p->busy > 0 || p->head != NULL || p->idle == 0 ||
+		    p->stopping || p->service_ns >= INPLACE_NS || s->quit ||
+		    s->fatal) {
+			pool_queue(p, rest);
+			break;
+		}
+		wc = rest;
+		rest = wc->jnext;
+		wc->jnext = NULL;
+		p->pending = rest;
+		p->inplace = true;
+		p->inplace_since = p->inplace_last = nw_engine_now_ns();
+		if (!p->standby)
+			pthread_cond_signal(&p->work); /* one to stand by */
+		pthread_mutex_unlock(&p->mu);
+		run_in_place(s, wc);
+		ran = true;
+		pthread_mutex_lock(&p->mu);
+		rest = p->pending; /* none if the rescuer queued them */
+		p->pending = NULL;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (ran)
+		nw_conn_free_limbo(&s->e);
 }
 
 /* Finished requests back to the engine, in the order they finished. */
@@ -193,7 +342,9 @@ pool_progress(struct nw_pool *p)
 	bool ok;
 
 	pthread_mutex_lock(&p->mu);
-	ok = p->finished != p->finished_seen || p->busy < p->nthreads;
+	/* a thread running the loop for the loop's thread is not free */
+	ok = p->finished != p->finished_seen ||
+	    p->busy + (p->rescued ? 1 : 0) < p->nthreads;
 	p->finished_seen = p->finished;
 	pthread_mutex_unlock(&p->mu);
 	return ok;
@@ -232,14 +383,107 @@ threads_cut(struct nw_wsgi *s)
 	}
 }
 
+/*
+ * One turn of the loop, on the loop's thread or, while a request runs in
+ * place there, on the pool thread that took it over (rescuing): that one
+ * hands requests to the pool only, leaves signals' handlers to the main
+ * thread and never ends the loop. 0: the loop ends (the main thread's).
+ */
+static int
+loop_turn(struct nw_wsgi *s, bool rescuing)
+{
+	struct nw_engine *e = &s->e;
+	struct nw_pool *p = s->pool;
+	struct epoll_event events[MAX_EVENTS];
+	bool done = false;
+	int n, i, m;
+
+	if (s->fatal || s->quit)
+		return 0;
+	if (e->stop_requested && !e->stopping)
+		nw_engine_stop(e, s->graceful_ms);
+	if (!rescuing && e->stopping &&
+	    (nw_engine_drained(e) ||
+	        (e->stop_deadline && e->clock.mono_ms >= e->stop_deadline)))
+		return 0;
+	nw_engine_alog_flush(e);
+	/* what the stop, or the last turn, started goes out first */
+	if (rescuing)
+		threads_submit(s);
+	else
+		threads_turn_out(s);
+	if (s->fatal || s->quit)
+		return 0;
+	n = epoll_wait(e->epfd, events, MAX_EVENTS, nw_engine_timeout(e));
+	nw_clock_update(&e->clock);
+	if (n < 0) {
+		if (errno != EINTR) {
+			s->loop_errno = errno;
+			return 0;
+		}
+		return 1; /* a signal: the wakeup pipe has it */
+	}
+	for (i = m = 0; i < n; i++) {
+		if (events[i].data.ptr == &p->kind)
+			done = true;
+		else
+			events[m++] = events[i];
+	}
+	nw_engine_dispatch(e, events, m);
+	if (done && !s->fatal && !s->quit)
+		threads_collect(s);
+	if (s->fatal || s->quit)
+		return 0;
+	heartbeat_gate(s);
+	nw_engine_tick(e);
+	nw_engine_yield(e);
+	return 1;
+}
+
+/*
+ * A pool thread standing by found a request in place running for too long:
+ * it runs the loop until the loop's thread asks for it back. Called with
+ * p->mu held, returns with it held.
+ */
+static void
+rescue(struct nw_wsgi *s)
+{
+	struct nw_pool *p = s->pool;
+
+	p->rescued = true;
+	pool_queue(p, p->pending); /* the turn's others: not behind it */
+	p->pending = NULL;
+	while (!p->want_back) {
+		pthread_mutex_unlock(&p->mu);
+		if (!loop_turn(s, true)) {
+			/* quit, fatal or an error: the main thread ends it */
+			pthread_mutex_lock(&p->mu);
+			while (!p->want_back)
+				pthread_cond_wait(&p->back, &p->mu);
+			break;
+		}
+		pthread_mutex_lock(&p->mu);
+	}
+	p->rescued = false;
+	pthread_cond_broadcast(&p->back);
+}
+
+bool
+nw_threads_rescuing(struct nw_wsgi *s)
+{
+	/* read by the thread running the loop: the rescuer set it itself,
+	 * and the main thread loops only once it is false again */
+	return s->pool != NULL && s->pool->rescued;
+}
+
 /* The loop of a worker with threads: serve() with the GIL released. */
 PyObject *
 nw_threads_serve(struct nw_wsgi *s)
 {
 	struct nw_engine *e = &s->e;
 	struct nw_pool *p = s->pool;
-	struct epoll_event events[MAX_EVENTS], ev;
-	int err = 0;
+	struct epoll_event ev;
+	int err;
 
 	if (nw_engine_start(e) < 0)
 		return PyErr_SetFromErrno(PyExc_OSError);
@@ -251,45 +495,11 @@ nw_threads_serve(struct nw_wsgi *s)
 		return NULL;
 	}
 	s->running = true;
+	s->loop_errno = 0;
 	s->loop_ts = PyEval_SaveThread();
-	while (!s->fatal && !s->quit) {
-		bool done = false;
-		int n, i, m;
-
-		if (e->stop_requested && !e->stopping)
-			nw_engine_stop(e, s->graceful_ms);
-		if (e->stopping &&
-		    (nw_engine_drained(e) ||
-		        (e->stop_deadline &&
-		            e->clock.mono_ms >= e->stop_deadline)))
-			break;
-		nw_engine_alog_flush(e);
-		/* what the stop, or the last turn, started goes out first */
-		threads_submit(s);
-		n = epoll_wait(e->epfd, events, MAX_EVENTS, nw_engine_timeout(e));
-		nw_clock_update(&e->clock);
-		if (n < 0) {
-			if (errno != EINTR) {
-				err = errno;
-				break;
-			}
-			continue; /* a signal: the wakeup pipe has it */
-		}
-		for (i = m = 0; i < n; i++) {
-			if (events[i].data.ptr == &p->kind)
-				done = true;
-			else
-				events[m++] = events[i];
-		}
-		nw_engine_dispatch(e, events, m);
-		if (done && !s->fatal && !s->quit)
-			threads_collect(s);
-		if (s->fatal || s->quit)
-			break;
-		heartbeat_gate(s);
-		nw_engine_tick(e);
-		nw_engine_yield(e);
-	}
+	while (loop_turn(s, false))
+		;
+	err = s->loop_errno;
 	if (!s->fatal && !s->quit && e->stopping && nw_engine_drained(e))
 		nw_engine_heartbeat(e, true);
 	threads_cut(s);
@@ -330,11 +540,12 @@ thread_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
 
 /* Called with p->mu held: wc goes back to the loop. */
 static void
-thread_done(struct nw_pool *p, struct nw_wsgi_conn *wc)
+thread_done(struct nw_pool *p, struct nw_wsgi_conn *wc, int64_t took)
 {
 	uint64_t one = 1;
 
 	p->finished++;
+	pool_took(p, took);
 	p->parked--;
 	wc->jnext = p->done;
 	p->done = wc;
@@ -343,6 +554,35 @@ thread_done(struct nw_pool *p, struct nw_wsgi_conn *wc)
 		if (write(p->efd, &one, sizeof one) < 0 && errno != EAGAIN)
 			nw_log("thread pool eventfd: %s", strerror(errno));
 	}
+}
+
+/*
+ * Called with p->mu held, no GIL: one idle thread waits RESCUE_NS at a
+ * time while requests run in place, and takes the loop over from one that
+ * runs longer than that.
+ */
+static void
+stand_by(struct nw_wsgi *s)
+{
+	struct nw_pool *p = s->pool;
+	struct timespec until;
+	int64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += RESCUE_NS;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	p->standby = true;
+	p->idle++;
+	pthread_cond_timedwait(&p->work, &p->mu, &until);
+	p->idle--;
+	p->standby = false;
+	now = nw_engine_now_ns();
+	if (p->inplace && !p->rescued && !p->stopping &&
+	    now - p->inplace_since >= RESCUE_NS)
+		rescue(s);
 }
 
 /*
@@ -363,6 +603,11 @@ nw_threads_thread(struct nw_wsgi *s)
 	p->started++;
 	for (;;) {
 		while (p->head == NULL && !p->stopping) {
+			if (!p->standby && p->inplace_last != 0 &&
+			    nw_engine_now_ns() - p->inplace_last < STANDBY_NS) {
+				stand_by(s);
+				continue;
+			}
 			p->idle++;
 			pthread_cond_wait(&p->work, &p->mu);
 			p->idle--;
@@ -375,9 +620,11 @@ nw_threads_thread(struct nw_wsgi *s)
 		pthread_mutex_unlock(&p->mu);
 		PyEval_RestoreThread(ts);
 		for (;;) {
+			int64_t t0 = nw_engine_now_ns();
+
 			thread_run(s, &l, wc);
 			pthread_mutex_lock(&p->mu);
-			thread_done(p, wc);
+			thread_done(p, wc, nw_engine_now_ns() - t0);
 			if ((wc = p->head) == NULL)
 				break;
 			if ((p->head = wc->jnext) == NULL)

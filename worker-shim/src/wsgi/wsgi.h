@@ -85,6 +85,7 @@ struct nw_wsgi {
 	/* threads > 1: the pool (threads.c) */
 	struct nw_pool *pool;
 	PyThreadState *loop_ts; /* the loop's, while it runs without GIL */
+	int loop_errno;         /* why the threads' loop ended, or 0 */
 	struct nw_wsgi_conn *submit_head, *submit_tail; /* for the pool */
 
 	/* gevent, eventlet: the hub drives the loop (green.c) */
@@ -140,6 +141,7 @@ int nw_threads_request(struct nw_wsgi *s, struct nw_wsgi_conn *wc);
 PyObject *nw_threads_serve(struct nw_wsgi *s);
 PyObject *nw_threads_thread(struct nw_wsgi *s);
 void nw_threads_free(struct nw_wsgi *s);
+bool nw_threads_rescuing(struct nw_wsgi *s);
 
 /* green.c: gevent and eventlet */
 int nw_green_init(PyObject *module);
