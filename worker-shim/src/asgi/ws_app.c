@@ -125,7 +125,7 @@ refuse(struct nw_conn *c, int status, const char *extra)
 	size_t body = answer_iov(
 	    NW_ASGI(c->engine), head, sizeof head, status, extra, iov);
 
-	nw_engine_count(c->engine, status, body, c->started_ns);
+	nw_conn_count(c, status, body);
 	nw_conn_refuse(c, iov, 3);
 }
 
