@@ -24,6 +24,7 @@
  * the same turn not yet run go to the pool at once.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,8 @@
 #define INPLACE_NS 500000
 /* A request in place this long: a standing-by thread takes the loop */
 #define RESCUE_NS 2000000
+/* ... or this long even while it computes (or waits for a CPU) */
+#define RESCUE_BUSY_NS 50000000
 /* A thread stands by while requests ran in place this recently */
 #define STANDBY_NS 1000000000
 
@@ -73,6 +77,7 @@ struct nw_pool {
 	bool want_back;                   /* ...and the loop's thread waits */
 	pthread_cond_t back;              /* rescued or want_back changed */
 	struct nw_wsgi_local local;       /* the loop thread's, in place */
+	pid_t loop_tid;                   /* ...that thread, for /proc */
 };
 
 int
@@ -207,10 +212,12 @@ pool_took(struct nw_pool *p, int64_t ns)
 }
 
 /*
- * One request on the loop's thread, with the GIL. The loop is this
- * thread's again when it returns: if a pool thread took it over meanwhile,
- * it is asked for it back and hands it back at the end of its turn. Then
- * the signals that thread drained from the wakeup pipe get their handlers.
+ * One request on the loop's thread, which holds the GIL (taken once for
+ * the turn's requests in place) and p->mu; returns holding both. The loop
+ * is this thread's again when it returns: if a pool thread took it over
+ * meanwhile, it is asked for it back and hands it back at the end of its
+ * turn. Then the signals that thread drained from the wakeup pipe get
+ * their handlers.
  */
 static void thread_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
     struct nw_wsgi_conn *wc);
@@ -220,19 +227,24 @@ run_in_place(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
 {
 	struct nw_pool *p = s->pool;
 	struct nw_conn *c = &wc->c;
-	int64_t t0 = nw_engine_now_ns();
-	bool rescued;
+	int64_t t0;
 	uint64_t one = 1;
 
-	PyEval_RestoreThread(s->loop_ts);
+	p->inplace = true;
+	p->inplace_since = p->inplace_last = t0 = nw_engine_now_ns();
+	if (!p->standby)
+		pthread_cond_signal(&p->work); /* one to stand by */
+	pthread_mutex_unlock(&p->mu);
 	thread_run(s, &p->local, wc);
-	s->loop_ts = PyEval_SaveThread();
 	pthread_mutex_lock(&p->mu);
 	p->inplace = false;
 	p->finished++;
 	pool_took(p, nw_engine_now_ns() - t0);
-	rescued = p->rescued;
-	if (rescued) {
+	if (p->rescued) {
+		/* the GIL first: the threads the rescuer fed need it */
+		pthread_mutex_unlock(&p->mu);
+		s->loop_ts = PyEval_SaveThread();
+		pthread_mutex_lock(&p->mu);
 		p->want_back = true;
 		pthread_cond_broadcast(&p->back);
 		if (write(p->efd, &one, sizeof one) < 0 && errno != EAGAIN)
@@ -240,20 +252,20 @@ run_in_place(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
 		while (p->rescued)
 			pthread_cond_wait(&p->back, &p->mu);
 		p->want_back = false;
-	}
-	pthread_mutex_unlock(&p->mu);
-	if (rescued) {
+		pthread_mutex_unlock(&p->mu);
 		PyEval_RestoreThread(s->loop_ts);
 		if (PyErr_CheckSignals() < 0) {
 			s->fatal = true;
 			s->e.halt = true;
 		}
-		s->loop_ts = PyEval_SaveThread();
+		pthread_mutex_lock(&p->mu);
 	}
+	pthread_mutex_unlock(&p->mu);
 	nw_clock_update(&s->e.clock);
 	wc->parked = false;
 	nw_conn_log(c, wc->answer.status, wc->answer.sent);
 	nw_conn_response_done(c, wc->rc != NW_HANDLED_KEEP || s->quit);
+	pthread_mutex_lock(&p->mu);
 }
 
 /*
@@ -265,7 +277,7 @@ threads_turn_out(struct nw_wsgi *s)
 {
 	struct nw_pool *p = s->pool;
 	struct nw_wsgi_conn *rest = s->submit_head, *wc;
-	bool ran = false;
+	bool gil = false;
 
 	if (rest == NULL)
 		return;
@@ -282,20 +294,21 @@ threads_turn_out(struct nw_wsgi *s)
 		rest = wc->jnext;
 		wc->jnext = NULL;
 		p->pending = rest;
-		p->inplace = true;
-		p->inplace_since = p->inplace_last = nw_engine_now_ns();
-		if (!p->standby)
-			pthread_cond_signal(&p->work); /* one to stand by */
-		pthread_mutex_unlock(&p->mu);
+		if (!gil) {
+			pthread_mutex_unlock(&p->mu);
+			PyEval_RestoreThread(s->loop_ts);
+			gil = true;
+			pthread_mutex_lock(&p->mu);
+		}
 		run_in_place(s, wc);
-		ran = true;
-		pthread_mutex_lock(&p->mu);
 		rest = p->pending; /* none if the rescuer queued them */
 		p->pending = NULL;
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (ran)
+	if (gil) {
+		s->loop_ts = PyEval_SaveThread();
 		nw_conn_free_limbo(&s->e);
+	}
 }
 
 /* Finished requests back to the engine, in the order they finished. */
@@ -496,6 +509,7 @@ nw_threads_serve(struct nw_wsgi *s)
 	}
 	s->running = true;
 	s->loop_errno = 0;
+	p->loop_tid = (pid_t)syscall(SYS_gettid);
 	s->loop_ts = PyEval_SaveThread();
 	while (loop_turn(s, false))
 		;
@@ -557,6 +571,33 @@ thread_done(struct nw_pool *p, struct nw_wsgi_conn *wc, int64_t took)
 }
 
 /*
+ * Whether the loop's thread sleeps in the kernel (a request in place waits
+ * on I/O, a lock, time.sleep), rather than runs or waits for a CPU: only
+ * then is taking the loop over at once worth it. A request that computes,
+ * or a thread that was preempted, has RESCUE_BUSY_NS.
+ */
+static bool
+loop_thread_sleeps(struct nw_pool *p)
+{
+	char path[64], buf[512], *end;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)p->loop_tid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return true;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	/* "tid (comm) S ...": the comm may hold anything, even ") " */
+	if ((end = strrchr(buf, ')')) == NULL || end[1] != ' ')
+		return true;
+	return end[2] != 'R';
+}
+
+/*
  * Called with p->mu held, no GIL: one idle thread waits RESCUE_NS at a
  * time while requests run in place, and takes the loop over from one that
  * runs longer than that.
@@ -581,7 +622,9 @@ stand_by(struct nw_wsgi *s)
 	p->standby = false;
 	now = nw_engine_now_ns();
 	if (p->inplace && !p->rescued && !p->stopping &&
-	    now - p->inplace_since >= RESCUE_NS)
+	    now - p->inplace_since >= RESCUE_NS &&
+	    (now - p->inplace_since >= RESCUE_BUSY_NS ||
+		loop_thread_sleeps(p)))
 		rescue(s);
 }
 
