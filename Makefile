@@ -32,8 +32,9 @@ MASTER_OBJ := $(MASTER_SRC:.c=.o)
 SHIM_SRC   := $(wildcard worker-shim/src/*.c worker-shim/src/*/*.c)
 SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
-# The WebSocket core: SHA-1 and base64 from libcrypto, DEFLATE from zlib.
-SHIM_LIBS  := -lcrypto -lz
+# TLS from libssl (engine/tls.c); the WebSocket core: SHA-1 and base64 from
+# libcrypto, DEFLATE from zlib.
+SHIM_LIBS  := -lssl -lcrypto -lz
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
 # The worker's HTTP core and engine link without Python (tests/unit/test_shim_*).
