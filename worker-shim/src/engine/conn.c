@@ -447,6 +447,18 @@ nw_conn_error(struct nw_conn *c, int status)
 void
 nw_conn_log(struct nw_conn *c, int status, uint64_t sent)
 {
+	nw_conn_log_answer(c, status, sent, NULL, 0);
+}
+
+/*
+ * The same, with the answer's head ("HTTP/1.1 200 OK\r\nName: value\r\n
+ * ...") for the {header}o atoms; it is looked at only when the access log
+ * format has one.
+ */
+void
+nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
+    const char *head, size_t headlen)
+{
 	struct nw_engine *e = c->engine;
 	int64_t started_ns = c->started_ns;
 
@@ -464,6 +476,8 @@ nw_conn_log(struct nw_conn *c, int status, uint64_t sent)
 			.sent = sent,
 			.duration_us = started_ns > 0 ?
 			    (nw_engine_now_ns() - started_ns) / 1000 : 0,
+			.resp_head = head,
+			.resp_head_len = head != NULL ? headlen : 0,
 		};
 
 		nw_alogfmt_render(&e->alog, e->alogfmt, &entry);

@@ -360,6 +360,8 @@ int nw_conn_update_events(struct nw_conn *c);
 void nw_conn_body_timer(struct nw_conn *c);
 /* ...what a driver asks of the connection of its request */
 void nw_conn_log(struct nw_conn *c, int status, uint64_t sent);
+void nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
+    const char *head, size_t headlen);
 void nw_conn_response_done(struct nw_conn *c, bool close);
 void nw_conn_abort(struct nw_conn *c);
 void nw_conn_error(struct nw_conn *c, int status);

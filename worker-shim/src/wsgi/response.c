@@ -758,7 +758,8 @@ done:
 	if (sr != NULL)
 		((StartResponseObject *)sr)->ctx = NULL;
 	Py_XDECREF(env);
-	nw_conn_log(c, x.status, x.sent);
+	nw_conn_log_answer(c, x.status, x.sent,
+	    x.head_sent ? s->head.data : NULL, s->head.len);
 	if (rc == NW_HANDLED_KEEP && (x.close || x.failed))
 		rc = NW_HANDLED_CLOSE;
 	return rc;
