@@ -280,3 +280,50 @@ def test_asgi_http_scope_scheme_is_https(narwhal, pki):
     r = curl(pki, "-H", "Transfer-Encoding: chunked", "--data-binary",
              "y" * 70000, https(n, "/echo"))
     assert r.returncode == 0 and r.stdout == "y" * 70000, r.stderr
+
+
+def gunicorn_style_env(d):
+    env = {"XDG_RUNTIME_DIR": os.path.join(d, "xdg-run"),
+           "XDG_STATE_HOME": os.path.join(d, "xdg-state"),
+           "GUNICORN_CMD_ARGS": "", "PORT": "", "WEB_CONCURRENCY": ""}
+    os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+    return env
+
+
+def test_gunicorn_flags_and_gunicorn_conf_py(narwhal, pki):
+    """gunicorn's command line, then a gunicorn.conf.py, as they are
+    written for gunicorn: TLS with client certificates."""
+    d = narwhal.workdir()
+    app = os.path.join(d, "app")
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "apps",
+                                 "wsgi_basic"), app)
+    cert, key = live_files(pki, d)
+    ca = os.path.join(pki, "ca.pem")
+    client = ["--cert", os.path.join(pki, "client.pem"), "--key",
+              os.path.join(pki, "client.key")]
+    n = narwhal(use_config=False, cwd=app, process_env=gunicorn_style_env(d),
+                args=["--python", "/usr/bin/python3", "-b", "127.0.0.1:0",
+                      "--certfile", cert, "--keyfile", key, "--ca-certs", ca,
+                      "--cert-reqs", "2", "--do-handshake-on-connect",
+                      "--watch", "false", "app:application"])
+    assert n.find_logs(r"--do-handshake-on-connect: ignored: the handshake "
+                       r"always runs first")
+    assert curl(pki, https(n)).returncode != 0
+    r = curl(pki, *client, https(n))
+    assert r.returncode == 0 and r.stdout == "Hello, world!\n", r.stderr
+    n.stop()
+
+    with open(os.path.join(app, "gunicorn.conf.py"), "w") as f:
+        f.write("import ssl\nbind = '127.0.0.1:0'\nworkers = 1\n"
+                "wsgi_app = 'app:application'\nwatch = False\n"
+                "certfile = %r\nkeyfile = %r\nca_certs = %r\n"
+                "cert_reqs = ssl.CERT_REQUIRED\n"
+                "ciphers = 'ECDHE+AESGCM'\nsuppress_ragged_eofs = True\n"
+                % (cert, key, ca))
+    n = narwhal(use_config=False, cwd=app, process_env=gunicorn_style_env(d),
+                args=["--python", "/usr/bin/python3"])
+    assert curl(pki, https(n)).returncode != 0
+    r = curl(pki, *client, "--tls-max", "1.2", https(n, "/environ"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["wsgi.url_scheme"] == "https"
+    assert n.find_logs(r"gunicorn.conf.py:\d+: suppress_ragged_eofs: ignored")
