@@ -291,7 +291,8 @@ nw_conn_stop_idle(struct nw_conn *c)
 		return;
 	}
 	c->rpos = c->in.len = 0;
-	n = c->ssl != NULL ? nw_tls_read(c) : read(c->fd, c->in.data, c->in.cap);
+	n = c->ssl != NULL ? nw_tls_read(c)
+	                   : read(c->fd, c->in.data, c->in.cap);
 	if (n > 0) {
 		c->in.len = (size_t)n;
 		nw_timer_unlink(c);

@@ -32,8 +32,8 @@ ssl_reason(void)
 }
 
 static int
-setup_fail(SSL_CTX *ctx, char *why, size_t whylen, const char *key,
-    const char *path)
+setup_fail(
+    SSL_CTX *ctx, char *why, size_t whylen, const char *key, const char *path)
 {
 	snprintf(why, whylen, "%s %s: %s", key, path, ssl_reason());
 	ERR_clear_error();
@@ -60,14 +60,16 @@ nw_engine_tls_setup(struct nw_engine *e, char *why, size_t whylen)
 	if (cert == NULL || *cert == '\0')
 		return 0;
 	if (key == NULL || *key == '\0')
-		key = cert; /* Python's load_cert_chain: the key is in certfile */
+		key =
+		    cert; /* Python's load_cert_chain: the key is in certfile */
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
 		return setup_fail(NULL, why, whylen, "certfile", cert);
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* A write that waits retries from the output buffer, which moves as
 	 * it grows; a client may not renegotiate (a write never needs a
 	 * read); idle keep-alive connections give their buffers back. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	SSL_CTX_set_mode(ctx,
+	    SSL_MODE_ENABLE_PARTIAL_WRITE |
 	        SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	/* one read for what arrived, not two per record (see nw_tls_read) */
