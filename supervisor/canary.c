@@ -7,9 +7,9 @@
  * the rest of the new generation follows as in any reload.
  *
  * Both sides are counted from the canary's first heartbeat after it went
- * live: by then the worker has reported its answers to the master's own
- * health checks (a slow release's 503s among them), which are not traffic;
- * only the last one, which passed, may come later.
+ * live, so the old side's figures cover the same time. The master's own
+ * health checks (a slow release's 503s among them) are not traffic, and
+ * the workers do not count them at all.
  *
  * This file judges and holds the reload back; starting and stopping workers
  * stays in supervise.c and ending the reload in reload.c.

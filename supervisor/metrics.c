@@ -11,9 +11,8 @@
  *      s504=N lat=C0,...,C11 latsum_us=N ws=N
  *
  * Keys come in any order and unknown keys are ignored: room to grow.
- * `<served>` also counts the master's own health checks (on the private
- * socket); the status classes count public answers only, so when they are
- * there, a worker's requests are their sum.
+ * A worker counts only traffic: the master's own health checks and warm-up
+ * (on the private socket) are in neither `<served>` nor the classes.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -480,11 +480,11 @@ on_control_message(struct nw_master *m, struct nw_worker *w, char *msg)
 	}
 }
 
+/* Everything the worker has sent so far. */
 static void
-on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
+read_control(struct nw_master *m, struct nw_worker *w)
 {
-	struct nw_worker *w = container_of(io, struct nw_worker, control_io);
-	struct nw_master *m = ev_userdata(loop);
+	ev_io *io = &w->control_io;
 	char msg[512]; /* a heartbeat with every counter */
 	ssize_t n;
 
@@ -494,7 +494,7 @@ on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
 			return;
 		if (n <= 0) {
 			/* The worker is going; ev_child will tell how. */
-			ev_io_stop(loop, io);
+			ev_io_stop(m->loop, io);
 			return;
 		}
 		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
@@ -505,6 +505,13 @@ on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
 		if (w->control_fd < 0 || !ev_is_active(io))
 			return;
 	}
+}
+
+static void
+on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+	read_control(ev_userdata(loop),
+	    container_of(io, struct nw_worker, control_io));
 }
 
 static void
@@ -627,9 +634,21 @@ static void
 on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct nw_worker *w = container_of(t, struct nw_worker, watchdog);
+	struct nw_master *m = ev_userdata(loop);
 
 	ev_timer_stop(loop, t);
-	nw_worker_event(ev_userdata(loop), w, NW_EV_HANG, NULL);
+	/*
+	 * The master itself may have been busy past the deadline (a
+	 * gunicorn.conf.py or a git snapshot at reload) while the heartbeats
+	 * waited in the socket, and libev runs expired timers before the I/O
+	 * of the same pass: read them first. A heartbeat re-arms this timer.
+	 */
+	if (w->control_fd >= 0 && ev_is_active(&w->control_io)) {
+		read_control(m, w);
+		if (ev_is_active(t))
+			return;
+	}
+	nw_worker_event(m, w, NW_EV_HANG, NULL);
 }
 
 static void

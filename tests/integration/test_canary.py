@@ -162,9 +162,9 @@ def test_counts_match_exactly_across_a_recycle_and_a_reload(narwhal):
             "metrics_bind": "127.0.0.1:0", "metrics_interval": 0.2,
             "statsd_host": listener.address, "max_requests": 40,
             "workers": 2,
-            # no request of the master's own on the private socket (the
-            # workers may count those): only the test's requests
-            "warmup_path": ""})
+            # the master's own requests on the private socket (probes and
+            # the warm-up GET /) are not traffic: they are not counted
+            "ready_path": READY})
         where = metrics_address(n)
         sent = 0
         for i in range(150):

@@ -210,6 +210,32 @@ def test_conf_py_errors_and_reload_keeps_the_old_config(narwhal):
     assert len(n.worker_pids()) == 2
 
 
+def test_a_master_busy_reading_its_config_kills_no_worker(narwhal):
+    """A gunicorn.conf.py that takes longer than `timeout` to run on reload
+    holds the master's loop (a config is whole or refused before anything
+    else happens); the workers' heartbeats wait in their sockets meanwhile.
+    The master's silence is not the workers': none is killed as hung."""
+    d = narwhal.workdir()
+    app = copy_app("wsgi_basic", d)
+    conf = os.path.join(app, "gunicorn.conf.py")
+    base = ("bind = '127.0.0.1:0'\nworkers = 2\ntimeout = 2\n"
+            "wsgi_app = 'app:application'\n")
+    with open(conf, "w") as f:
+        f.write(base)
+    n = narwhal(use_config=False, args=NO_WATCH + ["-c", "gunicorn.conf.py"],
+                cwd=app, process_env=gunicorn_env(d))
+    n.wait_for_log(r"generation 1: live, 2 workers")
+    with open(conf, "w") as f:
+        f.write("import time\ntime.sleep(5)\n" + base)
+    mark = n.mark()
+    n.signal(signal.SIGHUP)
+    n.wait_live(gen=2, timeout=40)
+    n.wait_for_log(r"gen 1: exited", since=mark)
+    assert not n.find_logs(r"no heartbeat", since=mark), n.tail()
+    assert not n.find_logs(r"gen 1: exited .*signal", since=mark), n.tail()
+    assert n.get("/").status == 200
+
+
 def test_print_config_says_where_each_setting_came_from(narwhal):
     d = narwhal.workdir()
     app = copy_app("wsgi_basic", d)

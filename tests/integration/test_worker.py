@@ -26,6 +26,30 @@ def test_idle_keepalive_connection_is_closed(narwhal):
         s.close()
 
 
+def test_idle_workers_take_turns_at_new_connections(narwhal):
+    """A new connection goes to an idle worker, and idle workers take turns:
+    one registered first does not take them all (a canary started beside
+    the old workers must see its share)."""
+    n = narwhal(settings={"workers": 3})
+    live = n.worker_pids()
+    assert len(live) == 3, live
+    seen = {}
+    for _ in range(60):
+        s = socket.create_connection(n.addr, timeout=T(15))
+        try:
+            rd = HTTPReader(s)
+            for _ in range(2):
+                s.sendall(build_request("GET", "/pid"))
+                r = rd.read_response()
+                assert r.status == 200, r
+            pid = int(r.body)
+        finally:
+            s.close()
+        seen[pid] = seen.get(pid, 0) + 1
+    assert sorted(seen) == sorted(live), seen
+    assert min(seen.values()) >= 10, seen
+
+
 def test_keepalive_timeout_is_a_lingering_close(narwhal):
     """A request that races with the keep-alive timeout meets an EOF (which
     clients retry on a new connection), not a reset."""

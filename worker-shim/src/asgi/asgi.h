@@ -158,6 +158,8 @@ void nw_cycle_body(struct nw_cycle *cy, const char *p, size_t n, bool done);
 void nw_cycle_disconnected(struct nw_cycle *cy);
 void nw_cycle_detach(struct nw_cycle *cy);
 size_t nw_cycle_buffered(const struct nw_cycle *cy);
+/* the oldest receive() future (a new reference), or NULL */
+PyObject *nw_cycle_waiter_pop(struct nw_cycle *cy);
 
 /* send.c */
 PyObject *nw_cycle_send(PyObject *self, PyObject *msg);

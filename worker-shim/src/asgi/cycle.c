@@ -15,10 +15,7 @@
 
 struct nw_astr nw_str; /* interned by nw_cycle_init, from this table */
 
-static const struct {
-	PyObject **p;
-	const char *s;
-} interned[] = {
+static const struct nw_py_name interned[] = {
     {&nw_str.type, "type"},
     {&nw_str.http, "http"},
     {&nw_str.asgi, "asgi"},
@@ -439,12 +436,9 @@ int
 nw_cycle_init(PyObject *module)
 {
 	PyObject *types;
-	size_t i;
 
-	for (i = 0; i < sizeof interned / sizeof interned[0]; i++)
-		if ((*interned[i].p =
-		            PyUnicode_InternFromString(interned[i].s)) == NULL)
-			return -1;
+	if (NW_PY_INTERN(interned) < 0)
+		return -1;
 	if ((nw_str.empty = PyBytes_FromStringAndSize("", 0)) == NULL)
 		return -1;
 	if (nw_scope_init() < 0 || nw_wait_init() < 0 || nw_ws_init(module) < 0)

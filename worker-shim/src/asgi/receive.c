@@ -56,8 +56,8 @@ request_message(struct nw_cycle *cy)
 }
 
 /* Pops the oldest receive() future, or NULL. */
-static PyObject *
-waiter_pop(struct nw_cycle *cy)
+PyObject *
+nw_cycle_waiter_pop(struct nw_cycle *cy)
 {
 	PyObject *f;
 
@@ -77,7 +77,7 @@ wake_all_disconnected(struct nw_cycle *cy)
 {
 	PyObject *f;
 
-	while ((f = waiter_pop(cy)) != NULL) {
+	while ((f = nw_cycle_waiter_pop(cy)) != NULL) {
 		PyObject *msg = disconnect_message();
 
 		if (msg == NULL)
@@ -110,7 +110,7 @@ nw_cycle_body(struct nw_cycle *cy, const char *p, size_t n, bool done)
 	cy->body_done = done;
 	if (cy->body_final || (cy->body.len == 0 && !done))
 		return;
-	if ((f = waiter_pop(cy)) == NULL)
+	if ((f = nw_cycle_waiter_pop(cy)) == NULL)
 		return;
 	if ((msg = request_message(cy)) == NULL)
 		PyErr_WriteUnraisable(f);

@@ -285,22 +285,6 @@ send_body(struct nw_cycle *cy, const char *p, size_t n, bool more)
 }
 
 static PyObject *
-message_get(PyObject *msg, PyObject *key)
-{
-	PyObject *v;
-
-	if (PyDict_Check(msg)) {
-		v = PyDict_GetItemWithError(msg, key);
-		Py_XINCREF(v);
-		return v;
-	}
-	v = PyObject_GetItem(msg, key);
-	if (v == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-		PyErr_Clear();
-	return v;
-}
-
-static PyObject *
 runtime_error(const char *fmt, PyObject *type)
 {
 	PyErr_Format(PyExc_RuntimeError, fmt, type);
@@ -319,7 +303,7 @@ nw_cycle_send_start(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 		return runtime_error("Expected ASGI message "
 		                     "'http.response.body', but got %R.",
 		    type);
-	if ((status = message_get(msg, nw_str.status)) == NULL) {
+	if ((status = nw_py_item(msg, nw_str.status)) == NULL) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_ValueError,
 			    "http.response.start without a status");
@@ -343,7 +327,7 @@ nw_cycle_send_start(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 	    nw_buf_appendstr(&cy->head, reason) < 0 ||
 	    nw_buf_append(&cy->head, "\r\n", 2) < 0)
 		return PyErr_NoMemory();
-	headers = message_get(msg, nw_str.headers);
+	headers = nw_py_item(msg, nw_str.headers);
 	if (headers == NULL && PyErr_Occurred())
 		return NULL;
 	rc = nw_cycle_add_headers(cy, headers);
@@ -372,7 +356,7 @@ nw_cycle_send_body(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 		return runtime_error("Unexpected ASGI message %R sent, after "
 		                     "response already completed.",
 		    type);
-	if ((more_o = message_get(msg, nw_str.more_body)) == NULL) {
+	if ((more_o = nw_py_item(msg, nw_str.more_body)) == NULL) {
 		if (PyErr_Occurred())
 			return NULL;
 		more = 0;
@@ -382,7 +366,7 @@ nw_cycle_send_body(struct nw_cycle *cy, PyObject *msg, PyObject *type)
 		if (more < 0)
 			return NULL;
 	}
-	if ((body = message_get(msg, nw_str.body)) == NULL && PyErr_Occurred())
+	if ((body = nw_py_item(msg, nw_str.body)) == NULL && PyErr_Occurred())
 		return NULL;
 	if (body != NULL && body != Py_None) {
 		if (PyBytes_Check(body)) {
@@ -440,7 +424,7 @@ nw_cycle_send(PyObject *self, PyObject *msg)
 
 	if (cy->ws != NULL)
 		return nw_ws_send(cy, msg);
-	if ((type = message_get(msg, nw_str.type)) == NULL) {
+	if ((type = nw_py_item(msg, nw_str.type)) == NULL) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_ValueError,
 			    "an ASGI message needs a \"type\"");

@@ -17,10 +17,7 @@
 static PyObject *s_connect, *s_receive, *s_disconnect, *s_text, *s_bytes,
     *s_empty_str;
 
-static const struct {
-	PyObject **p;
-	const char *s;
-} ws_strings[] = {
+static const struct nw_py_name ws_strings[] = {
     {&s_connect, "websocket.connect"},
     {&s_receive, "websocket.receive"},
     {&s_disconnect, "websocket.disconnect"},
@@ -111,23 +108,6 @@ disconnect_message(struct nw_ws *ws)
 	return d;
 }
 
-/* Pops the oldest receive() future, or NULL. */
-static PyObject *
-waiter_pop(struct nw_cycle *cy)
-{
-	PyObject *f;
-
-	if (cy->waiters == NULL || PyList_Size(cy->waiters) == 0)
-		return NULL;
-	f = PyList_GetItem(cy->waiters, 0);
-	Py_INCREF(f);
-	if (PyList_SetSlice(cy->waiters, 0, 1, NULL) < 0) {
-		PyErr_Clear();
-		Py_CLEAR(cy->waiters);
-	}
-	return f;
-}
-
 /* A message for the app: to a waiting receive(), or into the queue. */
 static int
 deliver(struct nw_cycle *cy, PyObject *msg)
@@ -135,7 +115,7 @@ deliver(struct nw_cycle *cy, PyObject *msg)
 	struct nw_ws *ws = cy->ws;
 	PyObject *f;
 
-	if (ws->qlen == 0 && (f = waiter_pop(cy)) != NULL) {
+	if (ws->qlen == 0 && (f = nw_cycle_waiter_pop(cy)) != NULL) {
 		nw_future_resolve(f, msg);
 		Py_DECREF(f);
 		Py_DECREF(msg);
@@ -171,7 +151,7 @@ wake_closed(struct nw_cycle *cy)
 	struct nw_ws *ws = cy->ws;
 	PyObject *f;
 
-	while (ws->qlen == 0 && (f = waiter_pop(cy)) != NULL) {
+	while (ws->qlen == 0 && (f = nw_cycle_waiter_pop(cy)) != NULL) {
 		PyObject *msg = disconnect_message(ws);
 
 		if (msg == NULL)
@@ -515,11 +495,7 @@ nw_ws_stop(struct nw_asgi *s)
 int
 nw_ws_init(PyObject *module)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof ws_strings / sizeof ws_strings[0]; i++)
-		if ((*ws_strings[i].p = PyUnicode_InternFromString(
-		         ws_strings[i].s)) == NULL)
-			return -1;
+	if (NW_PY_INTERN(ws_strings) < 0)
+		return -1;
 	return nw_ws_app_init(module);
 }

@@ -23,10 +23,7 @@ static PyObject *s_websocket, *s_accept, *s_send, *s_close, *s_text, *s_bytes,
 static PyObject *extensions_value;   /* {"websocket.http.response": {}} */
 static PyObject *disconnected_error; /* _http.ClientDisconnected */
 
-static const struct {
-	PyObject **p;
-	const char *s;
-} ws_strings[] = {
+static const struct nw_py_name ws_strings[] = {
     {&s_websocket, "websocket"},
     {&s_accept, "websocket.accept"},
     {&s_send, "websocket.send"},
@@ -125,7 +122,7 @@ refuse(struct nw_conn *c, int status, const char *extra)
 	size_t body = answer_iov(
 	    NW_ASGI(c->engine), head, sizeof head, status, extra, iov);
 
-	nw_engine_count(c->engine, status, body, c->started_ns);
+	nw_conn_count(c, status, body);
 	nw_conn_refuse(c, iov, 3);
 }
 
@@ -327,22 +324,6 @@ closed_error(struct nw_ws *ws)
 	return NULL;
 }
 
-static PyObject *
-get(PyObject *msg, PyObject *key)
-{
-	PyObject *v;
-
-	if (PyDict_Check(msg)) {
-		v = PyDict_GetItemWithError(msg, key);
-		Py_XINCREF(v);
-		return v;
-	}
-	v = PyObject_GetItem(msg, key);
-	if (v == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-		PyErr_Clear();
-	return v;
-}
-
 /* 101 Switching Protocols, and the bytes are ours from now on. */
 static PyObject *
 send_accept(struct nw_cycle *cy, PyObject *msg)
@@ -367,7 +348,7 @@ send_accept(struct nw_cycle *cy, PyObject *msg)
 	    nw_buf_appendstr(&cy->head, ws->accept) < 0 ||
 	    nw_buf_append(&cy->head, "\r\n", 2) < 0)
 		return PyErr_NoMemory();
-	if ((sub = get(msg, s_subprotocol)) == NULL && PyErr_Occurred())
+	if ((sub = nw_py_item(msg, s_subprotocol)) == NULL && PyErr_Occurred())
 		return NULL;
 	if (sub != NULL && sub != Py_None) {
 		const char *p;
@@ -411,7 +392,7 @@ send_accept(struct nw_cycle *cy, PyObject *msg)
 	        nw_buf_appendstr(&cy->head, ws->ext) < 0 ||
 	        nw_buf_append(&cy->head, "\r\n", 2) < 0))
 		return PyErr_NoMemory();
-	if ((headers = get(msg, nw_str.headers)) == NULL && PyErr_Occurred())
+	if ((headers = nw_py_item(msg, nw_str.headers)) == NULL && PyErr_Occurred())
 		return NULL;
 	rc = nw_cycle_add_headers(cy, headers);
 	Py_XDECREF(headers);
@@ -504,7 +485,7 @@ send_close(struct nw_cycle *cy, PyObject *msg)
 	}
 	if (ws->state != WS_OPEN)
 		return nw_wait_none(); /* closing or closed already: no-op */
-	if ((code_o = get(msg, s_code)) == NULL && PyErr_Occurred())
+	if ((code_o = nw_py_item(msg, s_code)) == NULL && PyErr_Occurred())
 		return NULL;
 	if (code_o != NULL && code_o != Py_None) {
 		code = PyLong_AsLong(code_o);
@@ -517,7 +498,7 @@ send_close(struct nw_cycle *cy, PyObject *msg)
 	if (!nw_ws_close_code_valid((unsigned)code) || code < 1000)
 		return PyErr_Format(PyExc_ValueError,
 		    "websocket.close: invalid code %ld", code);
-	if ((reason_o = get(msg, s_reason)) == NULL && PyErr_Occurred())
+	if ((reason_o = nw_py_item(msg, s_reason)) == NULL && PyErr_Occurred())
 		return NULL;
 	if (reason_o != NULL && reason_o != Py_None) {
 		if (!PyUnicode_Check(reason_o) ||
@@ -553,7 +534,7 @@ send_data(struct nw_cycle *cy, PyObject *msg)
 		    "'websocket.close', but got 'websocket.send'.");
 	if (ws->state != WS_OPEN || cy->conn == NULL)
 		return closed_error(ws);
-	if ((text = get(msg, s_text)) == NULL && PyErr_Occurred())
+	if ((text = nw_py_item(msg, s_text)) == NULL && PyErr_Occurred())
 		return NULL;
 	if (text != NULL && text != Py_None) {
 		if (!PyUnicode_Check(text)) {
@@ -568,7 +549,7 @@ send_data(struct nw_cycle *cy, PyObject *msg)
 		op = NW_WS_OP_TEXT;
 	} else {
 		Py_XDECREF(text);
-		if ((bytes = get(msg, s_bytes)) == NULL && PyErr_Occurred())
+		if ((bytes = nw_py_item(msg, s_bytes)) == NULL && PyErr_Occurred())
 			return NULL;
 		if (bytes == NULL || bytes == Py_None) {
 			Py_XDECREF(bytes);
@@ -627,7 +608,7 @@ nw_ws_send(struct nw_cycle *cy, PyObject *msg)
 {
 	PyObject *type, *r;
 
-	if ((type = get(msg, nw_str.type)) == NULL) {
+	if ((type = nw_py_item(msg, nw_str.type)) == NULL) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_ValueError,
 			    "an ASGI message needs a \"type\"");
@@ -685,12 +666,8 @@ nw_ws_finish(struct nw_cycle *cy, bool raised)
 int
 nw_ws_app_init(PyObject *module)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof ws_strings / sizeof ws_strings[0]; i++)
-		if ((*ws_strings[i].p = PyUnicode_InternFromString(
-		         ws_strings[i].s)) == NULL)
-			return -1;
+	if (NW_PY_INTERN(ws_strings) < 0)
+		return -1;
 	extensions_value = Py_BuildValue("{s{}}", "websocket.http.response");
 	if (extensions_value == NULL)
 		return -1;

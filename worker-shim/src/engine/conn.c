@@ -305,6 +305,44 @@ nw_conn_stop_idle(struct nw_conn *c)
 	}
 }
 
+/*
+ * Answers on the private socket are the master's health checks and
+ * warm-up, not traffic: they count toward neither the metrics nor
+ * max_requests (a slow release's 503s to the probe would otherwise show as
+ * errors in every deploy's graphs).
+ */
+static bool
+is_traffic(const struct nw_conn *c)
+{
+	return c->listener == NULL || c->listener->public;
+}
+
+/* One answer, in the worker's counters if it was traffic. */
+void
+nw_conn_count(struct nw_conn *c, int status, uint64_t sent)
+{
+	if (is_traffic(c))
+		nw_engine_count(c->engine, status, sent, c->started_ns);
+}
+
+/* The answer finished a request: one more toward max_requests. */
+static void
+count_served(struct nw_conn *c)
+{
+	struct nw_engine *e = c->engine;
+
+	c->requests++;
+	e->answered_local |= c->local;
+	if (!is_traffic(c))
+		return;
+	e->counters.served++;
+	if (e->max_requests && e->counters.served >= e->max_requests &&
+	    !e->retired) {
+		e->retired = true;
+		nw_engine_control_send(e, "retire");
+	}
+}
+
 /* After an answer went out: the connection waits for, or has, the next. */
 void
 nw_conn_next(struct nw_conn *c)
@@ -335,16 +373,9 @@ nw_conn_response_done(struct nw_conn *c, bool close)
 {
 	struct nw_engine *e = c->engine;
 
-	e->counters.served++;
-	c->requests++;
-	e->answered_local |= c->local;
+	count_served(c);
 	/* the app may have run a while since the last event */
 	nw_clock_update(&e->clock);
-	if (e->max_requests && e->counters.served >= e->max_requests &&
-	    !e->retired) {
-		e->retired = true;
-		nw_engine_control_send(e, "retire");
-	}
 	if (c->body_ready > 0) {
 		/* answered before it took its body: the body goes */
 		char *p = c->in.data + c->rpos + c->req.head_len;
@@ -440,7 +471,7 @@ nw_conn_error(struct nw_conn *c, int status)
 
 	nw_clock_update(&e->clock);
 	len = nw_error_iov(status, &e->clock, iov);
-	nw_engine_count(e, status, len, c->started_ns);
+	nw_conn_count(c, status, len);
 	nw_conn_refuse(c, iov, 3);
 }
 
@@ -463,7 +494,7 @@ nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
 	struct nw_engine *e = c->engine;
 	int64_t started_ns = c->started_ns;
 
-	nw_engine_count(e, status, sent, c->started_ns);
+	nw_conn_count(c, status, sent);
 	c->started_ns = 0;
 	if (e->alog_fd < 0)
 		return;
@@ -509,17 +540,8 @@ nw_conn_send_continue(struct nw_conn *c)
 void
 nw_conn_upgrade(struct nw_conn *c)
 {
-	struct nw_engine *e = c->engine;
-
 	/* the upgrade answers the request: it counts toward max_requests */
-	e->counters.served++;
-	c->requests++;
-	e->answered_local |= c->local;
-	if (e->max_requests && e->counters.served >= e->max_requests &&
-	    !e->retired) {
-		e->retired = true;
-		nw_engine_control_send(e, "retire");
-	}
+	count_served(c);
 	c->rpos += c->req.head_len;
 	nw_request_reset(&c->req);
 	c->state = NW_CONN_UPGRADED;

@@ -359,6 +359,7 @@ void nw_conn_timed_out(struct nw_conn *c, int timer);
 int nw_conn_update_events(struct nw_conn *c);
 void nw_conn_body_timer(struct nw_conn *c);
 /* ...what a driver asks of the connection of its request */
+void nw_conn_count(struct nw_conn *c, int status, uint64_t sent);
 void nw_conn_log(struct nw_conn *c, int status, uint64_t sent);
 void nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
     const char *head, size_t headlen);

@@ -196,11 +196,28 @@ room_for_one(struct nw_engine *e, struct nw_listener *l)
 	return false;
 }
 
+/*
+ * An exclusive wake-up goes to the first idle worker in the socket's wait
+ * queue, and an epoll registration keeps its place there: the worker that
+ * registered first would take every connection while it is idle, and a
+ * canary started beside it would see almost none. After accepting, a
+ * worker moves to the back of the queue (a new registration), so idle
+ * workers take turns, as gunicorn's workers blocked in accept() do.
+ */
+static void
+listener_take_turns(struct nw_engine *e, struct nw_listener *l)
+{
+	if (!l->public || !e->exclusive || !l->registered)
+		return;
+	listener_register(e, l, false);
+	listener_register(e, l, true);
+}
+
 /* The listener is readable: take its connections, a batch at most. */
 void
 nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 {
-	int i;
+	int i, accepted = 0;
 
 	for (i = 0; i < e->accepts_per_wakeup && !e->halt; i++) {
 		struct sockaddr_storage peer;
@@ -209,7 +226,7 @@ nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 		int fd;
 
 		if (!room_for_one(e, l))
-			return;
+			break;
 		fd = nw_accept(l->fd, l->tcp, &peer, &plen);
 		if (fd == NW_ACCEPT_RETRY)
 			continue;
@@ -217,14 +234,15 @@ nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 			e->accept_paused_until = e->clock.mono_ms + 100;
 			nw_listeners_update(e);
 			nw_engine_arm(e);
-			return;
+			break;
 		}
 		if (fd < 0)
-			return;
+			break;
 		if ((c = conn_new(e, fd, l)) == NULL) {
 			close(fd);
-			return;
+			break;
 		}
+		accepted++;
 		memcpy(&c->peer, &peer, plen);
 		c->peerlen = plen;
 		nw_conn_describe_peer(c);
@@ -243,4 +261,6 @@ nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 			continue;
 		nw_conn_update_events(c);
 	}
+	if (accepted > 0)
+		listener_take_turns(e, l);
 }

@@ -36,6 +36,16 @@ int nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
 void nw_py_listeners_free(struct nw_engine *e);
 int nw_py_methods_init(void);
 
+/* names.c: interned strings, and one key of a message */
+struct nw_py_name {
+	PyObject **p;
+	const char *s;
+};
+int nw_py_intern(const struct nw_py_name *names, size_t n);
+#define NW_PY_INTERN(table) nw_py_intern(table, sizeof table / sizeof table[0])
+/* msg[key], a new reference; NULL with no error set when it is absent */
+PyObject *nw_py_item(PyObject *msg, PyObject *key);
+
 /*
  * Each driver's Python object is PyObject_HEAD and then its state, whose
  * first member is its engine: the methods both types share find it so.
