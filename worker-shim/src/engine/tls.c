@@ -176,7 +176,7 @@ plain_http(struct nw_conn *c, unsigned long err)
 	iov[0].iov_len = (size_t)n;
 	iov[1].iov_base = (void *)body;
 	iov[1].iov_len = sizeof body - 1;
-	nw_engine_count(c->engine, 400, (uint64_t)n + sizeof body - 1, 0);
+	nw_conn_count(c, 400, (uint64_t)n + sizeof body - 1);
 	nw_conn_refuse(c, iov, 2);
 	return true;
 }
