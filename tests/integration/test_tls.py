@@ -114,6 +114,8 @@ def test_curl_keepalive_post_chunked_and_https_scheme(narwhal, pki):
         assert r.stdout == f.read()
     # the health probe still passed over the private socket: plain HTTP
     assert n.find_logs(r"gen 1: live")
+    assert n.find_logs(r"tls: every bind speaks TLS, certificate "
+                       r"\S+/server.pem$")
 
 
 def test_client_certificates_required(narwhal, pki):
