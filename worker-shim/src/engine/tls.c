@@ -41,6 +41,20 @@ setup_fail(
 	return -1;
 }
 
+/* ALPN: HTTP/1.1 when the client offers it (curl and browsers offer h2
+ * first); no answer otherwise, and the client goes on with HTTP/1.1. */
+static int
+alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char h11[] = "\x08http/1.1";
+
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h11,
+	        sizeof h11 - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
 /*
  * The context every TLS connection of this worker shares, if the master
  * set NARWHAL_CERTFILE; the worker reads the files itself at boot, so a
@@ -76,6 +90,7 @@ nw_engine_tls_setup(struct nw_engine *e, char *why, size_t whylen)
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_session_id_context(
 	    ctx, (const unsigned char *)"narwhal", 7);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
 		return setup_fail(ctx, why, whylen, "certfile", cert);
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
