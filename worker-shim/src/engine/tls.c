@@ -221,9 +221,9 @@ ssl_failed(struct nw_conn *c, int rc)
 		return 0;
 	case SSL_ERROR_SYSCALL:
 		ERR_clear_error();
-		if (errno == 0 || errno == EAGAIN)
+		if (errno == 0)
 			return 0; /* EOF without close_notify */
-		return -1;
+		return -1; /* errno says what (EAGAIN: wait) */
 	default:
 		e = ERR_peek_error();
 		ERR_clear_error();
