@@ -21,7 +21,11 @@ counters reported every second), and runs wrk against them in turn,
 alternating, for --rounds rounds. The `ws` scenario is a WebSocket echo
 (tests/apps/hello/ws_echo.py) from narwhal, uvicorn and gunicorn +
 UvicornWorker, driven by tests/bench/wsbench.c (C, epoll): 64 connections,
-small messages, messages/s and p99. `make bench` runs these four; the
+small messages, messages/s and p99. The `tls` scenario serves hello world
+over TLS (keep-alive) from narwhal beside nginx terminating TLS with
+`return 200`, same certificate, each also in the clear, and reports the
+requests/s ratio and what TLS costs each in CPU per request. `make bench`
+runs these five; the
 others (reload under load, recycling under load) are functions of the same
 shape: run them with
 --scenario. Usage:
