@@ -10,7 +10,8 @@ PYTHON   ?= /usr/bin/python3
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-Iworker-shim/src
 ifeq ($(CI),true)
 CFLAGS   += -Werror
 endif
@@ -27,7 +28,10 @@ ifeq ($(CI),true)
 SHIM_CFLAGS += -Werror
 endif
 
-MASTER_SRC := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+# The master checks address lists (forwarded_allow_ips) with the workers'
+# own parser, so that what it accepts a worker does.
+MASTER_SRC := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c)) \
+	worker-shim/src/core/front.c
 MASTER_OBJ := $(MASTER_SRC:.c=.o)
 SHIM_SRC   := $(wildcard worker-shim/src/*.c worker-shim/src/*/*.c)
 SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
@@ -178,7 +182,7 @@ FUZZ_MASTER_BIN := $(filter tests/fuzz/bin/fuzz_config%,$(FUZZ_BIN))
 
 $(FUZZ_MASTER_BIN): tests/fuzz/bin/%: tests/fuzz/%.c $(MASTER_SRC) supervisor/*.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -Isupervisor -o $@ $< $(MASTER_SRC) $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Isupervisor -Iworker-shim/src -o $@ $< $(MASTER_SRC) $(LDLIBS)
 
 $(filter-out $(FUZZ_MASTER_BIN),$(FUZZ_BIN)): tests/fuzz/bin/%: tests/fuzz/%.c $(FUZZ_CORE) $(SHIM_HDR)
 	@mkdir -p $(@D)

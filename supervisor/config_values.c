@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "core/front.h"
 
 /* Larger timeouts are typos, and they would overflow milliseconds later. */
 #define SECONDS_MAX 1e9
@@ -247,55 +248,19 @@ nw_parse_bool(const char *s, int *out, char *why, size_t whylen)
 }
 
 /*
- * gunicorn's address lists: "*", or IPv4 and IPv6 addresses and networks
- * (10.0.0.0/8), comma-separated. Only checked here: the workers match.
+ * gunicorn's address lists: "*", "unix", or IPv4 and IPv6 addresses and
+ * networks (10.0.0.0/8), comma-separated. Checked here with the workers' own
+ * parser (core/front.c), so that what the master accepts a worker does.
  */
 int
 nw_parse_iplist(const char *s, char *why, size_t whylen)
 {
-	const char *p = s, *end;
-	unsigned char addr[16];
-	char buf[64], *slash, *tail;
-	size_t n;
-	long bits;
-	int v6;
+	struct nw_iplist l;
 
-	while (*p != '\0') {
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
-			break;
-		for (end = p; *end != '\0' && *end != ','; end++)
-			;
-		n = (size_t)(end - p);
-		while (n > 0 && isspace((unsigned char)p[n - 1]))
-			n--;
-		if ((n == 1 && *p == '*') || (n == 4 && !strncmp(p, "unix", 4))) {
-			p = end;
-			continue;
-		}
-		if (n >= sizeof(buf))
-			goto bad;
-		memcpy(buf, p, n);
-		buf[n] = '\0';
-		if ((slash = strchr(buf, '/')) != NULL)
-			*slash = '\0';
-		v6 = strchr(buf, ':') != NULL;
-		if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
-			goto bad;
-		if (slash != NULL) {
-			bits = strtol(slash + 1, &tail, 10);
-			if (slash[1] == '\0' || *tail != '\0' || bits < 0 ||
-			    bits > (v6 ? 128 : 32))
-				goto bad;
-		}
-		p = end;
-	}
+	if (nw_iplist_parse(&l, s, why, whylen) < 0)
+		return -1;
+	nw_iplist_free(&l);
 	return 0;
-bad:
-	snprintf(why, whylen, "'%.*s' is not an IP address, a network "
-	    "(10.0.0.0/8) or *", (int)n, p);
-	return -1;
 }
 
 /*

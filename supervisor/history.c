@@ -27,6 +27,22 @@ entry_free(struct nw_good_tree *e)
 	e->tree = e->link_target = NULL;
 }
 
+/* The newest entry; the oldest goes when the list is full. */
+static void
+append(struct nw_master *m, const char *tree, const char *link_target)
+{
+	if (m->ngood == NW_GOOD_KEEP) {
+		entry_free(&m->good[0]);
+		memmove(&m->good[0], &m->good[1],
+		    (NW_GOOD_KEEP - 1) * sizeof m->good[0]);
+		m->ngood--;
+	}
+	m->good[m->ngood].tree = nw_strdup(tree);
+	m->good[m->ngood].link_target =
+	    link_target ? nw_strdup(link_target) : NULL;
+	m->ngood++;
+}
+
 /* g went fully live (start-up or reload): it is the newest good tree. */
 void
 nw_history_push(struct nw_master *m, struct nw_generation *g)
@@ -46,16 +62,80 @@ nw_history_push(struct nw_master *m, struct nw_generation *g)
 						  : NULL;
 		return;
 	}
-	if (m->ngood == NW_GOOD_KEEP) {
-		entry_free(&m->good[0]);
-		memmove(&m->good[0], &m->good[1],
-		    (NW_GOOD_KEEP - 1) * sizeof m->good[0]);
-		m->ngood--;
+	append(m, g->tree, g->link_target);
+}
+
+/*
+ * <state_dir>/good-trees keeps the list across restarts, so that `narwhal
+ * rollback` after a `systemctl restart` still knows the tree before: one
+ * "tree<TAB>link target" a line, oldest first. A path holding a tab or a
+ * newline is left out (it could not be read back).
+ */
+static void
+history_path(const struct nw_master *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/good-trees", m->state_dir);
+}
+
+static int
+writable_path(const char *p)
+{
+	return p == NULL || strpbrk(p, "\t\n") == NULL;
+}
+
+void
+nw_history_save(struct nw_master *m)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 16];
+	FILE *f;
+	int i, ok;
+
+	history_path(m, path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if ((f = fopen(tmp, "w")) == NULL) {
+		nw_warn("cannot write %s: %s", tmp, strerror(errno));
+		return;
 	}
-	m->good[m->ngood].tree = nw_strdup(g->tree);
-	m->good[m->ngood].link_target =
-	    g->link_target ? nw_strdup(g->link_target) : NULL;
-	m->ngood++;
+	for (i = 0; i < m->ngood; i++) {
+		const struct nw_good_tree *e = &m->good[i];
+
+		if (writable_path(e->tree) && writable_path(e->link_target))
+			fprintf(f, "%s\t%s\n", e->tree,
+			    e->link_target ? e->link_target : "");
+	}
+	/* fsync before rename: after a crash, the old file or the new one. */
+	ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+	fclose(f);
+	if (!ok || rename(tmp, path) < 0) {
+		nw_warn("cannot write %s: %s", path, strerror(errno));
+		unlink(tmp);
+	}
+}
+
+/* At start-up, the list the last run left, without trees gone since. */
+void
+nw_history_load(struct nw_master *m)
+{
+	char path[PATH_MAX], line[2 * PATH_MAX + 4], *tab;
+	FILE *f;
+
+	history_path(m, path, sizeof path);
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	while (fgets(line, sizeof line, f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if ((tab = strchr(line, '\t')) == NULL)
+			continue;
+		*tab++ = '\0';
+		if (line[0] != '/' || access(line, R_OK | X_OK) < 0)
+			continue;
+		append(m, line, *tab ? tab : NULL);
+	}
+	fclose(f);
+	if (m->ngood > 0)
+		nw_info("rollback history: %d good tree%s from %s, newest %s",
+		    m->ngood, m->ngood == 1 ? "" : "s", path,
+		    m->good[m->ngood - 1].tree);
 }
 
 /* Points the chdir link at target, atomically (a new link renamed over). */

@@ -305,6 +305,7 @@ setup(struct nw_master *m, struct nw_config *config)
 	m->control_path = nw_config_control_path(config);
 	if (trust_dirs(m, config) < 0)
 		return -1;
+	nw_history_load(m);
 	if (nw_probe_init(m, config, err, sizeof err) < 0) {
 		nw_error("%s", err);
 		return -1;

@@ -501,6 +501,8 @@ void nw_canary_init(struct nw_master *m);
 
 /* history.c: the last good trees, `narwhal rollback` */
 void nw_history_push(struct nw_master *m, struct nw_generation *g);
+void nw_history_save(struct nw_master *m);
+void nw_history_load(struct nw_master *m);
 int nw_history_rollback(struct nw_master *m, char *why, size_t whylen);
 void nw_history_reload_finished(struct nw_master *m);
 void nw_history_free(struct nw_master *m);

@@ -155,6 +155,7 @@ nw_state_save_good(struct nw_master *m, struct nw_generation *g)
 		nw_warn("state dir %s: %s", m->state_dir, strerror(errno));
 		return;
 	}
+	nw_history_save(m);
 	state_path(m, path, sizeof path);
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	f = fopen(tmp, "w");

@@ -254,6 +254,30 @@ def test_rollback_command_goes_back_to_previous_tree(narwhal):
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
 
 
+def test_rollback_after_a_restart(narwhal):
+    """The good trees are kept in state_dir: after the master restarts (a
+    `systemctl restart`, a reboot), `narwhal rollback` still goes back."""
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2")
+    d.flip("v1")
+    state = os.path.join(d.root, "state")
+    n = start_master(narwhal, d, {"state_dir": state})
+    d.flip("v2")
+    assert reload_wait(n).returncode == 0
+    wait_settled(n, 2, 2)
+    assert n.stop() == 0
+    n = start_master(narwhal, d, {"state_dir": state})
+    n.wait_for_log(r"rollback history: 2 good trees from .*good-trees, "
+                   r"newest %s" % re.escape(d.tree("v2")))
+    assert n.get("/").body == b"v2\n"
+    r = rollback_cli(n)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    wait_settled(n, 2, 2)
+    assert d.link() == os.path.join("releases", "v1")
+    assert n.get("/").body == b"v1\n"
+
+
 def test_rollback_of_a_plain_directory_tree(narwhal, tmp_path):
     """No symlink: the previous tree is given to the reload directly."""
     d = Deploy(narwhal.workdir())

@@ -59,7 +59,7 @@ test_iplist(void)
 	ok(nw_iplist_parse(&l, "*", why, sizeof why) == 0 && l.any, "*");
 	nw_iplist_free(&l);
 	ok(nw_iplist_parse(&l, "1.2.3.4/33", why, sizeof why) < 0, "/33");
-	is_str(why, "'1.2.3.4/33' is not an IP address or network", "why");
+	is_str(why, "'1.2.3.4/33' is not an IP address, a network (10.0.0.0/8) or *", "why");
 	ok(nw_iplist_parse(&l, "example.com", why, sizeof why) < 0,
 	    "no names");
 }

@@ -85,7 +85,8 @@ nw_iplist_parse(struct nw_iplist *l, const char *s, char *why, size_t whylen)
 			l->nets = grown;
 			if (net_parse(p, len, &l->nets[l->n]) < 0) {
 				snprintf(why, whylen, "'%.*s' is not an IP "
-				    "address or network", (int)len, p);
+				    "address, a network (10.0.0.0/8) or *",
+				    (int)len, p);
 				goto fail;
 			}
 			l->n++;
