@@ -316,6 +316,32 @@ same(const char *a, const char *b)
 }
 
 /* Every reload ends here (control.c), whatever its outcome. */
+/*
+ * A reload that went live applies the new metrics_bind (a changed address
+ * is bound anew; one that cannot be bound leaves /metrics off, said in the
+ * log) and statsd_host and statsd_prefix (re-opened: pending counts are
+ * sent first).
+ */
+static void
+apply_sinks(struct nw_master *m, const struct nw_config *c)
+{
+	if (!same(c->metrics_bind, m->prom.bind)) {
+		nw_info("reload: metrics_bind %s -> %s",
+		    m->prom.bind ? m->prom.bind : "none",
+		    c->metrics_bind ? c->metrics_bind : "none");
+		nw_prometheus_close(m);
+		if (nw_prometheus_open(m) < 0)
+			nw_warn("/metrics is off until a reload with a "
+			    "metrics_bind that can be bound");
+	}
+	if (c->statsd_host != NULL || m->statsd.host != NULL) {
+		nw_statsd_close(m);
+		if (nw_statsd_open(m) < 0)
+			nw_warn("statsd is off until a reload with a "
+			    "statsd_host that resolves");
+	}
+}
+
 void
 nw_metrics_reload_finished(struct nw_master *m)
 {
@@ -337,14 +363,8 @@ nw_metrics_reload_finished(struct nw_master *m)
 	free(m->reload_tree);
 	m->reload_tree = NULL;
 	nw_canary_reload_finished(m);
-	/* Sockets opened at start-up stay: say so rather than ignore it. */
-	if (o == NW_RELOAD_OK &&
-	    (!same(c->metrics_bind, m->prom.bind) ||
-	    !same(c->statsd_host, m->statsd.host)))
-		nw_warn("metrics_bind and statsd_host change only with a "
-		    "restart; keeping %s and %s",
-		    m->prom.bind ? m->prom.bind : "none",
-		    m->statsd.host ? m->statsd.host : "none");
+	if (o == NW_RELOAD_OK)
+		apply_sinks(m, c);
 }
 
 double

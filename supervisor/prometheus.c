@@ -566,6 +566,8 @@ nw_prometheus_open(struct nw_master *m)
 	}
 	if (m->prom.fd < 0) {
 		nw_error("metrics_bind %s: %s", spec, strerror(errno));
+		free(m->prom.bind);
+		m->prom.bind = NULL;
 		return -1;
 	}
 	ev_io_init(&m->prom.accept_io, on_accept, m->prom.fd, EV_READ);
