@@ -321,7 +321,7 @@ struct nw_master {
 	int exit_status;
 
 	ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_ttin, sig_ttou,
-	    sig_usr1;
+	    sig_usr1, sig_usr2;
 	ev_prepare reconcile_prepare; /* reconcile once per loop iteration */
 	int dirty;                    /* something changed since */
 	unsigned requests;            /* from signals, see master.c */
