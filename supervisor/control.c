@@ -394,7 +394,7 @@ rollback_command(struct nw_master *m, struct nw_control_client *c, int wait)
 		c->waiting = 1;
 		c->wait_until = m->reloads_finished + 1;
 	}
-	if (nw_history_rollback(m, why, sizeof why) < 0) {
+	if (nw_history_rollback(m, "narwhal rollback", why, sizeof why) < 0) {
 		c->waiting = 0;
 		client_printf(c, "result: refused %s\n", why);
 		return 0;

@@ -360,6 +360,7 @@ teardown(struct nw_master *m)
 	nw_prometheus_close(m);
 	nw_statsd_close(m);
 	nw_history_free(m);
+	nw_postlive_free(m);
 	nw_watch_close(m);
 	nw_listen_close(m);
 	nw_probe_cleanup(m);
@@ -427,6 +428,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	nw_supervise_init(m);
 	nw_reload_init(m);
 	nw_canary_init(m);
+	nw_postlive_init(m);
 	nw_coldstart_init(m);
 	nw_sd_init(m);
 	nw_watch_init(m);

@@ -209,6 +209,7 @@ nw_metrics_heartbeat(struct nw_master *m, struct nw_worker *w,
 	w->websockets = ws;
 	nw_statsd_add(m, &delta);
 	nw_canary_heartbeat(m, w);
+	nw_postlive_heartbeat(m, w);
 }
 
 static enum nw_restart_cause
@@ -352,7 +353,8 @@ nw_metrics_reload_finished(struct nw_master *m)
 
 	m->metrics.reloads[o]++;
 	if (o == NW_RELOAD_OK && manual == 1)
-		m->metrics.rollbacks[NW_ROLLBACK_MANUAL]++;
+		m->metrics.rollbacks[m->metrics.rollback_watched
+			? NW_ROLLBACK_WATCH : NW_ROLLBACK_MANUAL]++;
 	else if (o == NW_RELOAD_ROLLED_BACK || o == NW_RELOAD_DEPENDENCY)
 		m->metrics.rollbacks[manual == 2 ? NW_ROLLBACK_MANUAL
 						 : NW_ROLLBACK_BOOT]++;
@@ -360,6 +362,7 @@ nw_metrics_reload_finished(struct nw_master *m)
 		m->metrics.rollbacks[NW_ROLLBACK_WATCH]++;
 	nw_history_reload_finished(m);
 	m->metrics.rollback_manual = 0;
+	m->metrics.rollback_watched = 0;
 	free(m->reload_tree);
 	m->reload_tree = NULL;
 	nw_canary_reload_finished(m);
