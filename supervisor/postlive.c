@@ -23,8 +23,10 @@ static void
 stop(struct nw_master *m)
 {
 	ev_timer_stop(m->loop, &m->postlive.window);
-	if (m->postlive.gen != NULL)
+	if (m->postlive.gen != NULL) {
 		nw_generation_release(m, m->postlive.gen);
+		nw_supervise_mark(m); /* systemd's STATUS= says it ended */
+	}
 	m->postlive.gen = NULL;
 }
 

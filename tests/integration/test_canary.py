@@ -215,7 +215,7 @@ def test_errors_after_the_switch_are_rolled_back(narwhal):
     d.make_release("v1")
     d.make_release("v2", "main_500")
     d.flip("v1")
-    n = start_master(narwhal, d, watched({"watch_window": 5}))
+    n = start_master(narwhal, d, watched({"watch_window": 10}))
     where = metrics_address(n)
     for _ in range(60):
         assert n.get("/").status == 200
@@ -224,8 +224,10 @@ def test_errors_after_the_switch_are_rolled_back(narwhal):
     r = reload_wait(n, timeout=60)
     assert r.returncode == 0, r
     assert "too little traffic to judge" in r.stdout, r
-    n.wait_for_log(r"generation 2: watching the whole generation for 5s "
+    n.wait_for_log(r"generation 2: watching the whole generation for 10s "
                    r"against generation 1's 5xx 0\.0%", since=mark)
+    after = status(n)["watch"]["after_switch"]
+    assert after["active"] is True and after["generation"] == 2, after
     with Client(n.addr) as client:
         n.wait_for_log(r"generation 2: worse than generation 1 after going "
                        r"live: 5xx 100\.0% .*; rolling back", since=mark)
