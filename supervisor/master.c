@@ -413,6 +413,11 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	    NW_VERSION, (int)getpid(), m->shim_dir);
 	nw_info("python: %s (%s)", config->python,
 	    config->python_why ? config->python_why : "configured");
+	if (config->certfile != NULL)
+		nw_info("tls: every bind speaks TLS, certificate %s%s",
+		    config->certfile, config->cert_reqs == 2 ? ", client "
+		    "certificates required" : config->cert_reqs == 1 ?
+		    ", client certificates verified when sent" : "");
 	for (size_t i = 0; i < config->nnotes; i++)
 		nw_warn("%s", config->notes[i]);
 	if (setup(m, config) < 0) {

@@ -36,6 +36,7 @@ struct child_plan {
 	char **argv;
 	char **envp;
 	size_t nenv;
+	size_t envcap;  /* slots in envp, the closing NULL's included */
 	int nfds;
 	int from[64];   /* our fds ... */
 	int to[64];     /* ... and where the worker finds them */
@@ -60,6 +61,21 @@ env_add(struct child_plan *p, const char *name, const char *value)
 	if (entry == NULL)
 		return;
 	snprintf(entry, len, "%s=%s", name, value);
+	/* The list grows with every setting a worker gets: never a fixed
+	 * number of slots (a 41st variable once overran them). */
+	if (p->nenv + 2 > p->envcap) {
+		size_t cap = p->envcap * 2 + 16;
+		char **grown = realloc(p->envp, cap * sizeof *grown);
+
+		if (grown == NULL) {
+			free(entry);
+			return;
+		}
+		memset(grown + p->envcap, 0,
+		    (cap - p->envcap) * sizeof *grown);
+		p->envp = grown;
+		p->envcap = cap;
+	}
 	p->envp[p->nenv++] = entry;
 }
 
@@ -157,7 +173,8 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 
 	while (environ[n] != NULL)
 		n++;
-	p->envp = nw_calloc(n + c->nenv + 40, sizeof *p->envp);
+	p->envcap = n + c->nenv + 48;
+	p->envp = nw_calloc(p->envcap, sizeof *p->envp);
 	for (i = 0; i < n; i++)
 		if (!env_is_private(environ[i]))
 			p->envp[p->nenv++] = nw_strdup(environ[i]);
@@ -245,6 +262,17 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_add(p, "NARWHAL_SECURE_SCHEME_HEADERS", c->secure_scheme_headers);
 	env_addf(p, "NARWHAL_PROXY_PROTOCOL", "%d", c->proxy_protocol);
 	env_add(p, "NARWHAL_PROXY_ALLOW_IPS", c->proxy_allow_ips);
+	if (c->certfile != NULL) {
+		/* the worker loads them at boot: a reload reads renewed ones */
+		env_add(p, "NARWHAL_CERTFILE", c->certfile);
+		env_add(p, "NARWHAL_KEYFILE",
+		    c->keyfile != NULL ? c->keyfile : c->certfile);
+		if (c->ca_certs != NULL)
+			env_add(p, "NARWHAL_CA_CERTS", c->ca_certs);
+		env_addf(p, "NARWHAL_CERT_REQS", "%d", c->cert_reqs);
+		if (c->ciphers != NULL)
+			env_add(p, "NARWHAL_CIPHERS", c->ciphers);
+	}
 	if (c->hooks != NULL && c->path_is_python) {
 		env_add(p, "NARWHAL_GUNICORN_CONF", c->path);
 		env_add(p, "NARWHAL_HOOKS", c->hooks);

@@ -162,7 +162,7 @@ send_data(struct nw_ctx *x, const char *p, size_t n)
 	}
 	if (cnt == 0)
 		return 0;
-	if (nw_writev_all(&s->writer, x->conn->fd, iov, cnt) < 0) {
+	if (nw_conn_writev_all(&s->writer, x->conn, iov, cnt) < 0) {
 		ctx_failed(x);
 		return -1;
 	}
@@ -183,14 +183,14 @@ send_end(struct nw_ctx *x)
 	if (!x->head_sent) {
 		if (head_finish(x, x->is_head ? -1 : 0) < 0)
 			return -1;
-		if (nw_send_all(&s->writer, x->conn->fd, s->head.data,
+		if (nw_conn_send_all(&s->writer, x->conn, s->head.data,
 		        s->head.len) < 0) {
 			ctx_failed(x);
 			return -1;
 		}
 		x->head_sent = true;
 	} else if (x->chunked) {
-		if (nw_send_all(&s->writer, x->conn->fd, "0\r\n\r\n", 5) < 0) {
+		if (nw_conn_send_all(&s->writer, x->conn, "0\r\n\r\n", 5) < 0) {
 			ctx_failed(x);
 			return -1;
 		}
@@ -489,7 +489,7 @@ app_error(struct nw_wsgi *s, struct nw_ctx *x)
 
 		x->status = 500;
 		x->head_sent = true;
-		if (nw_writev_all(&s->writer, c->fd, iov, 3) < 0)
+		if (nw_conn_writev_all(&s->writer, c, iov, 3) < 0)
 			PyErr_Clear();
 		else
 			x->sent = len;
@@ -508,6 +508,8 @@ send_file(struct nw_wsgi *s, struct nw_ctx *x, PyObject *wrapper)
 	long fd;
 	off_t off;
 
+	if (x->conn->ssl != NULL)
+		return 0; /* TLS: the file is read and encrypted as it goes */
 	if ((r = PyObject_CallMethod(filelike, "fileno", NULL)) == NULL) {
 		PyErr_Clear();
 		return 0;
@@ -615,10 +617,10 @@ send_list(struct nw_wsgi *s, struct nw_ctx *x, PyObject *list)
 	if (x->no_body)
 		cnt = 1;
 	/* close_result() does nothing for a list: the close comes next */
-	if (x->close)
+	if (x->close && x->conn->ssl == NULL)
 		rc = send_closing(s, x->conn->fd, iov, cnt);
 	else
-		rc = nw_writev_all(&s->writer, x->conn->fd, iov, cnt);
+		rc = nw_conn_writev_all(&s->writer, x->conn, iov, cnt);
 	if (rc < 0) {
 		ctx_failed(x);
 		return 1;
@@ -756,7 +758,8 @@ done:
 	if (sr != NULL)
 		((StartResponseObject *)sr)->ctx = NULL;
 	Py_XDECREF(env);
-	nw_conn_log(c, x.status, x.sent);
+	nw_conn_log_answer(c, x.status, x.sent,
+	    x.head_sent ? s->head.data : NULL, s->head.len);
 	if (rc == NW_HANDLED_KEEP && (x.close || x.failed))
 		rc = NW_HANDLED_CLOSE;
 	return rc;

@@ -230,7 +230,7 @@ environ_template(void *arg, struct nw_listener *l)
 	/* gunicorn: a Unix socket's path, and the scheme's port */
 	port = PyUnicode_FromFormat("%d", l->family == AF_UNIX ? 80 : l->port);
 	if (name != NULL && port != NULL)
-		l->tmpl = nw_wsgi_base_environ(arg, name, port);
+		l->tmpl = nw_wsgi_base_environ(arg, name, port, l->tls);
 	Py_XDECREF(name);
 	Py_XDECREF(port);
 	return l->tmpl ? 0 : -1;

@@ -72,8 +72,8 @@ void nw_wsgi_body_free(struct nw_wsgi *s, struct nw_wsgi_body *b);
 
 /* environ.c */
 int nw_wsgi_environ_init(void);
-PyObject *nw_wsgi_base_environ(
-    struct nw_wsgi *s, PyObject *server_name, PyObject *server_port);
+PyObject *nw_wsgi_base_environ(struct nw_wsgi *s, PyObject *server_name,
+    PyObject *server_port, bool tls);
 PyObject *nw_wsgi_environ(struct nw_wsgi *s, struct nw_conn *c,
     PyObject *input);
 
