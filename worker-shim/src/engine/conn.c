@@ -496,7 +496,8 @@ nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
 
 	nw_conn_count(c, status, sent);
 	c->started_ns = 0;
-	if (e->alog_fd < 0)
+	/* nor in the access log: a line per probe is not a visitor */
+	if (e->alog_fd < 0 || !is_traffic(c))
 		return;
 	if (e->alogfmt != NULL) {
 		struct nw_alog_entry entry = {
