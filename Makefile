@@ -36,8 +36,9 @@ MASTER_OBJ := $(MASTER_SRC:.c=.o)
 SHIM_SRC   := $(wildcard worker-shim/src/*.c worker-shim/src/*/*.c)
 SHIM_HDR   := $(wildcard worker-shim/src/*/*.h)
 SHIM_SO    := worker-shim/narwhal_worker/_http.abi3.so
-# The WebSocket core: SHA-1 and base64 from libcrypto, DEFLATE from zlib.
-SHIM_LIBS  := -lcrypto -lz
+# TLS from libssl (engine/tls.c); the WebSocket core: SHA-1 and base64 from
+# libcrypto, DEFLATE from zlib.
+SHIM_LIBS  := -lssl -lcrypto -lz
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:.c=)
 # The worker's HTTP core and engine link without Python (tests/unit/test_shim_*).
@@ -53,7 +54,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-venv python3-prometheus-client prometheus \
 	postgresql python3-psycopg2 python3-asyncpg git util-linux \
 	clang libclang-rt-14-dev libssl-dev zlib1g-dev python3-websockets \
-	python3-wsproto python3-gevent python3-eventlet
+	python3-wsproto nginx python3-gevent python3-eventlet
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel \
 	fuzz check-fuzz check-sanitize

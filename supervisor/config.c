@@ -58,6 +58,7 @@ enum kind {
 	K_IPLIST,    /* "127.0.0.1,::1,10.0.0.0/8", or "*" */
 	K_PROXYPROTO,
 	K_ALOGFMT,   /* gunicorn's %(atom)s, or "json" */
+	K_CERTREQS,  /* 0, 1, 2: none, optional, required */
 };
 
 struct key {
@@ -130,6 +131,11 @@ static const struct key keys[] = {
 	{ "secure_scheme_headers", K_STRING, F(secure_scheme_headers), 0, 0 },
 	{ "proxy_protocol", K_PROXYPROTO, F(proxy_protocol), 0, 0 },
 	{ "proxy_allow_ips", K_IPLIST, F(proxy_allow_ips), 0, 0 },
+	{ "certfile", K_PATH, F(certfile), 0, 0 },
+	{ "keyfile", K_PATH, F(keyfile), 0, 0 },
+	{ "ca_certs", K_PATH, F(ca_certs), 0, 0 },
+	{ "cert_reqs", K_CERTREQS, F(cert_reqs), 0, 0 },
+	{ "ciphers", K_STRING, F(ciphers), 0, 0 },
 	{ "pidfile", K_PATH, F(pidfile), 0, 0 },
 	{ "user", K_NAME, F(user), 0, 0 },
 	{ "group", K_NAME, F(group), 0, 0 },
@@ -567,6 +573,8 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		break;
 	case K_PROXYPROTO:
 		return nw_parse_proxy_protocol(value, field, why, whylen);
+	case K_CERTREQS:
+		return nw_parse_cert_reqs(value, field, why, whylen);
 	}
 	/* The string kinds that fall through here just stored a copy. */
 	if (*(char **)field == NULL)
@@ -1221,6 +1229,35 @@ check_binds(struct load *ld)
 	}
 }
 
+/*
+ * TLS: the files load (tls.c), and what needs a certificate has one. A
+ * reload with a broken file is refused here, so the old workers serve on.
+ */
+static void
+check_tls(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	const char *key, *without = c->keyfile != NULL ? "keyfile"
+	    : c->ca_certs != NULL ? "ca_certs" : c->ciphers != NULL ? "ciphers"
+	    : c->cert_reqs != 0 ? "cert_reqs" : NULL;
+	char why[1024];
+
+	if (c->certfile == NULL) {
+		if (without != NULL)
+			load_fail(ld, origin_of(ld, without), without,
+			    "TLS needs certfile too (the server's certificate)");
+		return;
+	}
+	if (c->cert_reqs > 0 && c->ca_certs == NULL) {
+		load_fail(ld, origin_of(ld, "cert_reqs"), "cert_reqs",
+		    "%d asks clients for certificates: set ca_certs to the "
+		    "CAs that sign them", c->cert_reqs);
+		return;
+	}
+	if (nw_tls_check(c, &key, why, sizeof why) < 0)
+		load_fail(ld, origin_of(ld, key), key, "%s", why);
+}
+
 /* base/a/b/c as a module: c.py, c/ (a package), or a compiled one. */
 static int
 module_exists(const char *base, const char *dotted, size_t len)
@@ -1346,6 +1383,7 @@ finish(struct load *ld, int lenient)
 	}
 	check_accounts(ld);
 	check_binds(ld);
+	check_tls(ld);
 	if (!ld->failed)
 		check_app_shape(ld);
 	if (c->timeout == 0)
@@ -1555,6 +1593,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 		    "symlink", out);
 		break;
 	case K_INT:
+	case K_CERTREQS:
 	case K_PROXYPROTO:
 	case K_BOOL:
 		if (k->kind == K_PROXYPROTO)
@@ -1703,6 +1742,10 @@ nw_config_free(struct nw_config *c)
 	free(c->forwarded_allow_ips);
 	free(c->secure_scheme_headers);
 	free(c->proxy_allow_ips);
+	free(c->certfile);
+	free(c->keyfile);
+	free(c->ca_certs);
+	free(c->ciphers);
 	nw_strv_free(c->notes);
 	free(c->chdir);
 	nw_strv_free(c->pythonpath);

@@ -138,6 +138,13 @@ struct nw_config {
 	int proxy_protocol;         /* 0 off, 1 v1, 2 v2, 3 either */
 	char *proxy_allow_ips;      /* peers that may send a PROXY header */
 
+	char *certfile;             /* TLS on the public sockets; NULL: off */
+	char *keyfile;              /* NULL: the key is in certfile */
+	char *ca_certs;             /* CAs of client certificates; NULL: none */
+	int cert_reqs;              /* client certificates: 0 none, 1 optional,
+				     * 2 required (gunicorn's ssl.CERT_*) */
+	char *ciphers;              /* OpenSSL's list; NULL: its default */
+
 	char *pidfile;
 	char *user;
 	char *group;

@@ -13,9 +13,9 @@
 
 #define NOPRELOAD "narwhal never preloads, by design: every worker imports " \
 	"the app itself, so that a reload reads the new code"
-#define NOTLS "TLS is not built in yet: terminate TLS in nginx (or another " \
-	"proxy) in front of narwhal; serving plain HTTP where TLS was " \
-	"asked for would be unsafe"
+#define NOSSLCTX "narwhal's TLS is OpenSSL in C, not Python's ssl module: " \
+	"set certfile, keyfile, ca_certs, cert_reqs and ciphers instead; " \
+	"ignoring the context would be unsafe"
 #define STRICT "narwhal's HTTP parser is strict and has no switch for this"
 #define NOLOGCFG "narwhal logs to errorlog and accesslog; the app's own " \
 	"Python logging is the app's"
@@ -171,17 +171,20 @@ static const struct nw_gunicorn table[] = {
 	{ "default_proc_name", NULL, 0, NW_GU_NOOP, NULL,
 	    "processes show as narwhal and python -m narwhal_worker" },
 	/* SSL */
-	{ "keyfile", "--keyfile", 0, NW_GU_REFUSED, NULL, NOTLS },
-	{ "certfile", "--certfile", 0, NW_GU_REFUSED, NULL, NOTLS },
+	{ "keyfile", "--keyfile", 0, NW_GU_KEY, "keyfile", NULL },
+	{ "certfile", "--certfile", 0, NW_GU_KEY, "certfile", NULL },
 	{ "ssl_version", "--ssl-version", 0, NW_GU_NOOP, NULL,
-	    "no TLS yet" },
-	{ "cert_reqs", "--cert-reqs", 0, NW_GU_REFUSED, NULL, NOTLS },
-	{ "ca_certs", "--ca-certs", 0, NW_GU_REFUSED, NULL, NOTLS },
+	    "narwhal negotiates TLS 1.2 or 1.3 with every client, never an "
+	    "older version" },
+	{ "cert_reqs", "--cert-reqs", 0, NW_GU_KEY, "cert_reqs", NULL },
+	{ "ca_certs", "--ca-certs", 0, NW_GU_KEY, "ca_certs", NULL },
 	{ "suppress_ragged_eofs", "--suppress-ragged-eofs", 1, NW_GU_NOOP,
-	    NULL, "no TLS yet" },
+	    NULL, "always on: an EOF without close_notify ends the connection "
+	    "as a TCP EOF does (a body cut short is never taken for whole)" },
 	{ "do_handshake_on_connect", "--do-handshake-on-connect", 1,
-	    NW_GU_NOOP, NULL, "no TLS yet" },
-	{ "ciphers", "--ciphers", 0, NW_GU_REFUSED, NULL, NOTLS },
+	    NW_GU_NOOP, NULL, "the handshake always runs first, without "
+	    "blocking, in the worker's event loop" },
+	{ "ciphers", "--ciphers", 0, NW_GU_KEY, "ciphers", NULL },
 	/* HTTP/2 */
 	{ "http_protocols", "--http-protocols", 0, NW_GU_NOOP, NULL, NOH2 },
 	{ "http2_cleartext", "--http2-cleartext", 0, NW_GU_NOOP, NULL, NOH2 },
@@ -228,7 +231,7 @@ static const struct nw_gunicorn table[] = {
 	{ "worker_exit", NULL, 0, NW_GU_HOOK, "worker", NULL },
 	{ "nworkers_changed", NULL, 0, NW_GU_HOOK, "master", NULL },
 	{ "on_exit", NULL, 0, NW_GU_HOOK, "master", NULL },
-	{ "ssl_context", NULL, 0, NW_GU_REFUSED, NULL, NOTLS },
+	{ "ssl_context", NULL, 0, NW_GU_REFUSED, NULL, NOSSLCTX },
 	{ "on_dirty_starting", NULL, 0, NW_GU_NOOP, NULL, NODIRTY },
 	{ "dirty_post_fork", NULL, 0, NW_GU_NOOP, NULL, NODIRTY },
 	{ "dirty_worker_init", NULL, 0, NW_GU_NOOP, NULL, NODIRTY },

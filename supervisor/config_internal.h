@@ -101,6 +101,11 @@ int nw_parse_iplist(const char *s, char *why, size_t whylen);
 int nw_parse_alogfmt(const char *s, char *why, size_t whylen);
 int nw_parse_proxy_protocol(const char *s, int *out, char *why,
     size_t whylen);
+int nw_parse_cert_reqs(const char *s, int *out, char *why, size_t whylen);
+
+/* tls.c: the TLS files, loaded as the workers will (dlopen'd libssl) */
+int nw_tls_check(const struct nw_config *c, const char **key, char *why,
+    size_t whylen);
 int nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
     size_t whylen);
 int nw_parse_app(const char *s, char **out, char *why, size_t whylen);

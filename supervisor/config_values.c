@@ -331,6 +331,31 @@ nw_parse_proxy_protocol(const char *s, int *out, char *why, size_t whylen)
 	return -1;
 }
 
+/*
+ * gunicorn's cert_reqs: ssl.CERT_NONE (0), CERT_OPTIONAL (1), CERT_REQUIRED
+ * (2), as the number, the name, or as a gunicorn.conf.py prints the enum.
+ */
+int
+nw_parse_cert_reqs(const char *s, int *out, char *why, size_t whylen)
+{
+	static const char *const names[] = { "none", "optional", "required" };
+	const char *p = s;
+
+	if (strncmp(p, "VerifyMode.", 11) == 0)
+		p += 11;
+	if (strncasecmp(p, "CERT_", 5) == 0)
+		p += 5;
+	for (int i = 0; i < 3; i++)
+		if (strcasecmp(p, names[i]) == 0 ||
+		    (p[0] == '0' + i && p[1] == '\0')) {
+			*out = i;
+			return 0;
+		}
+	snprintf(why, whylen, "'%s' is not one of 0 (none), 1 (optional), "
+	    "2 (required)", s);
+	return -1;
+}
+
 int
 nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
     size_t whylen)

@@ -288,8 +288,13 @@ metrics_json(struct nw_master *m, struct nw_control_client *c)
 	    m->metrics.rollbacks[NW_ROLLBACK_MANUAL]);
 	json_string(verdict, sizeof verdict, m->canary.verdict);
 	client_printf(c, ", \"watch\": {\"active\": %s, \"generation\": %u, "
-	    "\"verdict\": %s}", nw_canary_active(m) ? "true" : "false",
+	    "\"verdict\": %s", nw_canary_active(m) ? "true" : "false",
 	    m->canary.gen ? m->canary.gen->id : 0, verdict);
+	json_string(verdict, sizeof verdict, m->postlive.verdict);
+	client_printf(c, ", \"after_switch\": {\"active\": %s, "
+	    "\"generation\": %u, \"verdict\": %s}}",
+	    nw_postlive_active(m) ? "true" : "false",
+	    m->postlive.gen ? m->postlive.gen->id : 0, verdict);
 	client_printf(c, ", \"generations\": [");
 	TAILQ_FOREACH(g, &m->generations, entry) {
 		json_string(tree, sizeof tree, g->tree);
@@ -394,7 +399,7 @@ rollback_command(struct nw_master *m, struct nw_control_client *c, int wait)
 		c->waiting = 1;
 		c->wait_until = m->reloads_finished + 1;
 	}
-	if (nw_history_rollback(m, why, sizeof why) < 0) {
+	if (nw_history_rollback(m, "narwhal rollback", why, sizeof why) < 0) {
 		c->waiting = 0;
 		client_printf(c, "result: refused %s\n", why);
 		return 0;

@@ -161,7 +161,8 @@ point_link(const char *link, const char *target, char *why, size_t whylen)
  * (nothing changed). A reload running now is the caller's business.
  */
 int
-nw_history_rollback(struct nw_master *m, char *why, size_t whylen)
+nw_history_rollback(struct nw_master *m, const char *cause, char *why,
+    size_t whylen)
 {
 	const struct nw_config *c = m->current->config;
 	const struct nw_good_tree *prev;
@@ -204,7 +205,7 @@ nw_history_rollback(struct nw_master *m, char *why, size_t whylen)
 	nw_info("rollback: going back from %s to %s", m->current->tree,
 	    prev->tree);
 	m->metrics.rollback_manual = 1;
-	nw_reload_request(m, "narwhal rollback");
+	nw_reload_request(m, cause);
 	return 0;
 }
 

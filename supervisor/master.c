@@ -27,6 +27,7 @@ enum {
 	REQ_MORE_WORKERS = 1 << 3,
 	REQ_FEWER_WORKERS = 1 << 4,
 	REQ_REOPEN_LOGS = 1 << 5,
+	REQ_UPGRADE = 1 << 6,
 };
 
 /* Extra time past graceful_timeout before the master stops waiting. */
@@ -65,6 +66,9 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 		break;
 	case SIGUSR1:
 		request(m, REQ_REOPEN_LOGS);
+		break;
+	case SIGUSR2:
+		request(m, REQ_UPGRADE);
 		break;
 	}
 }
@@ -156,8 +160,20 @@ handle_requests(struct nw_master *m)
 		}
 		m->target = target;
 	}
+	/*
+	 * gunicorn's binary upgrade (USR2, then QUIT to the pid it moved to
+	 * <pidfile>.oldbin) starts a second master. Here one master reloads
+	 * in place, which is what a deploy script sending it wants; no
+	 * .oldbin is written, so its QUIT finds no old master to stop.
+	 * Unhandled, USR2 would have killed the master.
+	 */
+	if (req & REQ_UPGRADE)
+		nw_warn("SIGUSR2 (gunicorn's binary upgrade): reloading in "
+			"place; no second master, no .oldbin pidfile");
 	if (req & REQ_RELOAD)
 		nw_reload_request(m, "SIGHUP");
+	else if (req & REQ_UPGRADE)
+		nw_reload_request(m, "SIGUSR2");
 }
 
 static void
@@ -181,7 +197,7 @@ watch_signals(struct nw_master *m)
 		{ &m->sig_hup, SIGHUP },   { &m->sig_term, SIGTERM },
 		{ &m->sig_int, SIGINT },   { &m->sig_quit, SIGQUIT },
 		{ &m->sig_ttin, SIGTTIN }, { &m->sig_ttou, SIGTTOU },
-		{ &m->sig_usr1, SIGUSR1 },
+		{ &m->sig_usr1, SIGUSR1 }, { &m->sig_usr2, SIGUSR2 },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
@@ -344,6 +360,7 @@ teardown(struct nw_master *m)
 	nw_prometheus_close(m);
 	nw_statsd_close(m);
 	nw_history_free(m);
+	nw_postlive_free(m);
 	nw_watch_close(m);
 	nw_listen_close(m);
 	nw_probe_cleanup(m);
@@ -396,6 +413,11 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	    NW_VERSION, (int)getpid(), m->shim_dir);
 	nw_info("python: %s (%s)", config->python,
 	    config->python_why ? config->python_why : "configured");
+	if (config->certfile != NULL)
+		nw_info("tls: every bind speaks TLS, certificate %s%s",
+		    config->certfile, config->cert_reqs == 2 ? ", client "
+		    "certificates required" : config->cert_reqs == 1 ?
+		    ", client certificates verified when sent" : "");
 	for (size_t i = 0; i < config->nnotes; i++)
 		nw_warn("%s", config->notes[i]);
 	if (setup(m, config) < 0) {
@@ -411,6 +433,7 @@ nw_master_run(int argc, char **argv, struct nw_config *config)
 	nw_supervise_init(m);
 	nw_reload_init(m);
 	nw_canary_init(m);
+	nw_postlive_init(m);
 	nw_coldstart_init(m);
 	nw_sd_init(m);
 	nw_watch_init(m);

@@ -226,6 +226,7 @@ struct nw_metrics {
 	unsigned long long reloads[NW_RELOAD_OUTCOMES];
 	unsigned long long rollbacks[NW_ROLLBACK_TRIGGERS];
 	int rollback_manual;         /* the running reload is a rollback */
+	int rollback_watched;        /* ... asked for by postlive.c */
 };
 
 struct nw_metrics_client;
@@ -250,6 +251,16 @@ struct nw_statsd {
 	struct nw_counters pending;  /* deltas not sent yet */
 	ev_timer flush;              /* every metrics_interval */
 	unsigned long long dropped;  /* datagrams the kernel refused */
+};
+
+/* The whole new generation, watched for a window after the switch. */
+struct nw_postlive {
+	struct nw_generation *gen;   /* held while watched; NULL when not */
+	unsigned old_id;             /* the generation it replaced */
+	struct nw_counters old;      /* that one's last window */
+	struct nw_counters base;     /* gen's totals at the switch */
+	ev_timer window;             /* watch_window from the switch */
+	char verdict[256];           /* the last judgement, for the log */
 };
 
 /* The watch after go-live: one canary of the new generation, judged. */
@@ -326,7 +337,7 @@ struct nw_master {
 	int exit_status;
 
 	ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_ttin, sig_ttou,
-	    sig_usr1;
+	    sig_usr1, sig_usr2;
 	ev_prepare reconcile_prepare; /* reconcile once per loop iteration */
 	int dirty;                    /* something changed since */
 	unsigned requests;            /* from signals, see master.c */
@@ -350,6 +361,7 @@ struct nw_master {
 	struct nw_prometheus prom;     /* metrics_bind, see prometheus.c */
 	struct nw_statsd statsd;       /* statsd_host, see statsd.c */
 	struct nw_canary canary;       /* the watch after go-live, canary.c */
+	struct nw_postlive postlive;   /* ...and after the switch, postlive.c */
 	struct nw_good_tree good[NW_GOOD_KEEP]; /* oldest first */
 	int ngood;                     /* entries used in good[] */
 	char *reload_tree;             /* next reload's tree, not chdir's */
@@ -504,11 +516,19 @@ void nw_canary_reload_finished(struct nw_master *m);
 int nw_canary_active(struct nw_master *m);
 void nw_canary_init(struct nw_master *m);
 
+/* postlive.c: the whole generation, after the switch */
+void nw_postlive_start(struct nw_master *m, struct nw_generation *g);
+void nw_postlive_heartbeat(struct nw_master *m, struct nw_worker *w);
+int nw_postlive_active(const struct nw_master *m);
+void nw_postlive_init(struct nw_master *m);
+void nw_postlive_free(struct nw_master *m);
+
 /* history.c: the last good trees, `narwhal rollback` */
 void nw_history_push(struct nw_master *m, struct nw_generation *g);
 void nw_history_save(struct nw_master *m);
 void nw_history_load(struct nw_master *m);
-int nw_history_rollback(struct nw_master *m, char *why, size_t whylen);
+int nw_history_rollback(struct nw_master *m, const char *cause, char *why,
+    size_t whylen);
 void nw_history_reload_finished(struct nw_master *m);
 void nw_history_free(struct nw_master *m);
 /* hooks.c: gunicorn's master-side server hooks, in a helper process */

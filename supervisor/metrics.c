@@ -209,6 +209,7 @@ nw_metrics_heartbeat(struct nw_master *m, struct nw_worker *w,
 	w->websockets = ws;
 	nw_statsd_add(m, &delta);
 	nw_canary_heartbeat(m, w);
+	nw_postlive_heartbeat(m, w);
 }
 
 static enum nw_restart_cause
@@ -316,6 +317,32 @@ same(const char *a, const char *b)
 }
 
 /* Every reload ends here (control.c), whatever its outcome. */
+/*
+ * A reload that went live applies the new metrics_bind (a changed address
+ * is bound anew; one that cannot be bound leaves /metrics off, said in the
+ * log) and statsd_host and statsd_prefix (re-opened: pending counts are
+ * sent first).
+ */
+static void
+apply_sinks(struct nw_master *m, const struct nw_config *c)
+{
+	if (!same(c->metrics_bind, m->prom.bind)) {
+		nw_info("reload: metrics_bind %s -> %s",
+		    m->prom.bind ? m->prom.bind : "none",
+		    c->metrics_bind ? c->metrics_bind : "none");
+		nw_prometheus_close(m);
+		if (nw_prometheus_open(m) < 0)
+			nw_warn("/metrics is off until a reload with a "
+			    "metrics_bind that can be bound");
+	}
+	if (c->statsd_host != NULL || m->statsd.host != NULL) {
+		nw_statsd_close(m);
+		if (nw_statsd_open(m) < 0)
+			nw_warn("statsd is off until a reload with a "
+			    "statsd_host that resolves");
+	}
+}
+
 void
 nw_metrics_reload_finished(struct nw_master *m)
 {
@@ -326,7 +353,8 @@ nw_metrics_reload_finished(struct nw_master *m)
 
 	m->metrics.reloads[o]++;
 	if (o == NW_RELOAD_OK && manual == 1)
-		m->metrics.rollbacks[NW_ROLLBACK_MANUAL]++;
+		m->metrics.rollbacks[m->metrics.rollback_watched
+			? NW_ROLLBACK_WATCH : NW_ROLLBACK_MANUAL]++;
 	else if (o == NW_RELOAD_ROLLED_BACK || o == NW_RELOAD_DEPENDENCY)
 		m->metrics.rollbacks[manual == 2 ? NW_ROLLBACK_MANUAL
 						 : NW_ROLLBACK_BOOT]++;
@@ -334,17 +362,12 @@ nw_metrics_reload_finished(struct nw_master *m)
 		m->metrics.rollbacks[NW_ROLLBACK_WATCH]++;
 	nw_history_reload_finished(m);
 	m->metrics.rollback_manual = 0;
+	m->metrics.rollback_watched = 0;
 	free(m->reload_tree);
 	m->reload_tree = NULL;
 	nw_canary_reload_finished(m);
-	/* Sockets opened at start-up stay: say so rather than ignore it. */
-	if (o == NW_RELOAD_OK &&
-	    (!same(c->metrics_bind, m->prom.bind) ||
-	    !same(c->statsd_host, m->statsd.host)))
-		nw_warn("metrics_bind and statsd_host change only with a "
-		    "restart; keeping %s and %s",
-		    m->prom.bind ? m->prom.bind : "none",
-		    m->statsd.host ? m->statsd.host : "none");
+	if (o == NW_RELOAD_OK)
+		apply_sinks(m, c);
 }
 
 double

@@ -307,8 +307,10 @@ nw_prometheus_render(struct nw_master *m, size_t *len)
 	put(&t, "narwhal_rollbacks_total{trigger=\"manual\"} %llu\n",
 	    m->metrics.rollbacks[NW_ROLLBACK_MANUAL]);
 	head(&t, "narwhal_watch_active", "gauge",
-	    "1 while a canary of a new generation is being watched.");
-	put(&t, "narwhal_watch_active %d\n", nw_canary_active(m));
+	    "1 while a new generation is being watched (its canary, or the "
+	    "whole generation after the switch).");
+	put(&t, "narwhal_watch_active %d\n",
+	    nw_canary_active(m) || nw_postlive_active(m));
 	head(&t, "narwhal_generation", "gauge", "The current generation.");
 	put(&t, "narwhal_generation %u\n", m->current->id);
 	generations(m, &t);
@@ -566,6 +568,8 @@ nw_prometheus_open(struct nw_master *m)
 	}
 	if (m->prom.fd < 0) {
 		nw_error("metrics_bind %s: %s", spec, strerror(errno));
+		free(m->prom.bind);
+		m->prom.bind = NULL;
 		return -1;
 	}
 	ev_io_init(&m->prom.accept_io, on_accept, m->prom.fd, EV_READ);

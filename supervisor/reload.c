@@ -68,6 +68,7 @@ succeed(struct nw_master *m)
 	struct nw_generation *g = m->reload.gen, *old = m->current;
 	char reason[768];
 
+	nw_postlive_start(m, g);
 	nw_generation_hold(g);
 	m->current = g;
 	m->config = g->config;

@@ -113,7 +113,8 @@ nw_sd_status(struct nw_master *m)
 	    "generation %u: %d/%d workers live, tree %s%s; last reload: %s",
 	    g->id, nw_master_live_count(m, g), m->target, g->tree,
 	    nw_canary_active(m) ? "; watching a canary" :
-	    m->reload.gen ? "; reloading" : "",
+	    m->reload.gen ? "; reloading" :
+	    nw_postlive_active(m) ? "; watching it after the switch" : "",
 	    outcome_names[m->last_outcome]);
 	if (strcmp(status, m->sd_status) == 0)
 		return;

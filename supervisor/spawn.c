@@ -273,6 +273,17 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_add(p, "NARWHAL_SECURE_SCHEME_HEADERS", c->secure_scheme_headers);
 	env_addf(p, "NARWHAL_PROXY_PROTOCOL", "%d", c->proxy_protocol);
 	env_add(p, "NARWHAL_PROXY_ALLOW_IPS", c->proxy_allow_ips);
+	if (c->certfile != NULL) {
+		/* the worker loads them at boot: a reload reads renewed ones */
+		env_add(p, "NARWHAL_CERTFILE", c->certfile);
+		env_add(p, "NARWHAL_KEYFILE",
+		    c->keyfile != NULL ? c->keyfile : c->certfile);
+		if (c->ca_certs != NULL)
+			env_add(p, "NARWHAL_CA_CERTS", c->ca_certs);
+		env_addf(p, "NARWHAL_CERT_REQS", "%d", c->cert_reqs);
+		if (c->ciphers != NULL)
+			env_add(p, "NARWHAL_CIPHERS", c->ciphers);
+	}
 	if (c->hooks != NULL && c->path_is_python) {
 		env_add(p, "NARWHAL_GUNICORN_CONF", c->path);
 		env_add(p, "NARWHAL_HOOKS", c->hooks);

@@ -21,13 +21,17 @@ counters reported every second), and runs wrk against them in turn,
 alternating, for --rounds rounds. The `ws` scenario is a WebSocket echo
 (tests/apps/hello/ws_echo.py) from narwhal, uvicorn and gunicorn +
 UvicornWorker, driven by tests/bench/wsbench.c (C, epoll): 64 connections,
-small messages, messages/s and p99. The `threads` scenario runs `threads = N`
-beside gunicorn's gthread worker (a latency-bound app waiting 50 ms in
-time.sleep and in PostgreSQL's pg_sleep, an I/O-bound one waiting 5 ms,
-hello world), and `gevent` the gevent and eventlet workers beside
-gunicorn's, the same way: servers side by side, runs alternating, medians,
-memory per worker. `make bench` runs these six; the others (reload under
-load, recycling under load) are functions of the same shape: run them with
+small messages, messages/s and p99. The `tls` scenario serves hello world
+over TLS (keep-alive) from narwhal beside nginx terminating TLS with
+`return 200`, same certificate, each also in the clear, and reports the
+requests/s ratio and what TLS costs each in CPU per request. The `threads`
+scenario runs `threads = N` beside gunicorn's gthread worker (a
+latency-bound app waiting 50 ms in time.sleep and in PostgreSQL's pg_sleep,
+an I/O-bound one waiting 5 ms, hello world), and `gevent` the gevent and
+eventlet workers beside gunicorn's, the same way: servers side by side, runs
+alternating, medians, memory per worker. `make bench` runs these seven; the
+others (reload under load, recycling under load) are functions of the same
+shape: run them with
 --scenario. Usage:
 
     bench.py [--duration S] [--quick] [--rounds N] [--scenario NAME[,NAME]]
@@ -1135,6 +1139,212 @@ def parse_wrk_text(text):
     return res
 
 
+# --- TLS: narwhal's TLS in the workers beside nginx terminating TLS ----------
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes %(workers)d;
+pid %(tmp)s/nginx.pid;
+error_log %(tmp)s/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %(tmp)s/body;
+    proxy_temp_path %(tmp)s/proxy;
+    fastcgi_temp_path %(tmp)s/fastcgi;
+    uwsgi_temp_path %(tmp)s/uwsgi;
+    scgi_temp_path %(tmp)s/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    ssl_certificate %(cert)s;
+    ssl_certificate_key %(key)s;
+    server {
+        listen %(host)s:%(port)d %(ssl)s;
+        default_type text/plain;
+        location / { return 200 "Hello, world!\n"; }
+    }
+}
+"""
+
+
+def make_test_cert(tmp):
+    """A self-signed P-256 certificate for 127.0.0.1: (cert, key)."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out",
+         cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1"], check=True, timeout=60,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.chmod(key, 0o644)  # nginx's workers are another user when root
+    return cert, key
+
+
+class TLSServer(Server):
+    """A Server spoken to over https (wrk does TLS; the check skips the
+    verification of the self-signed certificate)."""
+
+    scheme = "https"
+
+    @property
+    def url(self):
+        return "%s://%s:%d/" % (self.scheme, self.host, self.port)
+
+    def ok(self):
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        path, body = self.check
+        try:
+            with urllib.request.urlopen(self.url.rstrip("/") + path,
+                                        timeout=2, context=ctx) as r:
+                return r.status == 200 and (body is None or
+                                            r.read() == body)
+        except OSError:
+            return False
+
+
+def tls_servers(cert, key):
+    """narwhal and nginx, each over TLS and in the clear."""
+    def narwhal(tls, host):
+        def make(tmp):
+            extra = {"certfile": cert, "keyfile": key} if tls else {}
+            srv = narwhal_server(tmp, extra=extra, host=host)
+            if tls:
+                srv.__class__ = TLSServer
+            srv.label = "narwhal%s (%dw)" % (" TLS" if tls else "", WORKERS)
+            return srv
+        return make
+
+    def nginx(tls, host):
+        def make(tmp):
+            port = free_port(host)
+            conf = os.path.join(tmp, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF % {
+                    "workers": WORKERS, "tmp": tmp, "cert": cert,
+                    "key": key, "host": host, "port": port,
+                    "ssl": "ssl" if tls else ""})
+            cls = TLSServer if tls else Server
+            return cls("nginx%s" % ("-tls" if tls else ""),
+                       "nginx%s return 200 (%dw)" % (
+                           " TLS" if tls else "", WORKERS),
+                       ["nginx", "-p", tmp, "-c", conf], port, host=host)
+        return make
+
+    return [("narwhal-tls", narwhal(True, "127.0.0.31")),
+            ("nginx-tls", nginx(True, "127.0.0.32")),
+            ("narwhal", narwhal(False, "127.0.0.33")),
+            ("nginx", nginx(False, "127.0.0.34"))]
+
+
+def scenario_tls(args):
+    """Hello world over TLS with keep-alive: narwhal (TLS in its workers,
+    the WSGI app behind it) beside nginx terminating TLS with `return 200`,
+    same certificate (P-256), same workers, wrk -t2 -c64 over https.
+
+    All four run at once (each also in the clear) and wrk visits them in
+    turn, a different one first each round; medians of --rounds rounds.
+    The TLS cost is the CPU per request over TLS less the CPU per request
+    in the clear, for each server: nginx answers without an app, so its
+    requests/s are a ceiling, while the TLS cost is what both pay alike.
+    """
+    if not shutil.which("nginx"):
+        log("tls: nginx not found: skipped")
+        return []
+    certdir = tempfile.mkdtemp(prefix="nwbench-cert-")
+    rows, started = [], []
+    try:
+        cert, key = make_test_cert(certdir)
+        for name, make in tls_servers(cert, key):
+            tmp = tempfile.mkdtemp(prefix="nwbench-")
+            srv = make(tmp)
+            srv.tmp = tmp
+            log("tls: starting %s" % name)
+            try:
+                srv.start(timeout=60)
+            except Exception as e:
+                log("tls: %s skipped: %s" % (name, e))
+                rows.append({"name": name, "label": srv.label,
+                             "skipped": str(e)})
+                srv.stop()
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            started.append((name, srv))
+        runs = {name: [] for name, _ in started}
+        for name, srv in started:
+            wrk(srv.url, args.warmup)
+        for r in range(args.rounds):
+            order = started[r % len(started):] + started[:r % len(started)]
+            for name, srv in order:
+                log("tls: round %d/%d, %s, %ds" % (r + 1, args.rounds, name,
+                                                   args.duration))
+                cpu0 = worker_cpu_seconds(srv)
+                w = wrk(srv.url, args.duration)
+                cpu = worker_cpu_seconds(srv) - cpu0
+                srv.remember()
+                w["cpu_us"] = cpu * 1e6 / w["requests"] if w["requests"] \
+                    else None
+                runs[name].append(w)
+        for name, srv in started:
+            ws = runs[name]
+            rows.append({
+                "name": name, "label": srv.label,
+                "rps": median([w["rps"] for w in ws]),
+                "p50": median([w["p50"] for w in ws]),
+                "p99": median([w["p99"] for w in ws]),
+                "cpu_us": median([w["cpu_us"] for w in ws]),
+                "errors": sum(w["errors"] + w["non2xx"] for w in ws),
+                "rounds": [{k: w.get(k) for k in ("rps", "p50", "p99",
+                                                   "cpu_us", "errors")}
+                           for w in ws]})
+    finally:
+        for name, srv in started:
+            srv.stop()
+            shutil.rmtree(srv.tmp, ignore_errors=True)
+        shutil.rmtree(certdir, ignore_errors=True)
+    print_tls(rows, args)
+    return rows
+
+
+def print_tls(rows, args):
+    by = {r["name"]: r for r in rows if "skipped" not in r and r.get("rps")}
+    print()
+    print("hello world, keep-alive, TLS (P-256, TLS 1.3) and clear, %d "
+          "workers each, wrk -t2 -c64 -d%ds, median of %d rounds (ms)"
+          % (WORKERS, args.duration, args.rounds))
+    hdr = "%-32s | %9s %8s %7s %7s | %10s | %6s" % (
+        "server", "req/s", "vs nginx", "p50", "p99", "CPU us/req", "errors")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        if "skipped" in r:
+            print("%-32s | skipped: %s" % (r["label"], r["skipped"][:80]))
+            continue
+        peer = by.get("nginx-tls" if r["name"].endswith("tls") else "nginx")
+        ratio = "%.2fx" % (r["rps"] / peer["rps"]) if peer and r["rps"] \
+            else "-"
+        print("%-32s | %9s %8s %7s %7s | %10s | %6d" % (
+            r["label"], "%.0f" % r["rps"] if r["rps"] else "FAIL", ratio,
+            fmt_ms(r["p50"]), fmt_ms(r["p99"]),
+            "%.1f" % r["cpu_us"] if r["cpu_us"] else "-", r["errors"]))
+    for who in ("narwhal", "nginx"):
+        t, c = by.get(who + "-tls"), by.get(who)
+        if t and c and t["cpu_us"] and c["cpu_us"]:
+            print("%s: TLS costs %.1f us of CPU per request (%.1f over TLS, "
+                  "%.1f in the clear); requests/s over TLS %.2fx of clear" % (
+                      who, t["cpu_us"] - c["cpu_us"], t["cpu_us"],
+                      c["cpu_us"], t["rps"] / c["rps"]))
+    t, n = by.get("narwhal-tls"), by.get("nginx-tls")
+    if t and n:
+        print("narwhal TLS vs nginx TLS: %.2fx the requests/s" % (
+            t["rps"] / n["rps"]))
+    print("vs nginx: requests/s relative to nginx in the same mode; nginx "
+          "answers from its config, narwhal calls a Python WSGI app.")
+
+
 # --- concurrency inside a worker: threads, gevent, eventlet (issue 14) -----
 
 THREADS_APP = os.path.join(REPO, "tests", "apps", "threads")
@@ -1354,6 +1564,7 @@ SCENARIOS = {
     "asgi": scenario_asgi,
     "ws": scenario_ws,
     "metrics": scenario_metrics,
+    "tls": scenario_tls,
     "threads": scenario_threads,
     "gevent": scenario_gevent,
 }
@@ -1365,14 +1576,14 @@ def main():
                    help="seconds per measured wrk run (default 10)")
     p.add_argument("--quick", action="store_true",
                    help="3 s runs, 1 s warm-up")
-    p.add_argument("--scenario", default="hello,asgi,metrics,ws,threads,gevent",
+    p.add_argument("--scenario",
+                   default="hello,asgi,metrics,ws,tls,threads,gevent",
                    help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated, for hello (default: all)")
     p.add_argument("--rounds", type=int, default=3,
                    help="rounds of the asgi, threads and gevent scenarios; "
-                        "medians are reported "
-                        "(default 3)")
+                        "medians are reported (default 3)")
     p.add_argument("--rate", type=int, default=1800,
                    help="req/s of the recycling-paced scenario "
                         "(default 1800)")

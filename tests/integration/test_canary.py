@@ -207,6 +207,62 @@ def test_counts_match_exactly_across_a_recycle_and_a_reload(narwhal):
         listener.close()
 
 
+def test_errors_after_the_switch_are_rolled_back(narwhal):
+    """A release that passes its canary window (here: no traffic to judge)
+    and then answers 500 once it has all the traffic: the watch goes on for
+    watch_window after the switch, and rolls it back."""
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2", "main_500")
+    d.flip("v1")
+    n = start_master(narwhal, d, watched({"watch_window": 10}))
+    where = metrics_address(n)
+    for _ in range(60):
+        assert n.get("/").status == 200
+    d.flip("v2")
+    mark = n.mark()
+    r = reload_wait(n, timeout=60)
+    assert r.returncode == 0, r
+    assert "too little traffic to judge" in r.stdout, r
+    n.wait_for_log(r"generation 2: watching the whole generation for 10s "
+                   r"against generation 1's 5xx 0\.0%", since=mark)
+    after = status(n)["watch"]["after_switch"]
+    assert after["active"] is True and after["generation"] == 2, after
+    with Client(n.addr) as client:
+        n.wait_for_log(r"generation 2: worse than generation 1 after going "
+                       r"live: 5xx 100\.0% .*; rolling back", since=mark)
+        settled = wait_settled(n, 3, 2)
+        client.wait_requests(100)
+        client.stop()
+    assert settled["tree"] == d.tree("v1")
+    assert d.link() == "releases/v1"
+    assert n.find_logs(r"reload \(watch after go-live\)", since=mark)
+    tail = client.snapshot()[-100:]
+    assert all(x.status == 200 and x.version == "v1" for x in tail), tail
+    s = scrape(where)
+    assert value(s, "narwhal_rollbacks_total", trigger="watch") == 1
+    assert value(s, "narwhal_rollbacks_total", trigger="manual") == 0
+
+
+def test_a_good_release_passes_the_watch_after_the_switch(narwhal):
+    d = Deploy(narwhal.workdir())
+    d.make_release("v1")
+    d.make_release("v2")
+    d.flip("v1")
+    n = start_master(narwhal, d, watched({"watch_window": 3}))
+    d.flip("v2")
+    mark = n.mark()
+    with Client(n.addr) as client:
+        client.wait_requests(100)
+        assert reload_wait(n, timeout=60).returncode == 0
+        n.wait_for_log(r"generation 2: watch after go-live passed \(5xx "
+                       r"0\.0%", since=mark, timeout=30)
+        client.stop()
+    assert client.failures() == [], client.summary()
+    assert not n.find_logs(r"rolling back", since=mark)
+    assert status(n)["generation"] == 2
+
+
 def test_health_check_503s_while_warming_up_are_not_errors(narwhal):
     """A canary whose ready_path answered 503 before it was ready: those
     answers went to the master's probe, not to users, and do not count."""

@@ -57,11 +57,32 @@ def test_access_log_format_atoms(narwhal, chdir, app, path):
     assert '"GET %s?a=1 HTTP/1.1" 200 ' % path in line
     assert '"-" "ua/1" m=GET U=%s q=a=1 H=HTTP/1.1 D=' % path in line
     pid = n.worker_pids()[0]
-    # response headers are not at hand when the line is written yet: -
-    assert " p=<%d> x=t-42 ct=- none=- %%" % pid in line
+    ct = "application/json"  # the answer's Content-Type
+    assert line.endswith(" p=<%d> x=t-42 ct=%s none=- %%" % (pid, ct)), line
     d = int(line.split(" D=")[1].split()[0])
     secs = float(line.split(" L=")[1].split()[0])
     assert d >= 0 and abs(secs - d / 1e6) < 1e-5
+
+
+@pytest.mark.parametrize("chdir,app,path", INTERFACES,
+                         ids=[i[0] for i in INTERFACES])
+def test_access_log_response_headers_and_environ(narwhal, chdir, app, path):
+    """%({name}o)s: the answer's header; %({NAME}e)s: the request's CGI
+    variable, else the worker's environment variable."""
+    fmt = ('ct=%({Content-Type}o)s xp=%({x-pid}o)s no=%({x-none}o)s '
+           'e=%({NW_ALOG_ENV}e)s em=%({REQUEST_METHOD}e)s '
+           'eh=%({HTTP_X_TRACE}e)s eu=%({NW_UNSET_ENV}e)s')
+    n = narwhal(chdir=chdir, app=app, settings={
+        "workers": 1, "accesslog": "-", "access_log_format": fmt},
+        env={"NW_ALOG_ENV": "from-env"})
+    raw = ask(n, path, headers=[("X-Trace", "t-43")])
+    assert status_of(raw) == 200
+    line = wait_until(lambda: access_lines(n, "eh=t-43"), 10,
+                      what="the access log line")[0]
+    pid = n.worker_pids()[0]
+    xp = str(pid) if chdir == "asgi_raw" else "-"
+    assert line == ("ct=application/json xp=%s no=- e=from-env em=GET "
+                    "eh=t-43 eu=-" % xp), line
 
 
 def test_json_access_log(narwhal):

@@ -85,6 +85,11 @@ def test_access_log_in_gunicorn_format(narwhal):
     m = ACCESS_RE.match(line)
     assert m and m["s"] == "404" and m["r"].startswith("POST ")
     assert m["f"] == "-"
+    # the master's warm-up GET / on the private socket is not a visitor
+    with open(path) as f:
+        logged = f.read()
+    assert "narwhal-probe" not in logged, logged
+    assert logged.count("\n") == 2, logged
 
 
 def test_access_log_to_stdout_by_flag(narwhal):

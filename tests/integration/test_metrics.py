@@ -254,6 +254,37 @@ def test_rollback_command_goes_back_to_previous_tree(narwhal):
     assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
 
 
+def test_reload_applies_metrics_bind_and_statsd_host(narwhal):
+    """Everything is tuned in the file: a reload that went live binds a new
+    metrics_bind and sends to a new statsd_host, no restart needed."""
+    first, second = StatsdListener(), StatsdListener()
+    try:
+        d = Deploy(narwhal.workdir())
+        d.make_release("v1")
+        d.flip("v1")
+        sock = os.path.join(d.root, "metrics.sock")
+        n = start_master(narwhal, d, {"metrics_bind": "127.0.0.1:0",
+                                      "metrics_interval": 0.2,
+                                      "statsd_host": first.address})
+        status_code, _, _ = http_get(metrics_address(n))
+        assert status_code == 200
+        from deploy import rewrite_config
+        rewrite_config(n, metrics_bind="unix:" + sock,
+                       statsd_host=second.address, statsd_prefix="app")
+        assert reload_wait(n).returncode == 0
+        n.wait_for_log(r"metrics at unix:%s/metrics" % re.escape(sock))
+        status_code, _, body = http_get(("unix", sock))
+        assert status_code == 200 and b"narwhal_requests_total" in body
+        for _ in range(5):
+            assert n.get("/").status == 200
+        wait_until(lambda: second.total("app.gunicorn.requests") == 5, 20,
+                   what="5 requests counted at the new statsd_host")
+        assert first.total("gunicorn.requests") == 0
+    finally:
+        first.close()
+        second.close()
+
+
 def test_rollback_after_a_restart(narwhal):
     """The good trees are kept in state_dir: after the master restarts (a
     `systemctl restart`, a reboot), `narwhal rollback` still goes back."""

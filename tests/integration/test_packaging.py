@@ -72,7 +72,7 @@ def test_deb_metadata_and_contents(package):
     assert fields["Version"] == version()
     assert fields["Architecture"] == arch
     depends = [d.strip() for d in fields["Depends"].split(",")]
-    for dep in ("libev4", "libinih1", "libsystemd0", "libcurl4",
+    for dep in ("libev4", "libinih1", "libsystemd0", "libcurl4", "libssl3",
                 "python3 (>= 3.8)"):
         assert dep in depends, fields["Depends"]
 

@@ -136,6 +136,24 @@ def test_ttin_ttou_change_the_worker_count(narwhal):
     assert n.get("/").status == 200
 
 
+def test_usr2_reloads_in_place_instead_of_killing_the_master(narwhal):
+    """gunicorn's binary upgrade starts with USR2; a deploy script sending it
+    to narwhal gets a reload (new workers, the same master), not a dead
+    service: USR2's default action would have ended the master."""
+    n = narwhal(settings={"workers": 2})
+    old = n.worker_pids()
+    mark = n.mark()
+    n.signal(signal.SIGUSR2)
+    n.wait_for_log(r"SIGUSR2 \(gunicorn's binary upgrade\): reloading in "
+                   r"place", since=mark)
+    n.wait_live(gen=2)
+    wait_until(lambda: not any(pid_alive(p) for p in old), 20,
+               what="generation 1's workers gone")
+    assert pid_alive(n.pid)
+    assert n.get("/").status == 200
+    assert len(n.worker_pids()) == 2
+
+
 def test_ttou_never_goes_below_one(narwhal):
     n = narwhal(settings={"workers": 1})
     pid = n.worker_pids()[0]

@@ -839,10 +839,13 @@ test_gunicorn(void)
 			    "--preload's note");
 	}
 	nw_config_free(c);
-	FAILS("--certfile: not supported: TLS is not built in yet: terminate "
-	      "TLS in nginx (or another proxy) in front of narwhal; serving "
-	      "plain HTTP where TLS was asked for would be unsafe",
-	    "--python", PY, "--certfile", "x.pem", "app:x");
+	FAILS("--certfile: /nonexistent/x.pem: No such file or directory",
+	    "--python", PY, "--certfile", "/nonexistent/x.pem", "app:x");
+	FAILS("--keyfile: TLS needs certfile too (the server's certificate)",
+	    "--python", PY, "--keyfile", "/nonexistent/x.pem", "app:x");
+	FAILS("--cert-reqs: 'sometimes' is not one of 0 (none), 1 (optional), "
+	      "2 (required)", "--python", PY, "--cert-reqs", "sometimes",
+	    "app:x");
 	c = LOAD("--python", PY, "--timeout", "0", "--threads", "4",
 	    "--worker-connections", "50", "app:x");
 	if (ok(c != NULL, "--timeout 0: %s", err)) {

@@ -9,6 +9,7 @@
 #endif
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -176,6 +177,34 @@ test_alogfmt(void)
 	ok(b.len > 0 && memmem(b.data, b.len, "\"status\":200,\"bytes\":1234,"
 	    "\"duration_us\":1500123,\"user\":\"user\"", 58) != NULL,
 	    "json: %.*s", (int)b.len, b.data);
+	nw_alogfmt_free(f);
+
+	/* the answer's headers ({header}o) and the environ ({NAME}e) */
+	b.len = 0;
+	e.resp_head = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+	    "X-Request-Id:  abc\"1 \r\n\r\n";
+	e.resp_head_len = strlen(e.resp_head);
+	setenv("NW_TEST_ALOG", "from the env", 1);
+	f = nw_alogfmt_compile("%({content-type}o)s %({X-Request-ID}o)s "
+	    "%({x-none}o)s %({NW_TEST_ALOG}e)s %({NW_TEST_UNSET}e)s "
+	    "%({REQUEST_METHOD}e)s %({PATH_INFO}e)s %({QUERY_STRING}e)s "
+	    "%({HTTP_X_TRACE}e)s %({http_user_agent}e)s %({REMOTE_ADDR}e)s "
+	    "%({SERVER_PROTOCOL}e)s", why, sizeof why);
+	if (ok(f != NULL, "compile {}o and {}e: %s", why)) {
+		nw_alogfmt_render(&b, f, &e);
+		strcpy(want, "text/html abc\\x221 - from the env - GET /a/b "
+		    "x=1 \\x22q\\x22 ua 1.2.3.4 HTTP/1.1\n");
+		ok(b.len == strlen(want) && memcmp(b.data, want, b.len) == 0,
+		    "{}o and {}e: %.*s", (int)b.len, b.data);
+	}
+	nw_alogfmt_free(f);
+	b.len = 0;
+	e.resp_head = NULL;
+	e.resp_head_len = 0;
+	f = nw_alogfmt_compile("%({content-type}o)s", why, sizeof why);
+	nw_alogfmt_render(&b, f, &e);
+	ok(b.len == 2 && memcmp(b.data, "-\n", 2) == 0,
+	    "{}o without a head: -");
 	nw_alogfmt_free(f);
 
 	ok(nw_alogfmt_compile("%(h", why, sizeof why) == NULL,

@@ -173,7 +173,7 @@ bool nw_cycle_head_sent(const struct nw_cycle *cy);
 
 /* scope.c */
 int nw_scope_init(void);
-PyObject *nw_scope_template(struct nw_asgi *s, PyObject *server);
+PyObject *nw_scope_template(struct nw_asgi *s, PyObject *server, bool tls);
 PyObject *nw_scope_build(struct nw_asgi *s, struct nw_conn *c);
 
 /* ws.c */

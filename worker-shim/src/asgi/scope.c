@@ -219,7 +219,7 @@ fail:
  * hello world's instructions).
  */
 PyObject *
-nw_scope_template(struct nw_asgi *s, PyObject *server)
+nw_scope_template(struct nw_asgi *s, PyObject *server, bool tls)
 {
 	PyObject *per_request[] = {nw_str.headers, nw_str.http_version,
 	    nw_str.method, nw_str.path, nw_str.raw_path, nw_str.query_string,
@@ -232,7 +232,8 @@ nw_scope_template(struct nw_asgi *s, PyObject *server)
 	    PyDict_SetItem(asgi, nw_str.spec_version, nw_str.v2_3) < 0 ||
 	    PyDict_SetItem(scope, nw_str.type, nw_str.http) < 0 ||
 	    PyDict_SetItem(scope, nw_str.asgi, asgi) < 0 ||
-	    PyDict_SetItem(scope, nw_str.scheme, nw_str.http) < 0 ||
+	    PyDict_SetItem(scope, nw_str.scheme,
+	        tls ? nw_str.https : nw_str.http) < 0 ||
 	    PyDict_SetItem(scope, nw_str.server, server) < 0 ||
 	    PyDict_SetItem(scope, nw_str.root_path, s->root_path) < 0)
 		goto fail;

@@ -228,7 +228,8 @@ response_done(struct nw_cycle *cy)
 		close = true; /* the client still waits for the rest */
 	if (c == NULL)
 		return;
-	nw_conn_log(c, cy->status, cy->sent);
+	nw_conn_log_answer(c, cy->status, cy->sent, cy->head.data,
+	    cy->head.len);
 	nw_cycle_detach(cy);
 	nw_asgi_conn_done(c, close);
 }

@@ -179,7 +179,7 @@ scope_template(void *arg, struct nw_listener *l)
 	}
 	if (server == NULL)
 		return -1;
-	l->tmpl = nw_scope_template(arg, server);
+	l->tmpl = nw_scope_template(arg, server, l->tls);
 	Py_DECREF(server);
 	return l->tmpl ? 0 : -1;
 }

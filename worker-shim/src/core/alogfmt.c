@@ -1,8 +1,8 @@
 /*
  * alogfmt.c: access_log_format, gunicorn's atoms compiled once per worker
  * and rendered in C for each request: h l u t r m U q H s B b f a T D M L p
- * {header}i {header}o {variable}e. "json" asks for one JSON object a line
- * instead.
+ * {header}i {header}o {variable}e (see compile_env). "json" asks for one
+ * JSON object a line instead.
  *
  * Rendering appends to the access log's buffer and allocates nothing once
  * the buffer has grown. Text that comes from the client is escaped (\xNN
@@ -24,7 +24,7 @@ enum op_kind {
 	OP_HOST, OP_DASH, OP_USER, OP_TIME, OP_LINE, OP_METHOD, OP_PATH,
 	OP_QUERY, OP_PROTO, OP_STATUS, OP_BYTES, OP_BYTES_DASH, OP_REFERER,
 	OP_AGENT, OP_SECONDS, OP_MICROS, OP_MILLIS, OP_DECIMAL, OP_PID,
-	OP_REQ_HEADER, OP_RESP_HEADER,
+	OP_REQ_HEADER, OP_RESP_HEADER, OP_ENV,
 };
 
 struct op {
@@ -79,6 +79,50 @@ push(struct nw_alogfmt *f, enum op_kind kind, const char *s, size_t n,
 	return 0;
 }
 
+/*
+ * {NAME}e: gunicorn looks NAME up in the request's WSGI environ. The
+ * request's own CGI variables are taken from the request (REQUEST_METHOD,
+ * PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, REMOTE_ADDR, CONTENT_TYPE,
+ * CONTENT_LENGTH, HTTP_*), in WSGI and ASGI alike; any other name is the
+ * worker's environment variable (os.environ, [env]), read once here.
+ * Keys an app adds to its environ are not seen: the line is written in C.
+ */
+static int
+compile_env(struct nw_alogfmt *f, const char *name, size_t n)
+{
+	static const struct {
+		const char *name;
+		enum op_kind kind;
+	} cgi[] = {
+		{ "request_method", OP_METHOD }, { "path_info", OP_PATH },
+		{ "query_string", OP_QUERY }, { "server_protocol", OP_PROTO },
+		{ "remote_addr", OP_HOST },
+	};
+	char var[256], header[256];
+	const char *v;
+
+	for (size_t i = 0; i < sizeof cgi / sizeof *cgi; i++)
+		if (strlen(cgi[i].name) == n &&
+		    strncasecmp(cgi[i].name, name, n) == 0)
+			return push(f, cgi[i].kind, "", 0, false);
+	if (n >= sizeof var)
+		return push(f, OP_DASH, "", 0, false);
+	if ((n > 5 && strncasecmp(name, "http_", 5) == 0) ||
+	    (n == 12 && strncasecmp(name, "content_type", 12) == 0) ||
+	    (n == 14 && strncasecmp(name, "content_length", 14) == 0)) {
+		size_t skip = strncasecmp(name, "http_", 5) == 0 ? 5 : 0;
+
+		for (size_t i = skip; i < n; i++)
+			header[i - skip] = name[i] == '_' ? '-' : name[i];
+		return push(f, OP_REQ_HEADER, header, n - skip, true);
+	}
+	memcpy(var, name, n);
+	var[n] = '\0';
+	if ((v = getenv(var)) == NULL || *v == '\0')
+		return push(f, OP_DASH, "", 0, false);
+	return push(f, OP_ENV, v, strlen(v), false);
+}
+
 /* One %(...)X at p (after the '%'); its length, or 0 if malformed. */
 static size_t
 compile_atom(struct nw_alogfmt *f, const char *p)
@@ -97,10 +141,15 @@ compile_atom(struct nw_alogfmt *f, const char *p)
 		return 0;
 	p++;
 	n = (size_t)(close - p);
+	if (n > 3 && p[0] == '{' && p[n - 2] == '}' && p[n - 1] == 'e') {
+		if (compile_env(f, p + 1, n - 3) < 0)
+			return 0;
+		return (size_t)(q - p) + 2;
+	}
 	if (n > 3 && p[0] == '{' && p[n - 2] == '}' &&
-	    (p[n - 1] == 'i' || p[n - 1] == 'o' || p[n - 1] == 'e')) {
+	    (p[n - 1] == 'i' || p[n - 1] == 'o')) {
 		enum op_kind kind = p[n - 1] == 'i' ? OP_REQ_HEADER :
-		    p[n - 1] == 'o' ? OP_RESP_HEADER : OP_DASH;
+		    OP_RESP_HEADER;
 
 		if (kind == OP_RESP_HEADER)
 			f->resp_headers = true;
@@ -467,6 +516,9 @@ nw_alogfmt_render(struct nw_buf *b, const struct nw_alogfmt *f,
 			break;
 		case OP_RESP_HEADER:
 			put_resp_header(b, e, f->text + op->off, op->len);
+			break;
+		case OP_ENV:
+			put_escaped(b, f->text + op->off, op->len, false);
 			break;
 		}
 	}

@@ -37,6 +37,7 @@ nw_conn_update_events(struct nw_conn *c)
 		events |= EPOLLIN;
 	if (c->out.len > c->opos && !c->held)
 		events |= EPOLLOUT;
+	events |= c->tls_want;
 	if (c->registered && c->events == events)
 		return 0;
 	ev.events = events;
@@ -138,6 +139,8 @@ nw_conn_close(struct nw_conn *c)
 		nw_conn_unhold(c);
 		(void)nw_conn_flush(c);
 	}
+	if (c->ssl != NULL)
+		nw_tls_free(c);
 	close(c->fd); /* also leaves the epoll set */
 	c->fd = -1;
 	c->state = NW_CONN_HEAD;
@@ -167,6 +170,8 @@ nw_conn_close(struct nw_conn *c)
 void
 nw_conn_linger(struct nw_conn *c)
 {
+	if (c->ssl != NULL)
+		nw_tls_shutdown(c);
 	shutdown(c->fd, SHUT_WR);
 	nw_conn_unhold(c);
 	c->state = NW_CONN_LINGER;
@@ -189,6 +194,8 @@ void
 nw_conn_finish(struct nw_conn *c)
 {
 	if (c->body_done && c->client_close) {
+		if (c->ssl != NULL)
+			nw_tls_shutdown(c);
 		shutdown(c->fd, SHUT_WR);
 		nw_conn_close(c);
 	} else {
@@ -283,9 +290,10 @@ nw_conn_stop_idle(struct nw_conn *c)
 		nw_conn_close(c);
 		return;
 	}
-	n = read(c->fd, c->in.data, c->in.cap);
+	c->rpos = c->in.len = 0;
+	n = c->ssl != NULL ? nw_tls_read(c)
+	                   : read(c->fd, c->in.data, c->in.cap);
 	if (n > 0) {
-		c->rpos = 0;
 		c->in.len = (size_t)n;
 		nw_timer_unlink(c);
 		conn_run_later(c);
@@ -453,7 +461,7 @@ nw_conn_refuse(struct nw_conn *c, struct iovec *iov, int cnt)
 	c->started_ns = 0;
 	for (i = 0; i < cnt; i++)
 		total += iov[i].iov_len;
-	if (c->out.len == c->opos) {
+	if (c->out.len == c->opos && c->ssl == NULL) {
 		memset(&mh, 0, sizeof mh);
 		mh.msg_iov = iov;
 		mh.msg_iovlen = (size_t)cnt;
@@ -478,6 +486,8 @@ nw_conn_refuse(struct nw_conn *c, struct iovec *iov, int cnt)
 	c->read_paused = true;
 	nw_conn_update_events(c);
 	nw_timer_set(c, NW_TIMER_WRITE);
+	if (c->ssl != NULL)
+		nw_conn_writable(c); /* nothing went yet */
 }
 
 /* A canned error answer (4xx, 5xx), then close. */
@@ -498,12 +508,25 @@ nw_conn_error(struct nw_conn *c, int status)
 void
 nw_conn_log(struct nw_conn *c, int status, uint64_t sent)
 {
+	nw_conn_log_answer(c, status, sent, NULL, 0);
+}
+
+/*
+ * The same, with the answer's head ("HTTP/1.1 200 OK\r\nName: value\r\n
+ * ...") for the {header}o atoms; it is looked at only when the access log
+ * format has one.
+ */
+void
+nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
+    const char *head, size_t headlen)
+{
 	struct nw_engine *e = c->engine;
 	int64_t started_ns = c->started_ns;
 
 	nw_conn_count(c, status, sent);
 	c->started_ns = 0;
-	if (e->alog_fd < 0)
+	/* nor in the access log: a line per probe is not a visitor */
+	if (e->alog_fd < 0 || !is_traffic(c))
 		return;
 	if (e->alogfmt != NULL) {
 		struct nw_alog_entry entry = {
@@ -515,6 +538,8 @@ nw_conn_log(struct nw_conn *c, int status, uint64_t sent)
 			.sent = sent,
 			.duration_us = started_ns > 0 ?
 			    (nw_engine_now_ns() - started_ns) / 1000 : 0,
+			.resp_head = head,
+			.resp_head_len = head != NULL ? headlen : 0,
 		};
 
 		nw_alogfmt_render(&e->alog, e->alogfmt, &entry);
@@ -908,7 +933,10 @@ nw_conn_readable(struct nw_conn *c)
 		nw_conn_close(c);
 		return;
 	}
-	n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (c->ssl != NULL)
+		n = nw_tls_read(c); /* the handshake first; it may grow in */
+	else
+		n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
 	if (n <= 0) {
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;

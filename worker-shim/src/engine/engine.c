@@ -362,4 +362,5 @@ nw_engine_free(struct nw_engine *e)
 	free(e->alog_path);
 	e->alog_path = NULL;
 	nw_engine_front_free(e);
+	nw_engine_tls_free(e);
 }

@@ -44,6 +44,7 @@ struct nw_listener {
 	bool public;     /* shared by all workers: accepted only once live */
 	bool registered; /* in the epoll set */
 	bool tcp;        /* TCP_NODELAY on accepted sockets */
+	bool tls;        /* its connections speak TLS (tls.c) */
 	int family;      /* AF_INET, AF_INET6, AF_UNIX */
 	char host[NW_HOST_MAX]; /* its own address, or Unix path */
 	int port;               /* 0 for a Unix socket */
@@ -81,6 +82,8 @@ enum nw_timer {
 #define NW_WRITE_LOW (16 * 1024)
 
 struct nw_engine;
+struct ssl_st;
+struct ssl_ctx_st;
 
 /*
  * One connection. A driver that keeps state per connection makes its own
@@ -140,6 +143,10 @@ struct nw_conn {
 	bool trusted;  /* in forwarded_allow_ips: may say it spoke HTTPS */
 	bool proxy_pending; /* a PROXY header must come first (front.c) */
 	bool local;    /* on this host: see nw_engine_yield */
+	/* TLS (tls.c): NULL on a plain connection, which never goes there */
+	struct ssl_st *ssl;
+	bool tls_handshaking;
+	uint32_t tls_want; /* EPOLLOUT: a TLS read waits for room to write */
 };
 
 /*
@@ -277,6 +284,7 @@ struct nw_engine {
 	int proxy_protocol;                /* 0: off; else PROXY v1 or v2 */
 	struct nw_iplist proxy_allow;      /* must send a PROXY header */
 	struct nw_alogfmt *alogfmt;        /* NULL: gunicorn's default line */
+	struct ssl_ctx_st *tls;            /* certfile's; NULL: no TLS */
 
 	/* access log */
 	char *alog_path; /* NULL: off; "-": fd 1 */
@@ -322,6 +330,17 @@ bool nw_engine_claims_https(const struct nw_engine *e, const char *name,
     size_t namelen, const char *value, size_t valuelen);
 int nw_conn_proxy_header(struct nw_conn *c);
 
+/* tls.c: TLS on the public sockets (certfile), only where c->ssl is set */
+int nw_engine_tls_setup(struct nw_engine *e, char *why, size_t whylen);
+void nw_engine_tls_free(struct nw_engine *e);
+int nw_tls_accept(struct nw_conn *c);
+void nw_tls_free(struct nw_conn *c);
+ssize_t nw_tls_read(struct nw_conn *c);
+int nw_tls_flush(struct nw_conn *c);
+void nw_tls_shutdown(struct nw_conn *c);
+int nw_tls_writev_all(
+    const struct nw_writer *w, struct nw_conn *c, struct iovec *iov, int cnt);
+
 /* listen.c: listeners, accepting, the peer */
 int nw_listener_init(struct nw_listener *l, int fd, bool public);
 void nw_listeners_update(struct nw_engine *e);
@@ -346,6 +365,8 @@ void nw_conn_count(struct nw_conn *c, int status, uint64_t sent);
 void nw_conn_log(struct nw_conn *c, int status, uint64_t sent);
 void nw_conn_park(struct nw_conn *c);
 void nw_conn_parked_event(struct nw_conn *c);
+void nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
+    const char *head, size_t headlen);
 void nw_conn_response_done(struct nw_conn *c, bool close);
 void nw_conn_abort(struct nw_conn *c);
 void nw_conn_error(struct nw_conn *c, int status);
@@ -393,6 +414,28 @@ static inline bool
 nw_engine_keeps_alive(const struct nw_engine *e)
 {
 	return e->keepalive_ms > 0 && !e->stopping && !e->stop_requested;
+}
+
+/*
+ * The blocking writers of a driver that answers in place (core/write.c),
+ * for a connection that may speak TLS.
+ */
+static inline int
+nw_conn_writev_all(
+    const struct nw_writer *w, struct nw_conn *c, struct iovec *iov, int cnt)
+{
+	if (c->ssl != NULL)
+		return nw_tls_writev_all(w, c, iov, cnt);
+	return nw_writev_all(w, c->fd, iov, cnt);
+}
+
+static inline int
+nw_conn_send_all(
+    const struct nw_writer *w, struct nw_conn *c, const void *p, size_t n)
+{
+	struct iovec iov = {(void *)p, n};
+
+	return nw_conn_writev_all(w, c, &iov, 1);
 }
 
 /* Buffered access log lines go out (once per loop turn). */

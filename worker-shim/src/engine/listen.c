@@ -248,6 +248,10 @@ nw_listener_accept(struct nw_engine *e, struct nw_listener *l)
 		c->peerlen = plen;
 		nw_conn_describe_peer(c);
 		c->local = nw_peer_is_local(fd, &peer);
+		if (l->tls && nw_tls_accept(c) < 0) {
+			nw_conn_close(c);
+			continue;
+		}
 		nw_timer_set(c, e->stopping ? NW_TIMER_GRACE : NW_TIMER_HEAD);
 		/*
 		 * The request usually arrived with the handshake: try it now,

@@ -60,7 +60,9 @@ nw_conn_queue(struct nw_conn *c, struct iovec *iov, int cnt, size_t skip)
 int
 nw_conn_flush(struct nw_conn *c)
 {
-	while (c->opos < c->out.len) {
+	if (c->ssl != NULL && nw_tls_flush(c) < 0)
+		return -1;
+	while (c->opos < c->out.len && c->ssl == NULL) {
 		ssize_t n = send(c->fd, c->out.data + c->opos,
 		    c->out.len - c->opos, MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -125,7 +127,7 @@ nw_conn_write(struct nw_conn *c, struct iovec *iov, int cnt)
 			return -1;
 		}
 	}
-	if (c->out.len == c->opos) {
+	if (c->out.len == c->opos && c->ssl == NULL) {
 		struct msghdr mh;
 
 		memset(&mh, 0, sizeof mh);
@@ -148,6 +150,15 @@ nw_conn_write(struct nw_conn *c, struct iovec *iov, int cnt)
 		nw_conn_close(c);
 		return -1;
 	}
+	if (c->ssl != NULL) {
+		/* one record for what came in one call */
+		if (nw_conn_flush(c) < 0) {
+			nw_conn_close(c);
+			return -1;
+		}
+		if (c->out.len == 0)
+			return 0;
+	}
 	nw_conn_update_events(c);
 	/* from a driver: the app may have run a while since the last event */
 	nw_clock_update(&e->clock);
@@ -162,6 +173,14 @@ nw_conn_writable(struct nw_conn *c)
 {
 	struct nw_engine *e = c->engine;
 
+	if (c->tls_want != 0) {
+		/* a TLS read waited for room: it goes on first */
+		c->tls_want = 0;
+		nw_conn_update_events(c);
+		nw_conn_readable(c);
+		if (c->fd < 0 || c->out.len == c->opos)
+			return;
+	}
 	nw_conn_unhold(c);
 	if (nw_conn_flush(c) < 0) {
 		nw_conn_close(c);

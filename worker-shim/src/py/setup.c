@@ -24,6 +24,8 @@ nw_py_ms(double seconds)
 int
 nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p)
 {
+	char why[512];
+
 	if (p->limit_line < 0 || p->limit_fields < 0 || p->limit_field < 0) {
 		PyErr_SetString(PyExc_ValueError, "limits must be >= 0");
 		return -1;
@@ -39,6 +41,10 @@ nw_py_engine_settings(struct nw_engine *e, const struct nw_py_settings *p)
 	e->limits.field_size = (size_t)p->limit_field;
 	e->limits.body = p->limit_body;
 	nw_engine_bounds(e); /* the rest, from the master's environment */
+	if (nw_engine_tls_setup(e, why, sizeof why) < 0) {
+		PyErr_SetString(PyExc_OSError, why);
+		return -1;
+	}
 	return 0;
 }
 
@@ -76,6 +82,8 @@ nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
 			PyErr_SetFromErrno(PyExc_OSError);
 			goto out;
 		}
+		/* the health probe's private socket stays plain HTTP */
+		l->tls = l->public && e->tls != NULL;
 		e->nlisteners++;
 		if (tmpl(arg, l) < 0)
 			goto out;

@@ -315,8 +315,8 @@ fail:
 }
 
 PyObject *
-nw_wsgi_base_environ(
-    struct nw_wsgi *s, PyObject *server_name, PyObject *server_port)
+nw_wsgi_base_environ(struct nw_wsgi *s, PyObject *server_name,
+    PyObject *server_port, bool tls)
 {
 	PyObject *env = PyDict_New();
 	PyObject *version = Py_BuildValue("(ii)", 1, 0);
@@ -324,7 +324,7 @@ nw_wsgi_base_environ(
 	if (env == NULL || version == NULL)
 		goto fail;
 	if (PyDict_SetItem(env, k_wsgi_version, version) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_url_scheme, v_http) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_url_scheme, tls ? v_https : v_http) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_errors, s->errors) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_multithread,
 	        s->multithread ? Py_True : Py_False) < 0 ||

@@ -155,7 +155,9 @@ green_done(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
 	wc->parked = false;
 	nw_clock_update(&e->clock);
 	if (c->fd >= 0 && !e->closed) {
-		nw_conn_log(c, wc->answer.status, wc->answer.sent);
+		/* the greenlet's local is not reused before this */
+		nw_conn_log_answer(c, wc->answer.status, wc->answer.sent,
+		    wc->answer.head, wc->answer.headlen);
 		nw_conn_response_done(c, wc->rc != NW_HANDLED_KEEP || s->quit);
 	}
 	while (g->wait_head != NULL && g->running < g->limit && !e->closed) {

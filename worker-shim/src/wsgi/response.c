@@ -55,6 +55,24 @@ typedef struct {
 
 static PyObject *start_response_type;
 
+/* A write of the answer: through TLS when the connection has it, else on
+ * the socket as the request saw it (threads.c may swap the engine's). */
+static int
+ctx_writev(struct nw_ctx *x, struct iovec *iov, int cnt)
+{
+	if (x->conn->ssl != NULL)
+		return nw_tls_writev_all(&x->l->writer, x->conn, iov, cnt);
+	return nw_writev_all(&x->l->writer, x->fd, iov, cnt);
+}
+
+static int
+ctx_writev1(struct nw_ctx *x, const void *p, size_t n)
+{
+	struct iovec iov = {(void *)p, n};
+
+	return ctx_writev(x, &iov, 1);
+}
+
 /* The latin-1 bytes of str; *tmp gets a reference the caller drops. */
 static int
 latin1(PyObject *str, const char **p, Py_ssize_t *n, PyObject **tmp)
@@ -165,7 +183,7 @@ send_data(struct nw_ctx *x, const char *p, size_t n)
 	}
 	if (cnt == 0)
 		return 0;
-	if (nw_writev_all(&l->writer, x->fd, iov, cnt) < 0) {
+	if (ctx_writev(x, iov, cnt) < 0) {
 		ctx_failed(x);
 		return -1;
 	}
@@ -186,14 +204,13 @@ send_end(struct nw_ctx *x)
 	if (!x->head_sent) {
 		if (head_finish(x, x->is_head ? -1 : 0) < 0)
 			return -1;
-		if (nw_send_all(&l->writer, x->fd, l->head.data, l->head.len) <
-		    0) {
+		if (ctx_writev1(x, l->head.data, l->head.len) < 0) {
 			ctx_failed(x);
 			return -1;
 		}
 		x->head_sent = true;
 	} else if (x->chunked) {
-		if (nw_send_all(&l->writer, x->fd, "0\r\n\r\n", 5) < 0) {
+		if (ctx_writev1(x, "0\r\n\r\n", 5) < 0) {
 			ctx_failed(x);
 			return -1;
 		}
@@ -492,7 +509,7 @@ app_error(struct nw_wsgi *s, struct nw_ctx *x)
 
 		x->status = 500;
 		x->head_sent = true;
-		if (nw_writev_all(&x->l->writer, x->fd, iov, 3) < 0)
+		if (ctx_writev(x, iov, 3) < 0)
 			PyErr_Clear();
 		else
 			x->sent = len;
@@ -511,6 +528,8 @@ send_file(struct nw_wsgi *s, struct nw_ctx *x, PyObject *wrapper)
 	long fd;
 	off_t off;
 
+	if (x->conn->ssl != NULL)
+		return 0; /* TLS: the file is read and encrypted as it goes */
 	if ((r = PyObject_CallMethod(filelike, "fileno", NULL)) == NULL) {
 		PyErr_Clear();
 		return 0;
@@ -618,10 +637,10 @@ send_list(struct nw_wsgi *s, struct nw_ctx *x, PyObject *list)
 	if (x->no_body)
 		cnt = 1;
 	/* close_result() does nothing for a list: the close comes next */
-	if (x->close)
+	if (x->close && x->conn->ssl == NULL)
 		rc = send_closing(x->l, x->fd, iov, cnt);
 	else
-		rc = nw_writev_all(&x->l->writer, x->fd, iov, cnt);
+		rc = ctx_writev(x, iov, cnt);
 	if (rc < 0) {
 		ctx_failed(x);
 		return 1;
@@ -769,6 +788,8 @@ done:
 	Py_XDECREF(env);
 	a->status = x.status;
 	a->sent = x.sent;
+	a->head = x.head_sent ? l->head.data : NULL;
+	a->headlen = l->head.len;
 	if (rc == NW_HANDLED_KEEP && (x.close || x.failed))
 		rc = NW_HANDLED_CLOSE;
 	return rc;

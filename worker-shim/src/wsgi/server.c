@@ -64,7 +64,7 @@ wsgi_request(struct nw_conn *c)
 	if (s->green != NULL)
 		return nw_green_request(s, wc);
 	rc = nw_wsgi_run(s, &s->local, wc, c->fd, &a);
-	nw_conn_log(c, a.status, a.sent);
+	nw_conn_log_answer(c, a.status, a.sent, a.head, a.headlen);
 	if (rc == NW_HANDLED_FATAL) {
 		s->fatal = true;
 		s->e.halt = true;
@@ -244,7 +244,7 @@ environ_template(void *arg, struct nw_listener *l)
 	/* gunicorn: a Unix socket's path, and the scheme's port */
 	port = PyUnicode_FromFormat("%d", l->family == AF_UNIX ? 80 : l->port);
 	if (name != NULL && port != NULL)
-		l->tmpl = nw_wsgi_base_environ(arg, name, port);
+		l->tmpl = nw_wsgi_base_environ(arg, name, port, l->tls);
 	Py_XDECREF(name);
 	Py_XDECREF(port);
 	return l->tmpl ? 0 : -1;

@@ -263,7 +263,8 @@ run_in_place(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
 	pthread_mutex_unlock(&p->mu);
 	nw_clock_update(&s->e.clock);
 	wc->parked = false;
-	nw_conn_log(c, wc->answer.status, wc->answer.sent);
+	nw_conn_log_answer(c, wc->answer.status, wc->answer.sent,
+	    wc->answer.head, wc->answer.headlen);
 	nw_conn_response_done(c, wc->rc != NW_HANDLED_KEEP || s->quit);
 	pthread_mutex_lock(&p->mu);
 }
@@ -337,6 +338,7 @@ threads_collect(struct nw_wsgi *s)
 
 		next = rev->jnext;
 		rev->parked = false;
+		/* the thread's head buffer has moved on: no {header}o */
 		nw_conn_log(c, rev->answer.status, rev->answer.sent);
 		nw_conn_response_done(c, rev->rc != NW_HANDLED_KEEP || s->quit);
 	}

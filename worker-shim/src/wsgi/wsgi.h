@@ -44,6 +44,8 @@ struct nw_wsgi_local {
 struct nw_wsgi_answer {
 	int status;
 	uint64_t sent;
+	const char *head; /* the head sent, for the log's {header}o atoms; */
+	size_t headlen;   /* valid until the local runs another request */
 };
 
 /* The engine's connection, and what the driver keeps with it. */
@@ -114,8 +116,8 @@ void nw_wsgi_body_free(struct nw_wsgi *s, struct nw_wsgi_body *b);
 
 /* environ.c */
 int nw_wsgi_environ_init(void);
-PyObject *nw_wsgi_base_environ(
-    struct nw_wsgi *s, PyObject *server_name, PyObject *server_port);
+PyObject *nw_wsgi_base_environ(struct nw_wsgi *s, PyObject *server_name,
+    PyObject *server_port, bool tls);
 PyObject *nw_wsgi_environ(struct nw_wsgi *s, struct nw_conn *c,
     PyObject *input);
 
