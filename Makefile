@@ -54,7 +54,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libev-dev libinih-dev \
 	python3-venv python3-prometheus-client prometheus \
 	postgresql python3-psycopg2 python3-asyncpg git util-linux \
 	clang libclang-rt-14-dev libssl-dev zlib1g-dev python3-websockets \
-	python3-wsproto nginx
+	python3-wsproto nginx python3-gevent python3-eventlet
 
 .PHONY: all deps check unit integration run install uninstall clean fmt bench deb wheel \
 	fuzz check-fuzz check-sanitize

@@ -550,8 +550,8 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 	case K_BOOL:
 		return nw_parse_bool(value, field, why, whylen);
 	case K_WORKER_CLASS:
-		if (nw_parse_worker_class(value, &ld->config->interface, why,
-		    whylen) < 0)
+		if (nw_parse_worker_class(value, &ld->config->worker_kind,
+		    &ld->config->interface, why, whylen) < 0)
 			return -1;
 		ld->origin[key_index("interface")] = *o;
 		set_str(field, strdup(value));
@@ -1320,6 +1320,26 @@ check_app_shape(struct load *ld)
 }
 
 /*
+ * worker_class also sets the interface, so they only disagree when both
+ * were given: gthread, gevent and eventlet serve WSGI apps, as in gunicorn.
+ */
+static void
+check_worker_kind(struct load *ld)
+{
+	struct nw_config *c = ld->config;
+	const struct origin *o = origin_of(ld, "worker_class");
+
+	if (c->interface == NW_INTERFACE_ASGI &&
+	    (c->worker_kind == NW_WORKER_GTHREAD ||
+	    c->worker_kind == NW_WORKER_GEVENT ||
+	    c->worker_kind == NW_WORKER_EVENTLET))
+		load_fail(ld, o, o->flag != NULL ? o->flag : "worker_class",
+		    "a %s worker serves WSGI apps, but interface = asgi",
+		    c->worker_kind == NW_WORKER_GTHREAD ? "gthread" :
+		    c->worker_kind == NW_WORKER_GEVENT ? "gevent" : "eventlet");
+}
+
+/*
  * What no single key can check: the whole, after the flags. A lenient load
  * (`narwhal reload`, `status`) only needs the paths that find the master, so
  * it does not insist on an app or look at the code tree and interpreter,
@@ -1349,6 +1369,7 @@ finish(struct load *ld, int lenient)
 	}
 	if (lenient)
 		return;
+	check_worker_kind(ld);
 	check_chdir(ld);
 	if (c->python == NULL) {
 		default_python(ld);
@@ -1368,9 +1389,6 @@ finish(struct load *ld, int lenient)
 	if (c->timeout == 0)
 		note(ld, "timeout 0: no heartbeat timeout, a hung worker is "
 		    "never killed");
-	if (c->threads > 1)
-		note(ld, "threads %d: not applied yet: a WSGI worker runs one "
-		    "request at a time; raise workers instead", c->threads);
 }
 
 static struct nw_config *

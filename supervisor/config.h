@@ -19,6 +19,20 @@ enum nw_interface {
 	NW_INTERFACE_ASGI,
 };
 
+/*
+ * How a worker runs requests at once (gunicorn's -k, as parsed). AUTO: no
+ * class given, so whatever the interface needs (one request at a time in
+ * place for WSGI, or a pool with threads > 1; asyncio for ASGI).
+ */
+enum nw_worker_kind {
+	NW_WORKER_AUTO,
+	NW_WORKER_SYNC,     /* WSGI: in place, or a pool when threads > 1 */
+	NW_WORKER_GTHREAD,  /* WSGI: a pool of `threads` threads */
+	NW_WORKER_GEVENT,   /* WSGI: monkey-patched, a greenlet a request */
+	NW_WORKER_EVENTLET, /* WSGI: the same with eventlet */
+	NW_WORKER_ASGI,     /* uvicorn's classes: ASGI on asyncio */
+};
+
 /* How a worker that boots beside serving ones competes for the CPU. */
 enum nw_boot_priority {
 	NW_BOOT_IDLE,   /* SCHED_IDLE until live: only spare CPU */
@@ -57,8 +71,10 @@ struct nw_config {
 	char *app;                  /* "module:callable" or "module:factory()" */
 	enum nw_interface interface;
 	char *worker_class;         /* gunicorn's -k as written, "sync" */
-	int threads;                /* gunicorn's --threads (issue 14) */
-	int worker_connections;     /* open connections per worker */
+	enum nw_worker_kind worker_kind; /* ...what it means */
+	int threads;                /* WSGI requests at once per worker */
+	int worker_connections;     /* open connections per worker; gevent,
+	                             * eventlet: also requests at once */
 	char *asyncio_loop;         /* auto, asyncio, uvloop */
 	char *python;               /* interpreter the workers run */
 	char *python_why;           /* how it was picked, for the log */

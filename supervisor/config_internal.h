@@ -94,8 +94,8 @@ int nw_parse_size(const char *s, long long *out, char *why, size_t whylen);
 int nw_parse_mode(const char *s, int *out, char *why, size_t whylen);
 int nw_parse_interface(const char *s, enum nw_interface *out, char *why,
     size_t whylen);
-int nw_parse_worker_class(const char *s, enum nw_interface *out, char *why,
-    size_t whylen);
+int nw_parse_worker_class(const char *s, enum nw_worker_kind *kind,
+    enum nw_interface *interface, char *why, size_t whylen);
 int nw_parse_bool(const char *s, int *out, char *why, size_t whylen);
 int nw_parse_iplist(const char *s, char *why, size_t whylen);
 int nw_parse_alogfmt(const char *s, char *why, size_t whylen);

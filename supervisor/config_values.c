@@ -185,43 +185,59 @@ nw_parse_interface(const char *s, enum nw_interface *out, char *why,
 }
 
 /*
- * gunicorn's -k names a worker class; here it only picks the interface, so
- * that a unit's ExecStart line keeps working when gunicorn becomes narwhal.
- * Classes whose behaviour narwhal does not have (eventlet, gevent, tornado)
- * are refused rather than silently served as something else.
+ * gunicorn's -k names a worker class: here it picks how a worker runs
+ * requests at once and, with that, the interface (so that a unit's ExecStart
+ * line keeps working when gunicorn becomes narwhal). gunicorn's dotted names
+ * are taken too, as a gunicorn.conf.py writes them. Classes whose behaviour
+ * narwhal does not have (tornado) are refused rather than silently served
+ * as something else.
  */
 int
-nw_parse_worker_class(const char *s, enum nw_interface *out, char *why,
-    size_t whylen)
+nw_parse_worker_class(const char *s, enum nw_worker_kind *kind,
+    enum nw_interface *interface, char *why, size_t whylen)
 {
 	static const struct {
 		const char *name;
-		enum nw_interface interface;
+		enum nw_worker_kind class;
 	} classes[] = {
-		{ "sync", NW_INTERFACE_WSGI },
-		{ "gthread", NW_INTERFACE_WSGI },
-		{ "gunicorn.workers.sync.SyncWorker", NW_INTERFACE_WSGI },
-		{ "gunicorn.workers.gthread.ThreadWorker", NW_INTERFACE_WSGI },
-		{ "uvicorn.workers.UvicornWorker", NW_INTERFACE_ASGI },
-		{ "uvicorn.workers.UvicornH11Worker", NW_INTERFACE_ASGI },
-		{ "uvicorn_worker.UvicornWorker", NW_INTERFACE_ASGI },
-		{ "uvicorn_worker.UvicornH11Worker", NW_INTERFACE_ASGI },
-		{ "wsgi", NW_INTERFACE_WSGI },
-		{ "asgi", NW_INTERFACE_ASGI },
-		{ "auto", NW_INTERFACE_AUTO },
+		{ "sync", NW_WORKER_SYNC },
+		{ "gthread", NW_WORKER_GTHREAD },
+		{ "gevent", NW_WORKER_GEVENT },
+		{ "eventlet", NW_WORKER_EVENTLET },
+		{ "gunicorn.workers.sync.SyncWorker", NW_WORKER_SYNC },
+		{ "gunicorn.workers.gthread.ThreadWorker", NW_WORKER_GTHREAD },
+		{ "gunicorn.workers.ggevent.GeventWorker", NW_WORKER_GEVENT },
+		{ "gunicorn.workers.geventlet.EventletWorker",
+		    NW_WORKER_EVENTLET },
+		{ "uvicorn.workers.UvicornWorker", NW_WORKER_ASGI },
+		{ "uvicorn.workers.UvicornH11Worker", NW_WORKER_ASGI },
+		{ "uvicorn_worker.UvicornWorker", NW_WORKER_ASGI },
+		{ "uvicorn_worker.UvicornH11Worker", NW_WORKER_ASGI },
+		{ "wsgi", NW_WORKER_SYNC },
+		{ "asgi", NW_WORKER_ASGI },
+		{ "auto", NW_WORKER_AUTO },
+	};
+	static const enum nw_interface interfaces[] = {
+		[NW_WORKER_AUTO] = NW_INTERFACE_AUTO,
+		[NW_WORKER_SYNC] = NW_INTERFACE_WSGI,
+		[NW_WORKER_GTHREAD] = NW_INTERFACE_WSGI,
+		[NW_WORKER_GEVENT] = NW_INTERFACE_WSGI,
+		[NW_WORKER_EVENTLET] = NW_INTERFACE_WSGI,
+		[NW_WORKER_ASGI] = NW_INTERFACE_ASGI,
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
 		if (strcmp(s, classes[i].name) == 0) {
-			*out = classes[i].interface;
+			*kind = classes[i].class;
+			*interface = interfaces[classes[i].class];
 			return 0;
 		}
 	}
 	snprintf(why, whylen,
-	    "'%s' is not a supported worker class (sync, gthread, "
-	    "uvicorn.workers.UvicornWorker, uvicorn.workers.UvicornH11Worker, "
-	    "wsgi, asgi or auto)", s);
+	    "'%s' is not a supported worker class (sync, gthread, gevent, "
+	    "eventlet, uvicorn.workers.UvicornWorker, "
+	    "uvicorn.workers.UvicornH11Worker, wsgi, asgi or auto)", s);
 	return -1;
 }
 

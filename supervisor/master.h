@@ -128,8 +128,11 @@ struct nw_worker {
 	ev_io stderr_io;
 	char stderr_partial[1024];   /* a line not yet ended */
 	size_t stderr_partial_len;
-	char *stderr_last[NW_STDERR_KEEP]; /* ring of the last lines */
-	unsigned stderr_next;
+	char *stderr_last[NW_STDERR_KEEP]; /* the last lines, oldest first */
+	unsigned char stderr_spare[NW_STDERR_KEEP]; /* ... the first to go */
+	unsigned stderr_kept;
+	int stderr_dump;             /* 0, or in a fatal error's dump: 1 in a
+	                                section kept, 2 in one that is spare */
 	char private_path[108];      /* its own Unix socket: health checks */
 	ev_child child;
 	ev_timer timer;              /* boot deadline, kill or respawn */
@@ -158,6 +161,8 @@ struct nw_worker {
 	int was_stopped;             /* exited after the master asked it to */
 	int spawn_failed;            /* never ran: nw_spawn() failed */
 	int low_priority;            /* booting at boot_priority: raise it */
+	long long queued_ns;         /* ... its run-queue wait (ns) at the
+	                                last check: starved, it is raised */
 	char boot_failure[384];      /* why it failed to boot, if it did */
 	TAILQ_ENTRY(nw_worker) entry;
 };
@@ -607,6 +612,7 @@ int nw_mkdir_p(const char *path, mode_t mode);
 int nw_path_trusted(const char *dir, uid_t owner, int sticky_ok, char *err,
     size_t errlen);
 long long nw_proc_rss(pid_t pid);
+long long nw_proc_queued_ns(pid_t pid);
 int nw_set_cloexec(int fd, int on);
 
 #endif

@@ -158,6 +158,15 @@ static const char *const interface_names[] = {
 	[NW_INTERFACE_ASGI] = "asgi",
 };
 
+static const char *const worker_kind_names[] = {
+	[NW_WORKER_AUTO] = "auto",
+	[NW_WORKER_SYNC] = "sync",
+	[NW_WORKER_GTHREAD] = "gthread",
+	[NW_WORKER_GEVENT] = "gevent",
+	[NW_WORKER_EVENTLET] = "eventlet",
+	[NW_WORKER_ASGI] = "asgi",
+};
+
 static const char *const loglevel_names[] = {
 	"debug", "info", "warning", "error", "critical",
 };
@@ -211,6 +220,8 @@ build_env(struct nw_master *m, struct nw_worker *w, struct child_plan *p)
 	env_add(p, "NARWHAL_APP", c->app);
 	env_add(p, "NARWHAL_INTERFACE", interface_names[c->interface]);
 	env_add(p, "NARWHAL_ASYNCIO_LOOP", c->asyncio_loop);
+	env_add(p, "NARWHAL_WORKER_CLASS", worker_kind_names[c->worker_kind]);
+	env_addf(p, "NARWHAL_THREADS", "%d", c->threads);
 	env_addf(p, "NARWHAL_WORKER_ID", "%u", w->id);
 	env_addf(p, "NARWHAL_GENERATION", "%u", w->gen->id);
 	env_add(p, "NARWHAL_CHDIR", w->gen->tree);
@@ -591,6 +602,7 @@ nw_spawn(struct nw_master *m, struct nw_worker *w)
 	}
 	w->pid = pid;
 	w->low_priority = plan.priority != NW_BOOT_NORMAL;
+	w->queued_ns = 0; /* a new process has waited for no CPU yet */
 	ev_io_set(&w->control_io, w->control_fd, EV_READ);
 	ev_io_start(m->loop, &w->control_io);
 	ev_io_set(&w->stderr_io, w->stderr_fd, EV_READ);

@@ -435,9 +435,31 @@ nw_supervise_backoff(int crashes)
 	return fmin(BACKOFF_CAP, ldexp(1., crashes - 2));
 }
 
-/* A worker booting at a low priority (spawn.c) gets the CPU it needs after
- * this long: when the CPU is saturated, spare time alone may never do. */
+/*
+ * A worker booting at a low priority (spawn.c) is meant to use spare CPU
+ * only. When there is none (the serving workers, or anything else, keep
+ * every core busy), it waits on the run queue and its boot does not move:
+ * an import of 2 s of CPU (eventlet's) then took 5 s more per recycle, and
+ * the worker it relieves kept serving past its budget. So each check looks
+ * at how long it waited for a CPU since the last one: starved for more
+ * than STARVED of that second, it is raised at once. BOOST_AFTER is the
+ * bound where the kernel keeps no such count.
+ */
 #define BOOST_AFTER 5.0
+#define STARVED     0.5
+
+static int
+boot_starved(struct nw_worker *w)
+{
+	long long queued = nw_proc_queued_ns(w->pid);
+	long long before = w->queued_ns;
+
+	w->queued_ns = queued;
+	if (queued < 0 || before < 0)
+		return 0;
+	/* the check runs every second (nw_supervise_init) */
+	return (double)(queued - before) / 1e9 >= STARVED;
+}
 
 /* max_worker_lifetime and max_worker_memory: reasons to recycle; and slow
  * boots at a low priority. */
@@ -453,11 +475,11 @@ on_limits_check(struct ev_loop *loop, ev_timer *t, int revents)
 		char why[96];
 
 		if (w->low_priority && nw_worker_is_booting(w) &&
-		    now - w->spawned_at >=
-			fmin(BOOST_AFTER, c->boot_timeout / 4)) {
-			nw_debug("worker %u pid %d: booting for %.1fs, raising "
-				 "its priority", w->id, (int)w->pid,
-			    now - w->spawned_at);
+		    (boot_starved(w) || now - w->spawned_at >=
+			fmin(BOOST_AFTER, c->boot_timeout / 4))) {
+			nw_debug("worker %u pid %d: booting for %.1fs, no "
+				 "spare CPU: raising its priority", w->id,
+			    (int)w->pid, now - w->spawned_at);
 			nw_spawn_raise_priority(m, w);
 		}
 		if (w->state != NW_LIVE || w->gen != m->current)

@@ -186,3 +186,22 @@ nw_proc_rss(pid_t pid)
 		return -1;
 	return pages_rss * sysconf(_SC_PAGESIZE);
 }
+
+/* How long the process's main thread has waited, runnable, for a CPU (ns):
+ * the second field of /proc/PID/schedstat. -1 when the kernel keeps none. */
+long long
+nw_proc_queued_ns(pid_t pid)
+{
+	char path[64];
+	long long ran, queued;
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	n = fscanf(f, "%lld %lld", &ran, &queued);
+	fclose(f);
+	return n == 2 ? queued : -1;
+}

@@ -507,6 +507,35 @@ read_control(struct nw_master *m, struct nw_worker *w)
 	}
 }
 
+/*
+ * The last NW_STDERR_KEEP lines are what a failure report shows. A fatal
+ * error's dump (faulthandler's, on a crash or the watchdog's SIGABRT) lists
+ * every thread, and a threaded worker's fills the lines on its own: the
+ * app's last words before it and the error go, and the stacks of threads
+ * that only waited stay. So in a dump the other threads' stacks ("Thread
+ * 0x...", and the list of extension modules) are spare: a new line pushes
+ * out the oldest spare line before any other. The log has every line.
+ */
+static int
+stderr_line_spare(struct nw_worker *w, const char *line, size_t len)
+{
+#define STARTS(s) (len >= sizeof(s) - 1 && memcmp(line, s, sizeof(s) - 1) == 0)
+	if (STARTS("Fatal Python error: ")) {
+		w->stderr_dump = 1;
+		return 0;
+	}
+	if (w->stderr_dump == 0)
+		return 0;
+	if (STARTS("Current thread 0x") || STARTS("Stack (most recent"))
+		w->stderr_dump = 1;
+	else if (STARTS("Thread 0x"))
+		w->stderr_dump = 2;
+	else if (STARTS("Extension modules: "))
+		return 1;
+	return w->stderr_dump == 2;
+#undef STARTS
+}
+
 static void
 on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -517,15 +546,31 @@ on_control_readable(struct ev_loop *loop, ev_io *io, int revents)
 static void
 keep_stderr_line(struct nw_worker *w, const char *line, size_t len)
 {
+	int spare = stderr_line_spare(w, line, len);
 	char *copy = malloc(len + 1);
+	unsigned out = 0;
 
 	if (copy == NULL)
 		return;
 	memcpy(copy, line, len);
 	copy[len] = '\0';
-	free(w->stderr_last[w->stderr_next]);
-	w->stderr_last[w->stderr_next] = copy;
-	w->stderr_next = (w->stderr_next + 1) % NW_STDERR_KEEP;
+	if (w->stderr_kept == NW_STDERR_KEEP) {
+		/* the oldest spare line, or else the oldest */
+		for (unsigned i = 0; i < NW_STDERR_KEEP; i++)
+			if (w->stderr_spare[i]) {
+				out = i;
+				break;
+			}
+		free(w->stderr_last[out]);
+		memmove(&w->stderr_last[out], &w->stderr_last[out + 1],
+		    (NW_STDERR_KEEP - out - 1) * sizeof w->stderr_last[0]);
+		memmove(&w->stderr_spare[out], &w->stderr_spare[out + 1],
+		    (NW_STDERR_KEEP - out - 1) * sizeof w->stderr_spare[0]);
+		w->stderr_kept--;
+	}
+	w->stderr_last[w->stderr_kept] = copy;
+	w->stderr_spare[w->stderr_kept] = (unsigned char)spare;
+	w->stderr_kept++;
 }
 
 static void
@@ -605,13 +650,10 @@ nw_worker_last_stderr(struct nw_worker *w, char *buf, size_t len)
 	size_t used = 0;
 
 	buf[0] = '\0';
-	for (unsigned i = 0; i < NW_STDERR_KEEP; i++) {
-		const char *line =
-		    w->stderr_last[(w->stderr_next + i) % NW_STDERR_KEEP];
+	for (unsigned i = 0; i < w->stderr_kept; i++) {
+		const char *line = w->stderr_last[i];
 		int n;
 
-		if (line == NULL)
-			continue;
 		n = snprintf(buf + used, len - used, "%s\n", line);
 		if (n < 0 || (size_t)n >= len - used)
 			break;
@@ -705,7 +747,7 @@ nw_worker_free(struct nw_master *m, struct nw_worker *w)
 		w->replaces->replaced_by = NULL;
 	if (w->replaced_by != NULL)
 		w->replaced_by->replaces = NULL;
-	for (unsigned i = 0; i < NW_STDERR_KEEP; i++)
+	for (unsigned i = 0; i < w->stderr_kept; i++)
 		free(w->stderr_last[i]);
 	TAILQ_REMOVE(&m->workers, w, entry);
 	nw_generation_release(m, w->gen);

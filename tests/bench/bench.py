@@ -24,8 +24,12 @@ UvicornWorker, driven by tests/bench/wsbench.c (C, epoll): 64 connections,
 small messages, messages/s and p99. The `tls` scenario serves hello world
 over TLS (keep-alive) from narwhal beside nginx terminating TLS with
 `return 200`, same certificate, each also in the clear, and reports the
-requests/s ratio and what TLS costs each in CPU per request. `make bench`
-runs these five; the
+requests/s ratio and what TLS costs each in CPU per request. The `threads`
+scenario runs `threads = N` beside gunicorn's gthread worker (a
+latency-bound app waiting 50 ms in time.sleep and in PostgreSQL's pg_sleep,
+an I/O-bound one waiting 5 ms, hello world), and `gevent` the gevent and
+eventlet workers beside gunicorn's, the same way: servers side by side, runs
+alternating, medians, memory per worker. `make bench` runs these seven; the
 others (reload under load, recycling under load) are functions of the same
 shape: run them with
 --scenario. Usage:
@@ -271,11 +275,11 @@ class Server:
 
 
 def narwhal_server(tmp, app="wsgi:application", interface=None, extra=None,
-                   host=None, check=("/", b"Hello, world!\n")):
+                   host=None, check=("/", b"Hello, world!\n"), chdir=HELLO):
     ini = os.path.join(tmp, "narwhal.ini")
     host = host or HOSTS["narwhal"]
     lines = ["[narwhal]", "python = %s" % PYTHON, "app = %s" % app,
-             "chdir = %s" % HELLO, "bind = %s:0" % host,
+             "chdir = %s" % chdir, "bind = %s:0" % host,
              "workers = %d" % WORKERS, "runtime_dir = %s" % os.path.join(tmp, "run"),
              "state_dir = %s" % os.path.join(tmp, "state")]
     if interface:
@@ -1341,6 +1345,217 @@ def print_tls(rows, args):
           "answers from its config, narwhal calls a Python WSGI app.")
 
 
+# --- concurrency inside a worker: threads, gevent, eventlet (issue 14) -----
+
+THREADS_APP = os.path.join(REPO, "tests", "apps", "threads")
+
+
+def nw_concurrent(label, settings, app="app:application", chdir=THREADS_APP,
+                  env=None, check=("/", b"Hello, world!\n")):
+    """A maker of a narwhal server with these [narwhal] settings."""
+    def make(tmp, host):
+        srv = narwhal_server(tmp, app=app, extra=settings, host=host,
+                             check=check, chdir=chdir)
+        srv.label = label
+        srv.env = env
+        return srv
+    return make
+
+
+def gu_concurrent(label, flags, app="app:application", chdir=THREADS_APP,
+                  env=None, check=("/", b"Hello, world!\n")):
+    """A maker of a gunicorn server with these flags."""
+    def make(tmp, host):
+        port = free_port(host)
+        argv = [PYTHON, "-m", "gunicorn", "-w", str(WORKERS), "-b",
+                "%s:%d" % (host, port), "--chdir", chdir, "--log-level",
+                "warning"] + flags + [app]
+        return Server("gunicorn", label, argv, port, host=host, env=env,
+                      check=check)
+    return make
+
+
+def worker_rss_kib(srv):
+    """RSS of each worker process (the master's descendants)."""
+    return [r for r in (rss_kib(p) for p in descendants(srv.proc.pid))
+            if r is not None]
+
+
+def paired_runs(title, path, connections, makers, args, ceiling=None):
+    """Runs every server at once and wrk against each in turn, round after
+    round, a different one first each round; medians of the rounds.
+
+    makers: (name, maker) pairs, narwhal's first (ratios are against it).
+    Returns one row per server.
+    """
+    started, rows = [], []
+    try:
+        for i, (name, make) in enumerate(makers):
+            tmp = tempfile.mkdtemp(prefix="nwbench-")
+            srv = make(tmp, "127.0.0.%d" % (40 + i))
+            srv.tmp = tmp
+            log("%s: starting %s" % (title, srv.label))
+            try:
+                srv.start(timeout=60)
+            except Exception as e:
+                log("%s: %s skipped: %s" % (title, srv.label, e))
+                rows.append({"name": name, "label": srv.label,
+                             "skipped": str(e)})
+                srv.stop()
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            started.append((name, srv))
+        def url(srv):
+            return srv.url.rstrip("/") + path
+        for name, srv in started:
+            wrk(url(srv), args.warmup, connections=connections)
+        runs = {name: [] for name, _ in started}
+        for r in range(args.rounds):
+            k = r % max(1, len(started))
+            for name, srv in started[k:] + started[:k]:
+                log("%s: round %d/%d, %s, %ds" % (title, r + 1, args.rounds,
+                                                  srv.label, args.duration))
+                cpu0 = worker_cpu_seconds(srv)
+                w = wrk(url(srv), args.duration, connections=connections)
+                cpu = worker_cpu_seconds(srv) - cpu0
+                srv.remember()
+                w["cpu_us"] = (cpu * 1e6 / w["requests"]
+                               if w["requests"] else None)
+                w.pop("raw", None)
+                runs[name].append(w)
+        for name, srv in started:
+            ws = runs[name]
+            rss = worker_rss_kib(srv)
+            rows.append({
+                "name": name, "label": srv.label,
+                "rps": median([w["rps"] for w in ws]),
+                "p50": median([w["p50"] for w in ws]),
+                "p99": median([w["p99"] for w in ws]),
+                "cpu_us": median([w["cpu_us"] for w in ws]),
+                "errors": sum(w["errors"] + w["non2xx"] for w in ws),
+                "rss_worker": sum(rss) / len(rss) if rss else None,
+                "rounds": ws})
+    finally:
+        for name, srv in started:
+            srv.stop()
+            shutil.rmtree(srv.tmp, ignore_errors=True)
+    print_paired(title, path, connections, rows, args, ceiling)
+    return rows
+
+
+def print_paired(title, path, connections, rows, args, ceiling):
+    base = next((r for r in rows if "skipped" not in r and r["rps"]), None)
+    print()
+    print("%s: GET %s, %d workers each, wrk -t2 -c%d -d%ds, median of %d "
+          "rounds (ms)" % (title, path, WORKERS, connections, args.duration,
+                           args.rounds))
+    hdr = "%-40s | %9s %6s %7s | %7s %7s | %7s | %7s | %6s" % (
+        "server", "req/s", "ratio", "ceiling", "p50", "p99", "CPU us",
+        "MiB/wkr", "errors")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        if "skipped" in r:
+            print("%-40s | skipped: %s" % (r["label"], r["skipped"][:80]))
+            continue
+        print("%-40s | %9s %6s %7s | %7s %7s | %7s | %7s | %6d" % (
+            r["label"], "%.0f" % r["rps"] if r["rps"] else "FAIL",
+            "%.2fx" % (r["rps"] / base["rps"]) if base and r["rps"] else "-",
+            "%.0f%%" % (100 * r["rps"] / ceiling) if ceiling and r["rps"]
+            else "-", fmt_ms(r["p50"]), fmt_ms(r["p99"]),
+            "%.0f" % r["cpu_us"] if r["cpu_us"] else "-",
+            "%.1f" % (r["rss_worker"] / 1024) if r["rss_worker"] else "-",
+            r["errors"]))
+    print("ratio: req/s relative to the first row; ceiling: req/s as a share "
+          "of what the concurrency allows; CPU us: the server's CPU time per "
+          "request; MiB/wkr: mean RSS of a worker after the runs.")
+
+
+def scenario_threads(args):
+    """threads = N against gunicorn's gthread worker, same settings: a
+    latency-bound app (50 ms: time.sleep, and pg_sleep through psycopg2),
+    an I/O-bound one (5 ms), and hello world with threads 4 beside
+    threads 1 and gunicorn's sync worker."""
+    from pgserver import PgServer, find_pg_bin
+    results = {}
+
+    def gthread_pair(threads, env=None):
+        return [("narwhal", nw_concurrent(
+                    "narwhal threads %d (%dw)" % (threads, WORKERS),
+                    {"threads": threads}, env=env)),
+                ("gunicorn", gu_concurrent(
+                    "gunicorn gthread %d (%dw)" % (threads, WORKERS),
+                    ["-k", "gthread", "--threads", str(threads)], env=env))]
+
+    ceiling = WORKERS * 16 / 0.05
+    results["sleep50"] = paired_runs(
+        "latency-bound, time.sleep(0.05), threads 16", "/io?s=0.05", 64,
+        gthread_pair(16), args, ceiling)
+    pg = None
+    if find_pg_bin() is None:
+        log("no PostgreSQL installed: the pg_sleep run is skipped")
+    else:
+        try:
+            pg = PgServer().start()
+            results["pg50"] = paired_runs(
+                "latency-bound, pg_sleep(0.05) via psycopg2, threads 16",
+                "/pg?s=0.05", 64, gthread_pair(16, env=pg.env()), args,
+                ceiling)
+        except Exception as e:
+            log("pg_sleep run skipped: %s" % e)
+        finally:
+            if pg is not None:
+                pg.stop()
+    results["io5"] = paired_runs(
+        "I/O-bound, time.sleep(0.005), threads 32", "/io?s=0.005", 128,
+        gthread_pair(32), args, WORKERS * 32 / 0.005)
+    hello = dict(app="wsgi:application", chdir=HELLO)
+    results["hello"] = rows = paired_runs(
+        "hello world, threads 4 and 1", "/", 64, [
+            ("narwhal-t4", nw_concurrent("narwhal threads 4 (%dw)" % WORKERS,
+                                         {"threads": 4}, **hello)),
+            ("narwhal-t1", nw_concurrent("narwhal threads 1 (%dw)" % WORKERS,
+                                         {"threads": 1}, **hello)),
+            ("gunicorn-gthread", gu_concurrent(
+                "gunicorn gthread 4 (%dw)" % WORKERS,
+                ["-k", "gthread", "--threads", "4"], **hello)),
+            ("gunicorn-sync", gu_concurrent(
+                "gunicorn sync (%dw)" % WORKERS, ["-k", "sync"], **hello)),
+        ], args)
+    rps = {r["name"]: r.get("rps") for r in rows}
+    if all(rps.get(k) for k in ("narwhal-t4", "narwhal-t1",
+                                "gunicorn-gthread", "gunicorn-sync")):
+        print("threads 4 / threads 1: %.2fx; narwhal threads 4 / gunicorn "
+              "gthread 4: %.2fx; narwhal threads 1 / gunicorn sync: %.2fx" % (
+                  rps["narwhal-t4"] / rps["narwhal-t1"],
+                  rps["narwhal-t4"] / rps["gunicorn-gthread"],
+                  rps["narwhal-t1"] / rps["gunicorn-sync"]))
+    return results
+
+
+def scenario_gevent(args):
+    """gevent and eventlet workers against gunicorn's, -k CLASS
+    --worker-connections 1000: hello world, and an I/O-bound app (5 ms)."""
+    results = {}
+    for kind in ("gevent", "eventlet"):
+        def pair(app, chdir):
+            return [("narwhal", nw_concurrent(
+                        "narwhal %s (%dw)" % (kind, WORKERS),
+                        {"worker_class": kind, "worker_connections": 1000},
+                        app=app, chdir=chdir)),
+                    ("gunicorn", gu_concurrent(
+                        "gunicorn %s (%dw)" % (kind, WORKERS),
+                        ["-k", kind, "--worker-connections", "1000"],
+                        app=app, chdir=chdir))]
+        results[kind + "-hello"] = paired_runs(
+            "%s, hello world" % kind, "/", 64,
+            pair("wsgi:application", HELLO), args)
+        results[kind + "-io5"] = paired_runs(
+            "%s, I/O-bound, time.sleep(0.005)" % kind, "/io?s=0.005", 128,
+            pair("app:application", THREADS_APP), args)
+    return results
+
+
 SCENARIOS = {
     "hello": scenario_hello,
     "reload": scenario_reload_under_load,
@@ -1350,6 +1565,8 @@ SCENARIOS = {
     "ws": scenario_ws,
     "metrics": scenario_metrics,
     "tls": scenario_tls,
+    "threads": scenario_threads,
+    "gevent": scenario_gevent,
 }
 
 
@@ -1359,13 +1576,14 @@ def main():
                    help="seconds per measured wrk run (default 10)")
     p.add_argument("--quick", action="store_true",
                    help="3 s runs, 1 s warm-up")
-    p.add_argument("--scenario", default="hello,asgi,metrics,ws,tls",
+    p.add_argument("--scenario",
+                   default="hello,asgi,metrics,ws,tls,threads,gevent",
                    help="comma-separated: %s, or all" % ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS),
                    help="comma-separated, for hello (default: all)")
     p.add_argument("--rounds", type=int, default=3,
-                   help="rounds of the asgi scenario; medians are reported "
-                        "(default 3)")
+                   help="rounds of the asgi, threads and gevent scenarios; "
+                        "medians are reported (default 3)")
     p.add_argument("--rate", type=int, default=1800,
                    help="req/s of the recycling-paced scenario "
                         "(default 1800)")

@@ -3,8 +3,9 @@
 Order matters: the shim leaves PYTHONPATH first (so the app's subprocesses
 do not inherit it), then the worker moves into its code tree, puts the tree
 and NARWHAL_PYTHONPATH first on sys.path, arms faulthandler (SIGABRT from
-the master's watchdog dumps every thread's stack) and loads the app. A
-failure to load exits with status 3 after printing the traceback.
+the master's watchdog dumps every thread's stack), monkey-patches for a
+gevent or eventlet worker, and loads the app. A failure to load exits with
+status 3 after printing the traceback.
 """
 
 import faulthandler
@@ -72,8 +73,26 @@ def looks_asgi(app):
     return inspect.iscoroutinefunction(getattr(app, "__call__", None))
 
 
-def pick_serving_loop(interface, app):
+GREEN = ("gevent", "eventlet")
+
+
+def monkey_patch(worker_class):
+    """gevent and eventlet workers patch the standard library before the
+    app is imported, as gunicorn's do: its sockets, sleeps and locks then
+    yield to the hub instead of blocking the worker."""
+    if worker_class == "gevent":
+        from gevent import monkey
+        monkey.patch_all()
+    elif worker_class == "eventlet":
+        import eventlet
+        eventlet.monkey_patch()
+
+
+def pick_serving_loop(interface, app, worker_class="auto"):
     """The function that serves `app`: (config, app) -> exit status."""
+    if worker_class in GREEN:
+        from narwhal_worker.green import serve
+        return serve
     if interface == "wsgi" or (interface == "auto" and not looks_asgi(app)):
         from narwhal_worker.wsgi import serve
         return serve
@@ -107,6 +126,7 @@ def main():
     _close_on_exec(config)
     faulthandler.enable(all_threads=True)
     try:
+        monkey_patch(config.worker_class)
         _setup_paths(config)
         if os.environ.get("NARWHAL_HOOKS"):
             from narwhal_worker.hooks import from_environment
@@ -116,10 +136,12 @@ def main():
             if "worker_abort" in config.hooks.hooks:
                 _on_abort(config.hooks)
         app = load_app(config.app)
-        serve = pick_serving_loop(config.interface, app)
+        serve = pick_serving_loop(config.interface, app,
+                                  config.worker_class)
         if config.hooks is not None:
             config.hooks.post_worker_init(app)
-            if serve.__module__ == "narwhal_worker.wsgi":
+            if serve.__module__ in ("narwhal_worker.wsgi",
+                                    "narwhal_worker.green"):
                 app = config.hooks.wrap_wsgi(app)
     except AppLoadError as e:
         log("cannot load app %r: %s" % (config.app, e))

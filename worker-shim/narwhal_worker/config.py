@@ -52,6 +52,13 @@ class Config:
         self.app = env.get("NARWHAL_APP", "")
         self.interface = (env.get("NARWHAL_INTERFACE", "") or "auto").lower()
         self.asyncio_loop = env.get("NARWHAL_ASYNCIO_LOOP", "") or "auto"
+        # sync, gthread, gevent, eventlet, asgi or auto; threads: WSGI
+        # requests at once on threads; worker_connections: green ones
+        self.worker_class = (env.get("NARWHAL_WORKER_CLASS", "") or
+                             "auto").lower()
+        self.threads = max(1, _int(env, "NARWHAL_THREADS", 1))
+        self.worker_connections = max(
+            1, _int(env, "NARWHAL_WORKER_CONNECTIONS", 1000))
         self.chdir = env.get("NARWHAL_CHDIR", "")
         self.pythonpath = [p for p in
                            env.get("NARWHAL_PYTHONPATH", "").split(":") if p]

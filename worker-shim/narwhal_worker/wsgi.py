@@ -2,12 +2,15 @@
 
 Signal handlers only poke the C server (stop, quit, reopen the log); the
 loop wakes up for them through signal.set_wakeup_fd's pipe, so TERM works
-both while the worker sleeps in epoll_wait and while the app runs.
+both while the worker sleeps in epoll_wait and while the app runs. With
+threads > 1, the pool's threads are Python threads started here, each
+running the C pool's loop (threading.enumerate and faulthandler see them).
 """
 
 import os
 import signal
 import sys
+import threading
 
 from narwhal_worker import control
 from narwhal_worker._http import Server
@@ -33,6 +36,7 @@ def serve(config, app):
         accesslog=config.accesslog,
         script_name=config.script_name,
         errors=sys.stderr,
+        threads=config.threads,
     )
 
     def on_term(signum, frame):
@@ -57,6 +61,12 @@ def serve(config, app):
     signal.siginterrupt(signal.SIGTERM, False)
     signal.siginterrupt(signal.SIGUSR1, False)
 
+    # threads > 1: the pool's threads run requests while the loop (this
+    # thread) accepts and parses without the GIL
+    if config.threads > 1:
+        for i in range(config.threads):
+            threading.Thread(target=server.run_thread, daemon=True,
+                             name="narwhal-thread-%d" % (i + 1)).start()
     if not control.send(config.control_fd, "booted") and \
             config.control_fd >= 0:
         return 0  # the master is already gone

@@ -31,7 +31,7 @@ nw_conn_update_events(struct nw_conn *c)
 	struct epoll_event ev;
 	uint32_t events = 0;
 
-	if (c->fd < 0)
+	if (c->fd < 0 || c->parked)
 		return 0;
 	if (!c->read_paused)
 		events |= EPOLLIN;
@@ -350,7 +350,8 @@ nw_conn_next(struct nw_conn *c)
 	struct nw_engine *e = c->engine;
 
 	c->state = NW_CONN_HEAD;
-	if (c->read_paused) {
+	/* a parked connection may have left the epoll set */
+	if (c->read_paused || !c->registered) {
 		c->read_paused = false;
 		nw_conn_update_events(c);
 	}
@@ -367,12 +368,40 @@ nw_conn_next(struct nw_conn *c)
 	nw_timer_set(c, NW_TIMER_IDLE);
 }
 
+/*
+ * The driver runs the request on another thread (or in a greenlet that may
+ * outlive a hang-up): the engine leaves the connection alone, off its
+ * deadline lists, until nw_conn_response_done takes it back, so that
+ * nothing (not even EPOLLHUP, reported unasked) closes it under the request
+ * or reads into its buffers. It stays in the epoll set, which costs no
+ * system call: an event for it (a pipelined request, a hang-up) takes it
+ * out then (nw_engine_dispatch), and the answer puts it back.
+ */
+void
+nw_conn_park(struct nw_conn *c)
+{
+	c->parked = true;
+	nw_timer_unlink(c);
+}
+
+/* An event for a parked connection: out of the epoll set until done. */
+void
+nw_conn_parked_event(struct nw_conn *c)
+{
+	if (!c->registered)
+		return;
+	epoll_ctl(c->engine->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	c->registered = false;
+	c->events = 0;
+}
+
 /* The request's answer is complete (maybe not yet sent): what next. */
 void
 nw_conn_response_done(struct nw_conn *c, bool close)
 {
 	struct nw_engine *e = c->engine;
 
+	c->parked = false;
 	count_served(c);
 	/* the app may have run a while since the last event */
 	nw_clock_update(&e->clock);

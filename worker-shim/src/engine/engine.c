@@ -157,6 +157,11 @@ nw_engine_dispatch(struct nw_engine *e, const struct epoll_event *events, int n)
 			c = (struct nw_conn *)kind;
 			if (c->fd < 0)
 				break; /* closed by an earlier event */
+			if (c->parked) {
+				/* its request runs elsewhere: leave it be */
+				nw_conn_parked_event(c);
+				break;
+			}
 			if (ev & EPOLLOUT)
 				nw_conn_writable(c);
 			if (c->fd < 0)

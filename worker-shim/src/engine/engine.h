@@ -123,6 +123,8 @@ struct nw_conn {
 	uint32_t events;  /* what the epoll set watches for it */
 	bool registered;  /* in the epoll set */
 	bool read_paused; /* the driver has enough input for now */
+	bool parked;      /* its request runs on another thread or in a
+			   * greenlet: the engine leaves it alone */
 	bool held;        /* out is held for nw_engine_release */
 	struct nw_conn *hnext;
 	bool queued; /* on the run queue: a pipelined request waits */
@@ -361,6 +363,8 @@ void nw_conn_body_timer(struct nw_conn *c);
 /* ...what a driver asks of the connection of its request */
 void nw_conn_count(struct nw_conn *c, int status, uint64_t sent);
 void nw_conn_log(struct nw_conn *c, int status, uint64_t sent);
+void nw_conn_park(struct nw_conn *c);
+void nw_conn_parked_event(struct nw_conn *c);
 void nw_conn_log_answer(struct nw_conn *c, int status, uint64_t sent,
     const char *head, size_t headlen);
 void nw_conn_response_done(struct nw_conn *c, bool close);

@@ -157,6 +157,7 @@ conn_new(struct nw_engine *e, int fd, struct nw_listener *l)
 	c->events = 0;
 	c->registered = false;
 	c->read_paused = false;
+	c->parked = false;
 	c->held = false;
 	c->hnext = NULL;
 	c->queued = false;

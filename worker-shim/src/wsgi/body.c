@@ -96,10 +96,16 @@ nw_wsgi_body_add(struct nw_wsgi *s, struct nw_wsgi_body *b, const char *p,
 	return write_file(b->fd, p, n);
 }
 
-/* The body is the app's now (or gone): it no longer counts as arriving. */
+/*
+ * The body is the app's now (or gone): it no longer counts as arriving.
+ * The count is the loop thread's: once released, a body's reset (on a
+ * pool thread) leaves it alone.
+ */
 void
 nw_wsgi_body_release(struct nw_wsgi *s, struct nw_wsgi_body *b)
 {
+	if (b->on_disk == 0)
+		return;
 	s->spooled -= b->on_disk;
 	b->on_disk = 0;
 }

@@ -326,7 +326,8 @@ nw_wsgi_base_environ(struct nw_wsgi *s, PyObject *server_name,
 	if (PyDict_SetItem(env, k_wsgi_version, version) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_url_scheme, tls ? v_https : v_http) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_errors, s->errors) < 0 ||
-	    PyDict_SetItem(env, k_wsgi_multithread, Py_False) < 0 ||
+	    PyDict_SetItem(env, k_wsgi_multithread,
+	        s->multithread ? Py_True : Py_False) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_multiprocess, Py_True) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_run_once, Py_False) < 0 ||
 	    PyDict_SetItem(env, k_wsgi_file_wrapper, nw_filewrapper_type) < 0 ||

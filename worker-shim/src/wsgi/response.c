@@ -9,6 +9,7 @@
  * engine hands the driver a complete request.
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -30,7 +31,9 @@ static struct {
 /* The state of one response, between start_response and the last byte. */
 struct nw_ctx {
 	struct nw_wsgi *srv;
+	struct nw_wsgi_local *l;
 	struct nw_conn *conn;
+	int fd; /* the connection's socket */
 	bool called; /* start_response was called */
 	bool head_sent;
 	bool chunked;   /* we frame the body in chunks */
@@ -51,6 +54,24 @@ typedef struct {
 } StartResponseObject;
 
 static PyObject *start_response_type;
+
+/* A write of the answer: through TLS when the connection has it, else on
+ * the socket as the request saw it (threads.c may swap the engine's). */
+static int
+ctx_writev(struct nw_ctx *x, struct iovec *iov, int cnt)
+{
+	if (x->conn->ssl != NULL)
+		return nw_tls_writev_all(&x->l->writer, x->conn, iov, cnt);
+	return nw_writev_all(&x->l->writer, x->fd, iov, cnt);
+}
+
+static int
+ctx_writev1(struct nw_ctx *x, const void *p, size_t n)
+{
+	struct iovec iov = {(void *)p, n};
+
+	return ctx_writev(x, &iov, 1);
+}
 
 /* The latin-1 bytes of str; *tmp gets a reference the caller drops. */
 static int
@@ -107,7 +128,7 @@ head_finish(struct nw_ctx *x, int64_t known)
 	    .close = x->close,
 	};
 
-	if (nw_head_finish(&s->head, &info, &e, &s->e.clock) < 0) {
+	if (nw_head_finish(&x->l->head, &info, &e, x->l->clock) < 0) {
 		PyErr_NoMemory();
 		return -1;
 	}
@@ -129,7 +150,7 @@ ctx_failed(struct nw_ctx *x)
 static int
 send_data(struct nw_ctx *x, const char *p, size_t n)
 {
-	struct nw_wsgi *s = x->srv;
+	struct nw_wsgi_local *l = x->l;
 	struct iovec iov[4];
 	char size_line[24];
 	int cnt = 0;
@@ -144,8 +165,8 @@ send_data(struct nw_ctx *x, const char *p, size_t n)
 	if (!x->head_sent) {
 		if (head_finish(x, -1) < 0)
 			return -1;
-		iov[cnt].iov_base = s->head.data;
-		iov[cnt++].iov_len = s->head.len;
+		iov[cnt].iov_base = l->head.data;
+		iov[cnt++].iov_len = l->head.len;
 	}
 	if (!x->no_body) {
 		if (x->chunked) {
@@ -162,7 +183,7 @@ send_data(struct nw_ctx *x, const char *p, size_t n)
 	}
 	if (cnt == 0)
 		return 0;
-	if (nw_conn_writev_all(&s->writer, x->conn, iov, cnt) < 0) {
+	if (ctx_writev(x, iov, cnt) < 0) {
 		ctx_failed(x);
 		return -1;
 	}
@@ -176,21 +197,20 @@ send_data(struct nw_ctx *x, const char *p, size_t n)
 static int
 send_end(struct nw_ctx *x)
 {
-	struct nw_wsgi *s = x->srv;
+	struct nw_wsgi_local *l = x->l;
 
 	if (x->failed)
 		return -1;
 	if (!x->head_sent) {
 		if (head_finish(x, x->is_head ? -1 : 0) < 0)
 			return -1;
-		if (nw_conn_send_all(&s->writer, x->conn, s->head.data,
-		        s->head.len) < 0) {
+		if (ctx_writev1(x, l->head.data, l->head.len) < 0) {
 			ctx_failed(x);
 			return -1;
 		}
 		x->head_sent = true;
 	} else if (x->chunked) {
-		if (nw_conn_send_all(&s->writer, x->conn, "0\r\n\r\n", 5) < 0) {
+		if (ctx_writev1(x, "0\r\n\r\n", 5) < 0) {
 			ctx_failed(x);
 			return -1;
 		}
@@ -338,7 +358,7 @@ start_response_call(PyObject *self, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 
-	h = &x->srv->head;
+	h = &x->l->head;
 	h->len = 0;
 	x->called = false;
 	x->content_length = -1;
@@ -439,20 +459,20 @@ start_response_dealloc(PyObject *self)
  * it, dead, and the next request gets a new one.
  */
 static PyObject *
-start_response_get(struct nw_wsgi *s, struct nw_ctx *x)
+start_response_get(struct nw_wsgi_local *l, struct nw_ctx *x)
 {
-	StartResponseObject *sr = (StartResponseObject *)s->start_response;
+	StartResponseObject *sr = (StartResponseObject *)l->start_response;
 
 	if (sr != NULL && (Py_REFCNT(sr) != 2 || Py_REFCNT(sr->write) != 1)) {
 		sr->ctx = NULL;
 		Py_CLEAR(sr->write); /* breaks the cycle */
-		Py_CLEAR(s->start_response);
+		Py_CLEAR(l->start_response);
 		sr = NULL;
 	}
 	if (sr == NULL) {
-		if ((s->start_response = start_response_new()) == NULL)
+		if ((l->start_response = start_response_new()) == NULL)
 			return NULL;
-		sr = (StartResponseObject *)s->start_response;
+		sr = (StartResponseObject *)l->start_response;
 	}
 	sr->ctx = x;
 	return (PyObject *)sr;
@@ -485,11 +505,11 @@ app_error(struct nw_wsgi *s, struct nw_ctx *x)
 	}
 	if (!x->head_sent && !x->failed) {
 		struct iovec iov[3];
-		size_t len = nw_error_iov(500, &s->e.clock, iov);
+		size_t len = nw_error_iov(500, x->l->clock, iov);
 
 		x->status = 500;
 		x->head_sent = true;
-		if (nw_conn_writev_all(&s->writer, c, iov, 3) < 0)
+		if (ctx_writev(x, iov, 3) < 0)
 			PyErr_Clear();
 		else
 			x->sent = len;
@@ -537,15 +557,15 @@ send_file(struct nw_wsgi *s, struct nw_ctx *x, PyObject *wrapper)
 		n = (uint64_t)x->content_length;
 	if (head_finish(x, x->content_length >= 0 ? -1 : (int64_t)n) < 0)
 		return -1;
-	if (nw_send_flags(&s->writer, x->conn->fd, s->head.data, s->head.len,
-	        x->no_body || n == 0 ? 0 : MSG_MORE) < 0) {
+	if (nw_send_flags(&x->l->writer, x->fd, x->l->head.data,
+	        x->l->head.len, x->no_body || n == 0 ? 0 : MSG_MORE) < 0) {
 		ctx_failed(x);
 		return 1;
 	}
 	x->head_sent = true;
 	if (x->no_body || n == 0)
 		return 1;
-	if (nw_sendfile_all(&s->writer, x->conn->fd, (int)fd, off, n, &sent) <
+	if (nw_sendfile_all(&x->l->writer, x->fd, (int)fd, off, n, &sent) <
 	    0)
 		ctx_failed(x);
 	x->sent = sent;
@@ -562,7 +582,7 @@ send_file(struct nw_wsgi *s, struct nw_ctx *x, PyObject *wrapper)
  * goes the usual, blocking way.
  */
 static int
-send_closing(struct nw_wsgi *s, int fd, struct iovec *iov, int cnt)
+send_closing(struct nw_wsgi_local *l, int fd, struct iovec *iov, int cnt)
 {
 	struct msghdr m;
 	ssize_t n;
@@ -581,7 +601,7 @@ send_closing(struct nw_wsgi *s, int fd, struct iovec *iov, int cnt)
 		iov->iov_base = (char *)iov->iov_base + n;
 		iov->iov_len -= (size_t)n;
 	}
-	return nw_writev_all(&s->writer, fd, iov, cnt);
+	return nw_writev_all(&l->writer, fd, iov, cnt);
 }
 
 /* A list of bytes: every length is known, so one writev with a length. */
@@ -612,15 +632,15 @@ send_list(struct nw_wsgi *s, struct nw_ctx *x, PyObject *list)
 		return 0; /* truncation or a short body: the slow path */
 	if (head_finish(x, (int64_t)total) < 0)
 		return -1;
-	iov[0].iov_base = s->head.data;
-	iov[0].iov_len = s->head.len;
+	iov[0].iov_base = x->l->head.data;
+	iov[0].iov_len = x->l->head.len;
 	if (x->no_body)
 		cnt = 1;
 	/* close_result() does nothing for a list: the close comes next */
 	if (x->close && x->conn->ssl == NULL)
-		rc = send_closing(s, x->conn->fd, iov, cnt);
+		rc = send_closing(x->l, x->fd, iov, cnt);
 	else
-		rc = nw_conn_writev_all(&s->writer, x->conn, iov, cnt);
+		rc = ctx_writev(x, iov, cnt);
 	if (rc < 0) {
 		ctx_failed(x);
 		return 1;
@@ -707,8 +727,14 @@ close_result(struct nw_wsgi *s, PyObject *result)
 	return 0;
 }
 
+/*
+ * One request; its answer's status and size for the engine's log (the
+ * caller's: a pool thread must not touch the engine). fd is the
+ * connection's socket as the request sees it.
+ */
 int
-nw_wsgi_handle(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
+nw_wsgi_handle(struct nw_wsgi *s, struct nw_wsgi_local *l, struct nw_conn *c,
+    int fd, PyObject *input, struct nw_wsgi_answer *a)
 {
 	struct nw_ctx x;
 	PyObject *env, *sr = NULL, *args, *result = NULL;
@@ -716,13 +742,15 @@ nw_wsgi_handle(struct nw_wsgi *s, struct nw_conn *c, PyObject *input)
 
 	memset(&x, 0, sizeof x);
 	x.srv = s;
+	x.l = l;
+	x.fd = fd;
 	x.conn = c;
 	x.content_length = -1;
 	x.is_head = c->req.is_head;
 
 	env = nw_wsgi_environ(s, c, input);
 	if (env != NULL)
-		sr = start_response_get(s, &x);
+		sr = start_response_get(l, &x);
 	if (env == NULL || sr == NULL) {
 		rc = app_error(s, &x);
 		goto done;
@@ -758,11 +786,86 @@ done:
 	if (sr != NULL)
 		((StartResponseObject *)sr)->ctx = NULL;
 	Py_XDECREF(env);
-	nw_conn_log_answer(c, x.status, x.sent,
-	    x.head_sent ? s->head.data : NULL, s->head.len);
+	a->status = x.status;
+	a->sent = x.sent;
+	a->head = x.head_sent ? l->head.data : NULL;
+	a->headlen = l->head.len;
 	if (rc == NW_HANDLED_KEEP && (x.close || x.failed))
 		rc = NW_HANDLED_CLOSE;
 	return rc;
+}
+
+/*
+ * A request's body as wsgi.input, then the request. The caller released
+ * the body first (nw_wsgi_body_release, on the loop's thread), so the
+ * resets here touch no count of the server's: a pool thread may run this.
+ */
+int
+nw_wsgi_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
+    struct nw_wsgi_conn *wc, int fd, struct nw_wsgi_answer *a)
+{
+	PyObject *input;
+	int rc;
+
+	input = nw_wsgi_body_input(&wc->body);
+	if (input == NULL) {
+		nw_py_error("cannot make wsgi.input");
+		nw_wsgi_body_reset(s, &wc->body);
+		a->status = 0;
+		a->sent = 0;
+		return NW_HANDLED_CLOSE;
+	}
+	rc = nw_wsgi_handle(s, l, &wc->c, fd, input, a);
+	Py_DECREF(input);
+	nw_wsgi_body_reset(s, &wc->body);
+	return rc;
+}
+
+/*
+ * The write hook of a pool thread: sleep without the GIL, for at most
+ * write_timeout, and never call the engine (it is the loop thread's; the
+ * loop heartbeats meanwhile). The loop's own requests use server.c's, which
+ * heartbeats while it waits; greenlets use green.c's.
+ */
+static int
+wait_writable(void *arg, int fd, int timeout_ms)
+{
+	struct nw_wsgi *s = arg;
+	struct pollfd p = {fd, POLLOUT, 0};
+
+	for (;;) {
+		int r;
+
+		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, timeout_ms);
+		Py_END_ALLOW_THREADS if (r > 0) return 0;
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (errno != EINTR)
+			return -1;
+		if (PyErr_CheckSignals() < 0 || s->quit)
+			return -1;
+	}
+}
+
+void
+nw_wsgi_local_init(struct nw_wsgi *s, struct nw_wsgi_local *l,
+    struct nw_clock *clock)
+{
+	memset(l, 0, sizeof *l);
+	l->clock = clock != NULL ? clock : &l->own;
+	l->writer.wait = wait_writable;
+	l->writer.arg = s;
+	l->writer.timeout_ms = (int)s->e.write_timeout_ms;
+	nw_clock_update(&l->own);
+}
+
+void
+nw_wsgi_local_free(struct nw_wsgi_local *l)
+{
+	nw_buf_free(&l->head);
+	Py_CLEAR(l->start_response);
 }
 
 static PyType_Slot start_response_slots[] = {

@@ -7,6 +7,7 @@
  * and answers each request the engine hands over (its body whole) by
  * calling the app in place. Signals wake the loop through Python's wakeup
  * pipe. Connections, deadlines and the master protocol are the engine's.
+ * With threads or greenlets, requests go to threads.c or green.c instead.
  */
 #include <errno.h>
 #include <poll.h>
@@ -43,25 +44,27 @@ wsgi_body(struct nw_conn *c, const char *p, size_t n, bool done)
 	}
 }
 
-/* A complete request: the app runs now, and its answer goes out. */
+/*
+ * A complete request: the app runs now, and its answer goes out. With
+ * threads or greenlets, it is handed over, and its connection waits.
+ */
 static int
 wsgi_request(struct nw_conn *c)
 {
 	struct nw_wsgi *s = NW_WSGI(c->engine);
 	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
-	PyObject *input;
+	struct nw_wsgi_answer a;
 	int rc;
 
+	/* The body is the request's now, no longer counted as arriving: on
+	 * the loop's thread, as the count is the loop's (body.c). */
 	nw_wsgi_body_release(s, &wc->body);
-	input = nw_wsgi_body_input(&wc->body);
-	if (input == NULL) {
-		nw_py_error("cannot make wsgi.input");
-		nw_wsgi_body_reset(s, &wc->body);
-		return -1;
-	}
-	rc = nw_wsgi_handle(s, c, input);
-	Py_DECREF(input);
-	nw_wsgi_body_reset(s, &wc->body);
+	if (s->pool != NULL)
+		return nw_threads_request(s, wc);
+	if (s->green != NULL)
+		return nw_green_request(s, wc);
+	rc = nw_wsgi_run(s, &s->local, wc, c->fd, &a);
+	nw_conn_log_answer(c, a.status, a.sent, a.head, a.headlen);
 	if (rc == NW_HANDLED_FATAL) {
 		s->fatal = true;
 		s->e.halt = true;
@@ -76,6 +79,8 @@ wsgi_closed(struct nw_conn *c)
 	struct nw_wsgi_conn *wc = NW_WSGI_CONN(c);
 	struct nw_wsgi *s = NW_WSGI(c->engine);
 
+	if (wc->parked)
+		return; /* a thread still has it: see threads_cut */
 	nw_wsgi_body_reset(s, &wc->body);
 	/* keep small buffers for the next connection, not big ones */
 	if (wc->body.mem.cap > 16 * 1024)
@@ -99,10 +104,19 @@ wsgi_wakeup(struct nw_engine *e)
 
 	while (read(e->wakeup_fd, sink, sizeof sink) > 0)
 		;
+	/* a pool thread running the loop while the main thread runs a
+	 * request in place: the handlers run there (threads.c) */
+	if (nw_threads_rescuing(s))
+		return;
+	/* with threads, the loop runs without the GIL */
+	if (s->loop_ts != NULL)
+		PyEval_RestoreThread(s->loop_ts);
 	if (PyErr_CheckSignals() < 0) {
 		s->fatal = true;
 		e->halt = true;
 	}
+	if (s->loop_ts != NULL)
+		s->loop_ts = PyEval_SaveThread();
 }
 
 static const struct nw_driver wsgi_driver = {
@@ -118,13 +132,17 @@ static const struct nw_driver wsgi_driver = {
 };
 
 /*
- * The write hook of the response writers: sleep without the GIL, for at most
+ * The write hook of the requests answered in place, on the loop's own
+ * thread (threads = 1, no greenlets): sleep without the GIL, for at most
  * write_timeout (then the writer gives up on this connection alone), and
  * heartbeat meanwhile: a client that does not read is not a hung app, and
  * the master must not kill the worker (and its other connections) for it.
+ * Only this writer may call the engine: pool threads and greenlets wait
+ * with the plain hooks of response.c and green.c (the same timeout), while
+ * the loop, or the hub, goes on heartbeating.
  */
 static int
-wait_writable(void *arg, int fd, int timeout_ms)
+wait_writable_beat(void *arg, int fd, int timeout_ms)
 {
 	struct nw_wsgi *s = arg;
 	struct nw_engine *e = &s->e;
@@ -166,6 +184,8 @@ serve(struct nw_wsgi *s)
 		PyErr_SetString(PyExc_RuntimeError, "already serving");
 		return NULL;
 	}
+	if (s->pool != NULL)
+		return nw_threads_serve(s);
 	if (nw_engine_start(e) < 0)
 		return PyErr_SetFromErrno(PyExc_OSError);
 	s->running = true;
@@ -214,12 +234,6 @@ serve(struct nw_wsgi *s)
 
 /* The Python type */
 
-typedef struct {
-	PyObject_HEAD struct nw_wsgi s;
-} ServerObject;
-
-#define SERVER(self) (&((ServerObject *)(self))->s)
-
 /* SERVER_NAME and SERVER_PORT come from the socket the request came in on. */
 static int
 environ_template(void *arg, struct nw_listener *l)
@@ -244,10 +258,13 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	    "graceful_timeout", "heartbeat", "max_requests",
 	    "limit_request_line", "limit_request_fields",
 	    "limit_request_field_size", "limit_request_body", "accesslog",
-	    "script_name", "errors", NULL};
+	    "script_name", "errors", "threads", "green",
+	    "worker_connections", NULL};
 	struct nw_py_settings set = {-1, 2, 10, 5, 0, 0, 4094, 100, 8190};
 	PyObject *app, *listen_fds = NULL, *errors = Py_None;
-	PyObject *script_name = NULL, *sn_bytes;
+	PyObject *script_name = NULL, *sn_bytes, *green = Py_None;
+	int threads = 1;
+	long worker_connections = 1000;
 	int private_fd = -1, wakeup_fd = -1;
 	double graceful = 30;
 	const char *accesslog = NULL, *tmp = getenv("TMPDIR");
@@ -256,13 +273,19 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	struct nw_engine *e;
 	char why[256];
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$OiiiddddKnnnKzUO:Server",
-	        kwlist, &app, &listen_fds, &private_fd, &set.control_fd,
-	        &wakeup_fd, &set.keepalive, &set.header_timeout, &graceful,
-	        &set.heartbeat, &set.max_requests, &set.limit_line,
-	        &set.limit_fields, &set.limit_field, &set.limit_body,
-	        &accesslog, &script_name, &errors))
+	if (!PyArg_ParseTupleAndKeywords(args, kw,
+	        "O|$OiiiddddKnnnKzUOiOl:Server", kwlist, &app, &listen_fds,
+	        &private_fd, &set.control_fd, &wakeup_fd, &set.keepalive,
+	        &set.header_timeout, &graceful, &set.heartbeat,
+	        &set.max_requests, &set.limit_line, &set.limit_fields,
+	        &set.limit_field, &set.limit_body, &accesslog, &script_name,
+	        &errors, &threads, &green, &worker_connections))
 		return NULL;
+	if (threads < 1 || worker_connections < 1) {
+		PyErr_SetString(PyExc_ValueError,
+		    "threads and worker_connections must be >= 1");
+		return NULL;
+	}
 	if (!PyCallable_Check(app)) {
 		PyErr_SetString(PyExc_TypeError, "app must be callable");
 		return NULL;
@@ -282,9 +305,11 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		goto fail;
 	e->wakeup_fd = wakeup_fd;
 	s->graceful_ms = graceful <= 0 ? 0 : (int64_t)(graceful * 1000.0 + 0.5);
-	s->writer.wait = wait_writable;
-	s->writer.arg = s;
-	s->writer.timeout_ms = (int)e->write_timeout_ms;
+	nw_wsgi_local_init(s, &s->local, &e->clock);
+	/* only the loop's own thread writes with it (wsgi_request) */
+	s->local.writer.wait = wait_writable_beat;
+	/* requests may run side by side: on threads, or in greenlets */
+	s->multithread = threads > 1 || green != Py_None;
 	Py_INCREF(app);
 	s->app = app;
 	if (errors == Py_None) {
@@ -325,6 +350,21 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		PyErr_SetFromErrnoWithFilename(PyExc_OSError, accesslog);
 		goto fail;
 	}
+	if (green != Py_None) {
+		if (nw_green_setup(s, (PyObject *)self, green,
+		        worker_connections) < 0)
+			goto fail;
+	} else if (threads > 1 && nw_threads_setup(s, threads) < 0) {
+		goto fail;
+	}
+	/*
+	 * A worker that runs many requests at once takes one connection per
+	 * wake-up, as the ASGI worker does: a burst of connections (a client
+	 * opening 64) is then spread over the workers instead of landing on
+	 * the first one awake, whose threads it would outnumber.
+	 */
+	if (threads > 1 || green != Py_None)
+		e->accepts_per_wakeup = 1;
 	return (PyObject *)self;
 nomem:
 	PyErr_NoMemory();
@@ -341,15 +381,16 @@ server_dealloc(PyObject *self)
 	freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
 
 	nw_engine_free(&s->e);
+	nw_threads_free(s);
+	nw_green_free(s);
 	nw_py_listeners_free(&s->e);
 	free(s->tmpdir);
 	free(s->script_name_b);
-	nw_buf_free(&s->head);
+	nw_wsgi_local_free(&s->local);
 	nw_buf_free(&s->scratch);
 	Py_CLEAR(s->app);
 	Py_CLEAR(s->errors);
 	Py_CLEAR(s->script_name);
-	Py_CLEAR(s->start_response);
 	tp_free(self);
 	Py_DECREF(tp);
 }
@@ -376,6 +417,17 @@ server_quit(PyObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* A pool thread's life: threading.Thread(target=server.run_thread). */
+static PyObject *
+server_run_thread(PyObject *self, PyObject *unused)
+{
+	if (SERVER(self)->pool == NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "no thread pool");
+		return NULL;
+	}
+	return nw_threads_thread(SERVER(self));
+}
+
 static PyMethodDef server_methods[] = {
     {"serve", server_serve, METH_NOARGS,
         "serve(): run the loop until a graceful stop completes"},
@@ -387,12 +439,28 @@ static PyMethodDef server_methods[] = {
         "reopen_logs(): reopen the access log file"},
     {"flush_logs", nw_py_flush_logs, METH_NOARGS,
         "flush_logs(): write buffered access log lines"},
+    {"run_thread", server_run_thread, METH_NOARGS,
+        "run_thread(): one pool thread's loop, until the server stops"},
+    {"start", nw_green_start, METH_NOARGS,
+        "start(): the engine, driven by a gevent or eventlet hub"},
+    {"on_events", nw_green_on_events, METH_NOARGS,
+        "on_events(): the hub saw fileno() readable"},
+    {"on_timer", nw_green_on_timer, METH_NOARGS,
+        "on_timer(): the hub's timer for the engine's deadlines fired"},
+    {"run_queue", nw_green_run_queue, METH_NOARGS,
+        "run_queue(): pipelined requests, from the hub"},
+    {"begin_stop", nw_green_begin_stop, METH_NOARGS,
+        "begin_stop(): no new connections; finish the running requests"},
+    {"close", nw_green_close, METH_NOARGS,
+        "close(): close every connection (after the last heartbeat)"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef server_getset[] = {
     {"served", nw_py_get_served, NULL, "requests answered", NULL},
     {"live", nw_py_get_live, NULL, "accepting public traffic", NULL},
+    {"green_state", nw_green_get_state, NULL,
+        "(fileno, stop requested, drained, running requests)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -422,7 +490,8 @@ nw_wsgi_server_init(PyObject *module)
 	PyObject *type;
 
 	if (nw_wsgi_environ_init() < 0 || nw_wsgi_response_init() < 0 ||
-	    nw_input_init(module) < 0 || nw_filewrapper_init(module) < 0)
+	    nw_input_init(module) < 0 || nw_filewrapper_init(module) < 0 ||
+	    nw_green_init(module) < 0)
 		return -1;
 	if ((type = PyType_FromSpec(&server_spec)) == NULL)
 		return -1;

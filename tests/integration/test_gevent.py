@@ -1,0 +1,101 @@
+"""gevent and eventlet workers (issue 14): the worker monkey-patches before
+it imports the app, runs each request in a greenlet on the same C engine,
+and `worker_connections` bounds the requests at once.
+
+Every test runs for both libraries. Concurrency is shown by what one
+request at a time cannot do, with generous bounds; the bound on requests
+at once by the app's own count.
+"""
+
+import json
+import signal
+
+import pytest
+
+from conftest import T, wait_until
+from concurrency import (THREADS_APP, Upstream, get_many, in_background,
+                         inflight, pg_env)
+from pg import pg  # noqa: F401 (the fixture)
+
+SLEEP = 1.0
+KINDS = ["gevent", "eventlet"]
+
+
+def green_master(narwhal, kind, **settings):
+    s = {"workers": 1, "worker_class": kind}
+    s.update(settings)
+    return narwhal(chdir=THREADS_APP, settings=s)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_patched_before_the_app_is_imported(narwhal, kind):
+    n = green_master(narwhal, kind)
+    patched = json.loads(n.get("/patched").body)
+    assert patched["at_import"] == {"socket": kind, "time": kind}, patched
+    assert patched["now"] == {"socket": kind, "time": kind}, patched
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_n_slow_requests_take_about_one_request_time(narwhal, kind):
+    n = green_master(narwhal, kind)
+    elapsed, answers = get_many(n, ["/sleep?s=%g&id=%d" % (SLEEP, i)
+                                    for i in range(20)])
+    assert [a.status for a in answers] == [200] * 20, answers
+    # one at a time would take 20 s
+    assert elapsed < T(3 * SLEEP), elapsed
+    assert max(a.json()["running"] for a in answers) >= 2
+    assert inflight(n)["most"] == 20
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_monkey_patched_socket_call_to_a_local_server(narwhal, kind):
+    n = green_master(narwhal, kind)
+    wait = 2 * SLEEP  # two hops: a longer wait keeps their cost small
+    with Upstream() as up:
+        elapsed, answers = get_many(
+            n, ["/upstream?url=%s" % up.url(wait)] * 10)
+    assert [a.status for a in answers] == [200] * 10, answers
+    for a in answers:
+        b = a.json()
+        assert b["status"] == 200 and b["body"] == "upstream ok", b
+        assert b["patched"] == kind, b
+    # ten calls of 2 s each, waiting at once (20 s one after another)
+    assert elapsed < T(3 * wait), elapsed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_worker_connections_bound_the_requests_at_once(narwhal, kind):
+    n = green_master(narwhal, kind, worker_connections=3)
+    _, answers = get_many(n, ["/sleep?s=0.5"] * 9)
+    assert [a.status for a in answers] == [200] * 9, answers
+    counts = inflight(n)
+    assert counts["most"] == 3, counts
+    assert counts["served"] == 9, counts
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_psycopg2_waits_in_greenlets(narwhal, kind, pg):
+    n = narwhal(chdir=THREADS_APP, env=pg_env(pg),
+                settings={"workers": 1, "worker_class": kind})
+    elapsed, answers = get_many(n, ["/pg?s=%g" % SLEEP] * 6)
+    assert [a.status for a in answers] == [200] * 6, answers
+    assert len({a.json()["backend"] for a in answers}) == 6
+    assert elapsed < T(3 * SLEEP), elapsed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_term_waits_for_every_greenlet(narwhal, kind):
+    n = green_master(narwhal, kind, graceful_timeout=15)
+    worker = n.worker_pids()[0]
+    running = [in_background(n, "/sleep?s=2&id=%d" % i) for i in range(5)]
+    wait_until(lambda: inflight(n)["now"] == 5, 10,
+               what="five requests in the app")
+    n.signal(signal.SIGTERM)
+    for t, _ in running:
+        t.join(T(30))
+    for _, result in running:
+        assert result.get("status") == 200, result
+        assert (result["connection"] or "").lower() == "close"
+    assert n.wait_exit(20) == 0
+    n.wait_for_log(r"worker \d+ pid %d gen 1: exited with status 0" % worker,
+                   5)
