@@ -173,14 +173,16 @@ def test_reload_wait_reports_invalid_config(narwhal, breakage):
     assert n.get("/").body == b"v1\n"
 
 
-def test_in_flight_request_completes_across_reload(narwhal):
+def test_in_flight_request_completes_across_reload(narwhal, seconds=4):
+    """seconds: the slow request's length; it must outlast the new
+    generation's boot, so that its worker is told to stop while it runs."""
     d = deploy_v1_v2(narwhal)
-    n = start_master(narwhal, d, {"graceful_timeout": 10})
+    n = start_master(narwhal, d, {"graceful_timeout": seconds + 6})
     result = {}
 
     def slow():
         try:
-            r = n.get("/slow?s=4", timeout=30)
+            r = n.get("/slow?s=%d" % seconds, timeout=30 + seconds)
             result.update(status=r.status, body=r.body, pid=r.header("X-Pid"))
         except Exception as e:  # reported below
             result["error"] = repr(e)
@@ -195,7 +197,7 @@ def test_in_flight_request_completes_across_reload(narwhal):
     n.signal(signal.SIGHUP)
     n.wait_for_log(r"worker \d+ pid %s gen 1: stopping" % slow_pid, 20, mark)
     stopping_seen = time.monotonic()
-    t.join(T(20))
+    t.join(T(20 + seconds))
     assert not t.is_alive()
     assert result.get("status") == 200, result
     assert result["body"] == b"v1\n" and result["pid"] == slow_pid
