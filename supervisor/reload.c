@@ -66,6 +66,8 @@ static void
 succeed(struct nw_master *m)
 {
 	struct nw_generation *g = m->reload.gen, *old = m->current;
+	/* old may be freed by its release: nothing of it is read after */
+	int same_tree = strcmp(g->tree, old->tree) == 0;
 	char reason[768];
 
 	nw_postlive_start(m, g);
@@ -77,7 +79,7 @@ succeed(struct nw_master *m)
 	nw_info("generation %u: live, %d workers, tree %s", g->id, m->target,
 	    g->tree);
 	snprintf(reason, sizeof reason, "generation %u live, tree %s%s", g->id,
-	    g->tree, strcmp(g->tree, old->tree) == 0 &&
+	    g->tree, same_tree &&
 	    nw_generation_is_plain(g) ? " (the same directory: chdir is "
 	    "neither a symlink nor a git work tree; if narwhal was started "
 	    "inside a symlinked release, set chdir to the symlink)" : "");
