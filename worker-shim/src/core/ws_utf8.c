@@ -40,7 +40,11 @@ lead(struct nw_utf8 *u, unsigned char c)
 int
 nw_utf8_feed(struct nw_utf8 *u, const unsigned char *p, size_t n)
 {
-	const unsigned char *end = p + n;
+	const unsigned char *end;
+
+	if (n == 0) /* an empty frame may come with no buffer: NULL + 0 */
+		return 0;
+	end = p + n;
 
 	while (p < end) {
 		if (u->need == 0) {
