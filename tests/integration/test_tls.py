@@ -20,7 +20,7 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, T, wait_until
+from conftest import BIN, PYTHON, T, wait_until
 
 
 def openssl(*args, cwd):
@@ -304,7 +304,7 @@ def test_gunicorn_flags_and_gunicorn_conf_py(narwhal, pki):
     client = ["--cert", os.path.join(pki, "client.pem"), "--key",
               os.path.join(pki, "client.key")]
     n = narwhal(use_config=False, cwd=app, process_env=gunicorn_style_env(d),
-                args=["--python", "/usr/bin/python3", "-b", "127.0.0.1:0",
+                args=["--python", PYTHON, "-b", "127.0.0.1:0",
                       "--certfile", cert, "--keyfile", key, "--ca-certs", ca,
                       "--cert-reqs", "2", "--do-handshake-on-connect",
                       "--watch", "false", "app:application"])
@@ -323,7 +323,7 @@ def test_gunicorn_flags_and_gunicorn_conf_py(narwhal, pki):
                 "ciphers = 'ECDHE+AESGCM'\nsuppress_ragged_eofs = True\n"
                 % (cert, key, ca))
     n = narwhal(use_config=False, cwd=app, process_env=gunicorn_style_env(d),
-                args=["--python", "/usr/bin/python3"])
+                args=["--python", PYTHON])
     assert curl(pki, https(n)).returncode != 0
     r = curl(pki, *client, "--tls-max", "1.2", https(n, "/environ"))
     assert r.returncode == 0, r.stderr
