@@ -20,7 +20,7 @@ import sys
 
 from narwhal_worker import control
 from narwhal_worker._http import ASGIServer
-from narwhal_worker.config import EXIT_APP_LOAD
+from narwhal_worker.config import EXIT_APP_LOAD, engine_settings
 from narwhal_worker.lifespan import Lifespan
 
 
@@ -114,18 +114,7 @@ class Worker:
 
         self.server = ASGIServer(
             self.app, loop,
-            listen_fds=config.listen_fds,
-            private_fd=config.private_fd,
-            control_fd=config.control_fd,
-            keepalive=config.keepalive,
-            header_timeout=config.header_timeout,
-            heartbeat=config.heartbeat,
-            max_requests=config.max_requests,
-            limit_request_line=config.limit_request_line,
-            limit_request_fields=config.limit_request_fields,
-            limit_request_field_size=config.limit_request_field_size,
-            limit_request_body=config.limit_request_body,
-            accesslog=config.accesslog,
+            **engine_settings(config),
             root_path=config.script_name,
             state=state,
             on_master_gone=self.on_master_gone,

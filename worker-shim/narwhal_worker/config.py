@@ -90,3 +90,14 @@ class Config:
         self.hooks = None
         # Like gunicorn: SCRIPT_NAME comes from the process environment.
         self.script_name = env.get("SCRIPT_NAME", "")
+
+
+ENGINE_SETTINGS = (
+    "listen_fds", "private_fd", "control_fd", "keepalive", "header_timeout",
+    "heartbeat", "max_requests", "limit_request_line", "limit_request_fields",
+    "limit_request_field_size", "limit_request_body", "accesslog")
+
+
+def engine_settings(config):
+    """The keyword arguments every Server type takes for its engine."""
+    return {name: getattr(config, name) for name in ENGINE_SETTINGS}

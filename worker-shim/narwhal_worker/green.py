@@ -15,6 +15,7 @@ import signal
 import sys
 
 from narwhal_worker import control
+from narwhal_worker.config import engine_settings
 from narwhal_worker._http import Server
 
 
@@ -175,19 +176,8 @@ def serve(config, app):
     hub = HUBS[config.worker_class]()
     server = Server(
         app,
-        listen_fds=config.listen_fds,
-        private_fd=config.private_fd,
-        control_fd=config.control_fd,
-        keepalive=config.keepalive,
-        header_timeout=config.header_timeout,
+        **engine_settings(config),
         graceful_timeout=config.graceful_timeout,
-        heartbeat=config.heartbeat,
-        max_requests=config.max_requests,
-        limit_request_line=config.limit_request_line,
-        limit_request_fields=config.limit_request_fields,
-        limit_request_field_size=config.limit_request_field_size,
-        limit_request_body=config.limit_request_body,
-        accesslog=config.accesslog,
         script_name=config.script_name,
         errors=sys.stderr,
         green=hub,

@@ -13,6 +13,7 @@ import sys
 import threading
 
 from narwhal_worker import control
+from narwhal_worker.config import engine_settings
 from narwhal_worker._http import Server
 
 
@@ -20,20 +21,9 @@ def serve(config, app):
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     server = Server(
         app,
-        listen_fds=config.listen_fds,
-        private_fd=config.private_fd,
-        control_fd=config.control_fd,
+        **engine_settings(config),
         wakeup_fd=wake_r,
-        keepalive=config.keepalive,
-        header_timeout=config.header_timeout,
         graceful_timeout=config.graceful_timeout,
-        heartbeat=config.heartbeat,
-        max_requests=config.max_requests,
-        limit_request_line=config.limit_request_line,
-        limit_request_fields=config.limit_request_fields,
-        limit_request_field_size=config.limit_request_field_size,
-        limit_request_body=config.limit_request_body,
-        accesslog=config.accesslog,
         script_name=config.script_name,
         errors=sys.stderr,
         threads=config.threads,
