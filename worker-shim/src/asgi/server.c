@@ -208,7 +208,6 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	ServerObject *self;
 	struct nw_asgi *s;
 	struct nw_engine *e;
-	char why[256];
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
 	        "OO|$OiidddKnnnKzUOOKIddp:ASGIServer", kwlist, &app, &loop,
@@ -219,29 +218,18 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	        &on_master_gone, &ws_max_size, &ws_max_queue, &ws_ping_interval,
 	        &ws_ping_timeout, &ws_deflate))
 		return NULL;
-	if (!PyCallable_Check(app)) {
-		PyErr_SetString(PyExc_TypeError, "app must be callable");
-		return NULL;
-	}
 	if (state != Py_None && !PyDict_Check(state)) {
 		PyErr_SetString(
 		    PyExc_TypeError, "state must be a dict or None");
 		return NULL;
 	}
-	self = (ServerObject *)PyType_GenericAlloc(type, 0);
+	self = (ServerObject *)nw_py_server_new(
+	    type, sizeof self->s, app, &nw_asgi_driver, &set);
 	if (self == NULL)
 		return NULL;
 	s = &self->s;
-	memset(s, 0, sizeof *s);
 	e = &s->e;
-	nw_engine_init(e, &nw_asgi_driver);
-	if (nw_engine_front_setup(e, why, sizeof why) < 0) {
-		PyErr_SetString(PyExc_ValueError, why);
-		goto fail;
-	}
 	s->self = (PyObject *)self;
-	if (nw_py_engine_settings(e, &set) < 0)
-		goto fail;
 	/*
 	 * The epoll set is nested in the loop's, where EPOLLEXCLUSIVE cannot
 	 * pick one worker: every worker's loop is woken for a new connection,

@@ -35,6 +35,9 @@ int nw_py_listeners(struct nw_engine *e, int private_fd, PyObject *listen_fds,
     int (*tmpl)(void *arg, struct nw_listener *l), void *arg);
 void nw_py_listeners_free(struct nw_engine *e);
 int nw_py_methods_init(void);
+PyObject *nw_py_server_new(PyTypeObject *type, size_t state_size,
+    PyObject *app, const struct nw_driver *drv,
+    const struct nw_py_settings *set);
 
 /* names.c: interned strings, and one key of a message */
 struct nw_py_name {

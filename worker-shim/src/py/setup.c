@@ -152,3 +152,38 @@ nw_py_get_live(PyObject *self, void *closure)
 {
 	return PyBool_FromLong(NW_PY_ENGINE(self)->live);
 }
+
+/*
+ * A driver's Server object, with its engine ready: app checked callable,
+ * the driver's state (state_size bytes, the engine first) zeroed, the
+ * engine set up for drv with the proxy lists and the settings. NULL with
+ * a Python error set.
+ */
+PyObject *
+nw_py_server_new(PyTypeObject *type, size_t state_size, PyObject *app,
+    const struct nw_driver *drv, const struct nw_py_settings *set)
+{
+	PyObject *self;
+	struct nw_engine *e;
+	char why[256];
+
+	if (!PyCallable_Check(app)) {
+		PyErr_SetString(PyExc_TypeError, "app must be callable");
+		return NULL;
+	}
+	if ((self = PyType_GenericAlloc(type, 0)) == NULL)
+		return NULL;
+	e = NW_PY_ENGINE(self);
+	memset(e, 0, state_size);
+	nw_engine_init(e, drv);
+	if (nw_engine_front_setup(e, why, sizeof why) < 0) {
+		PyErr_SetString(PyExc_ValueError, why);
+		Py_DECREF(self);
+		return NULL;
+	}
+	if (nw_py_engine_settings(e, set) < 0) {
+		Py_DECREF(self);
+		return NULL;
+	}
+	return self;
+}

@@ -271,7 +271,6 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	ServerObject *self;
 	struct nw_wsgi *s;
 	struct nw_engine *e;
-	char why[256];
 
 	if (!PyArg_ParseTupleAndKeywords(args, kw,
 	        "O|$OiiiddddKnnnKzUOiOl:Server", kwlist, &app, &listen_fds,
@@ -286,23 +285,12 @@ server_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		    "threads and worker_connections must be >= 1");
 		return NULL;
 	}
-	if (!PyCallable_Check(app)) {
-		PyErr_SetString(PyExc_TypeError, "app must be callable");
-		return NULL;
-	}
-	self = (ServerObject *)PyType_GenericAlloc(type, 0);
+	self = (ServerObject *)nw_py_server_new(
+	    type, sizeof self->s, app, &wsgi_driver, &set);
 	if (self == NULL)
 		return NULL;
 	s = &self->s;
-	memset(s, 0, sizeof *s);
 	e = &s->e;
-	nw_engine_init(e, &wsgi_driver);
-	if (nw_engine_front_setup(e, why, sizeof why) < 0) {
-		PyErr_SetString(PyExc_ValueError, why);
-		goto fail;
-	}
-	if (nw_py_engine_settings(e, &set) < 0)
-		goto fail;
 	e->wakeup_fd = wakeup_fd;
 	s->graceful_ms = graceful <= 0 ? 0 : (int64_t)(graceful * 1000.0 + 0.5);
 	nw_wsgi_local_init(s, &s->local, &e->clock);
