@@ -59,6 +59,7 @@ enum kind {
 	K_PROXYPROTO,
 	K_ALOGFMT,   /* gunicorn's %(atom)s, or "json" */
 	K_CERTREQS,  /* 0, 1, 2: none, optional, required */
+	K_HOST,      /* a Host header: HOST or HOST:PORT */
 };
 
 struct key {
@@ -105,6 +106,7 @@ static const struct key keys[] = {
 	{ "ready_failures", K_INT, F(ready_failures), 0, INT_MAX },
 	{ "ready_grace", K_SECONDS, F(ready_grace), 0, 0 },
 	{ "warmup_path", K_URLPATH, F(warmup_path), 0, 0 },
+	{ "ready_host", K_HOST, F(ready_host), 0, 0 },
 	{ "reload_batch", K_INT, F(reload_batch), 0, INT_MAX },
 	{ "reload", K_BOOL, F(reload), 0, 0 },
 	{ "reload_extra_files", K_FILELIST, F(reload_extra_files), 0, 0 },
@@ -575,6 +577,11 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 		return nw_parse_proxy_protocol(value, field, why, whylen);
 	case K_CERTREQS:
 		return nw_parse_cert_reqs(value, field, why, whylen);
+	case K_HOST:
+		if (nw_parse_host(value, why, whylen) < 0)
+			return -1;
+		set_str(field, strdup(value));
+		break;
 	}
 	/* The string kinds that fall through here just stored a copy. */
 	if (*(char **)field == NULL)
@@ -1422,6 +1429,7 @@ config_defaults(void)
 	c->ready_timeout = 2;
 	c->ready_failures = 5;
 	c->warmup_path = strdup("/");
+	c->ready_host = strdup("localhost");
 	c->min_uptime = 2;
 	c->boot_retries = 1;
 	c->rollback = NW_ROLLBACK_SYMLINK;
@@ -1445,7 +1453,8 @@ config_defaults(void)
 	if (c->asyncio_loop == NULL || c->worker_class == NULL ||
 	    c->forwarded_allow_ips == NULL || c->proxy_allow_ips == NULL ||
 	    c->secure_scheme_headers == NULL ||
-	    c->errorlog == NULL || c->warmup_path == NULL) {
+	    c->errorlog == NULL || c->warmup_path == NULL ||
+	    c->ready_host == NULL) {
 		nw_config_free(c);
 		return NULL;
 	}
@@ -1653,6 +1662,7 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	case K_IPLIST:
 	case K_ALOGFMT:
 	case K_ADDR:
+	case K_HOST:
 		if ((s = *(char *const *)field) != NULL)
 			fputs(s, out);
 		break;
@@ -1752,6 +1762,7 @@ nw_config_free(struct nw_config *c)
 	nw_strv_free(c->binds);
 	free(c->ready_path);
 	free(c->warmup_path);
+	free(c->ready_host);
 	nw_strv_free(c->on_rollback);
 	free(c->pidfile);
 	free(c->user);

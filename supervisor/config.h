@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+/* ready_host: a DNS name (253) with a port fits. */
+#define NW_READY_HOST_MAX 255
+
 enum nw_interface {
 	NW_INTERFACE_AUTO,
 	NW_INTERFACE_WSGI,
@@ -109,6 +112,7 @@ struct nw_config {
 	int ready_failures;         /* failing answers in a row: fail; 0: off */
 	double ready_grace;         /* s after `booted` failures don't count */
 	char *warmup_path;          /* no ready_path: one GET; NULL: off */
+	char *ready_host;           /* the Host header of both; "localhost" */
 
 	int reload_batch;           /* 0: the whole generation at once */
 	int reload;                 /* --reload: watch the tree (dev mode) */

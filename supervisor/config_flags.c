@@ -336,6 +336,8 @@ nw_config_usage(FILE *out)
 "                            add up to N to each worker's max-requests\n"
 "      --ready-path PATH     health check a new worker must pass before it\n"
 "                            takes traffic, e.g. /health/ready\n"
+"      --ready-host HOST     its Host header, and the warm-up's, e.g. one\n"
+"                            of Django's ALLOWED_HOSTS (default localhost)\n"
 "      --boot-timeout S      time a new worker has to become ready\n"
 "                            (default 60)\n"
 "  -p, --pid FILE            write the master's pid to FILE\n"

@@ -102,6 +102,7 @@ int nw_parse_alogfmt(const char *s, char *why, size_t whylen);
 int nw_parse_proxy_protocol(const char *s, int *out, char *why,
     size_t whylen);
 int nw_parse_cert_reqs(const char *s, int *out, char *why, size_t whylen);
+int nw_parse_host(const char *s, char *why, size_t whylen);
 
 /* tls.c: the TLS files, loaded as the workers will (dlopen'd libssl) */
 int nw_tls_check(const struct nw_config *c, const char **key, char *why,

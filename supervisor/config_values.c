@@ -356,6 +356,40 @@ nw_parse_cert_reqs(const char *s, int *out, char *why, size_t whylen)
 	return -1;
 }
 
+/*
+ * ready_host: what the probe sends as its Host header, HOST or HOST:PORT
+ * ([::1]:8000 too). Only the characters of a URI's host and port, so that
+ * the value can neither split the request's header lines nor be anything
+ * an application would take for a host name.
+ */
+int
+nw_parse_host(const char *s, char *why, size_t whylen)
+{
+	size_t len = strlen(s), ok = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:[]");
+	unsigned char bad = (unsigned char)s[ok];
+
+	if (len == 0)
+		snprintf(why, whylen, "needs a host name, as in "
+		    "www.example.com");
+	else if (len > NW_READY_HOST_MAX)
+		snprintf(why, whylen, "'%.32s...' is longer than %d "
+		    "characters", s, NW_READY_HOST_MAX);
+	else if (bad == '\0')
+		return 0;
+	else if (bad == ' ' || bad == '\t')
+		snprintf(why, whylen, "a host name has no blanks");
+	else if (bad < 0x20 || bad == 0x7f)
+		snprintf(why, whylen, "a host name has no control characters");
+	else if (bad >= 0x80)
+		snprintf(why, whylen, "a host name is ASCII (an "
+		    "internationalized one is written xn--...)");
+	else
+		snprintf(why, whylen, "'%s' is not HOST or HOST:PORT ('%c' "
+		    "cannot be in a host name)", s, bad);
+	return -1;
+}
+
 int
 nw_parse_loglevel(const char *s, enum nw_loglevel *out, char *why,
     size_t whylen)

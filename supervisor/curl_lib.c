@@ -35,6 +35,8 @@ static const struct {
 	SYMBOL(easy_getinfo),
 	SYMBOL(easy_cleanup),
 	SYMBOL(easy_strerror),
+	SYMBOL(slist_append),
+	SYMBOL(slist_free_all),
 #undef SYMBOL
 };
 

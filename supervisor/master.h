@@ -101,6 +101,7 @@ struct nw_probe;
 /* What a worker's last probe (or one-off check) got back. */
 struct nw_probe_result {
 	char path[128];              /* what was requested */
+	char host[NW_READY_HOST_MAX + 1]; /* ...with this Host header */
 	long status;                 /* HTTP status; 0: no answer */
 	char body[NW_PROBE_BODY_KEEP]; /* start of the body, printable */
 	char error[96];              /* no answer: why (timeout, refused) */
@@ -199,6 +200,9 @@ struct nw_libcurl {
 	CURLcode (*easy_getinfo)(CURL *easy, CURLINFO info, ...);
 	void (*easy_cleanup)(CURL *easy);
 	const char *(*easy_strerror)(CURLcode code);
+	struct curl_slist *(*slist_append)(struct curl_slist *list,
+	    const char *string);
+	void (*slist_free_all)(struct curl_slist *list);
 };
 
 enum nw_reload_outcome {

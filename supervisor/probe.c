@@ -42,12 +42,13 @@ struct nw_probe {
 	char path[128];
 
 	CURL *easy;          /* ready_path: non-NULL while a request is out */
+	struct curl_slist *headers; /* Host: ready_host */
 
 	int fd;              /* warm-up: -1 unless a request is out */
 	ev_io io;
 	ev_timer deadline;
 	size_t sent;
-	char request[256];
+	char request[512];
 
 	char answer[4096];   /* the answer's start (curl: the body's) */
 	size_t len;
@@ -106,6 +107,7 @@ answered(struct nw_master *m, struct nw_probe *p, long status,
 	int counted;
 
 	snprintf(r->path, sizeof r->path, "%s", p->path);
+	snprintf(r->host, sizeof r->host, "%s", c->ready_host);
 	r->status = status;
 	r->at = ev_now(m->loop);
 	nw_probe_keep_body(r->body, sizeof r->body, body, bodylen);
@@ -126,7 +128,17 @@ answered(struct nw_master *m, struct nw_probe *p, long status,
 	if (pass) {
 		w->probe_failures = 0;
 		if (p->warmup || ++p->successes >= c->ready_successes) {
-			nw_worker_event(m, w, NW_EV_PROBE_OK, NULL);
+			char text[512] = "";
+
+			/* Passed, but the app may be refusing ready_host:
+			 * the live line says so, at warning level. */
+			if (p->warmup && status == 400) {
+				strcpy(text, "warm-up ");
+				nw_worker_probe_text(w, text + strlen(text),
+				    sizeof text - strlen(text));
+			}
+			nw_worker_event(m, w, NW_EV_PROBE_OK,
+			    text[0] ? text : NULL);
 			return;
 		}
 		schedule(m, p, c->ready_interval);
@@ -433,11 +445,18 @@ curl_start(struct nw_master *m, struct nw_probe *p, double timeout)
 	char url[1024];
 
 	p->len = 0;
-	p->easy = lib->easy_init();
+	if (p->headers == NULL) {
+		char host[NW_READY_HOST_MAX + 8];
+
+		snprintf(host, sizeof host, "Host: %s", p->config->ready_host);
+		p->headers = lib->slist_append(NULL, host);
+	}
+	p->easy = p->headers != NULL ? lib->easy_init() : NULL;
 	if (p->easy == NULL) {
 		answered(m, p, 0, "", 0, "libcurl: cannot make a request");
 		return;
 	}
+	/* No name is looked up: the request goes to the Unix socket. */
 	snprintf(url, sizeof url, "http://localhost%s", p->path);
 	lib->easy_setopt(p->easy, CURLOPT_URL, url);
 	lib->easy_setopt(p->easy, CURLOPT_UNIX_SOCKET_PATH,
@@ -447,6 +466,7 @@ curl_start(struct nw_master *m, struct nw_probe *p, double timeout)
 	/* A kept-alive probe connection would hold a stopping worker open. */
 	lib->easy_setopt(p->easy, CURLOPT_FORBID_REUSE, 1L);
 	lib->easy_setopt(p->easy, CURLOPT_USERAGENT, "narwhal-probe");
+	lib->easy_setopt(p->easy, CURLOPT_HTTPHEADER, p->headers);
 	lib->easy_setopt(p->easy, CURLOPT_PRIVATE, p);
 	lib->easy_setopt(p->easy, CURLOPT_WRITEFUNCTION, keep_start);
 	lib->easy_setopt(p->easy, CURLOPT_WRITEDATA, p);
@@ -495,8 +515,8 @@ probe_new(struct nw_master *m, struct nw_worker *w,
 	p->delay = c->ready_interval;
 	snprintf(p->path, sizeof p->path, "%s", path ? path : "/");
 	snprintf(p->request, sizeof p->request,
-	    "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: narwhal-probe"
-	    "\r\nConnection: close\r\n\r\n", p->path);
+	    "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: narwhal-probe"
+	    "\r\nConnection: close\r\n\r\n", p->path, c->ready_host);
 	ev_timer_init(&p->interval, on_interval, 0., 0.);
 	return p;
 }
@@ -548,6 +568,8 @@ probe_free(struct nw_master *m, struct nw_probe *p)
 		m->libcurl.multi_remove_handle(m->curl, p->easy);
 		m->libcurl.easy_cleanup(p->easy);
 	}
+	if (p->headers != NULL)
+		m->libcurl.slist_free_all(p->headers);
 	raw_close(m, p);
 	free(p);
 }

@@ -90,7 +90,12 @@ succeed(struct nw_master *m)
 	nw_tree_prune(m);
 }
 
-/* 1: every old worker asked failed the new generation's check. */
+/*
+ * 1: every old worker asked failed the new generation's check. A 4xx
+ * refuses the request itself (a new ready_path the old code lacks, a Host
+ * the app does not serve): that is the new config's fault, not a
+ * dependency's.
+ */
 static int
 old_generation_fails(struct nw_master *m, char *detail, size_t len)
 {
@@ -100,6 +105,9 @@ old_generation_fails(struct nw_master *m, char *detail, size_t len)
 	detail[0] = '\0';
 	TAILQ_FOREACH(w, &m->workers, entry) {
 		if (w->gen != m->current)
+			continue;
+		if (w->check == NW_CHECK_FAILED &&
+		    w->probe_last.status >= 400 && w->probe_last.status < 500)
 			continue;
 		if (w->check == NW_CHECK_PASSED)
 			passed++;

@@ -279,7 +279,13 @@ nw_worker_probe_text(const struct nw_worker *w, char *buf, size_t len)
 	buf[0] = '\0';
 	if (r->at == 0)
 		return buf;
-	if (r->status > 0)
+	/* A 400 to every probe is most often the app refusing the Host
+	 * header (Django's ALLOWED_HOSTS): say which one, and the fix. */
+	if (r->status == 400)
+		snprintf(buf, len, "GET %s answered 400 to Host: %s (if the app "
+		    "checks Host, set ready_host)%s%s", path, r->host,
+		    r->body[0] ? ": " : "", r->body);
+	else if (r->status > 0)
 		snprintf(buf, len, "GET %s answered %ld%s%s", path, r->status,
 		    r->body[0] ? ": " : "", r->body);
 	else

@@ -65,6 +65,8 @@ BAD_LINES = [
     ("bind = 127.0.0.1:notaport", "bind"),
     ("limit_request_body = huge", "limit_request_body"),
     ("keepalive = 1x", "keepalive"),
+    ("ready_host = shop example.com", "ready_host"),
+    ("ready_host = https://shop.example.com/", "ready_host"),
 ]
 
 
@@ -135,6 +137,7 @@ def test_check_config_with_flag_error(d):
     ("--max-requests", "lots", ("--max-requests",)),
     ("--bind", "127.0.0.1:notaport", ("--bind",)),
     ("--log-level", "chatty", ("--log-level",)),
+    ("--ready-host", "shop.example.com\r\nX-Evil: 1", ("--ready-host",)),
 ])
 def test_bad_flag_value_is_refused(d, flag, value, named):
     path = write(d, good_lines(d))

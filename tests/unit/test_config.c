@@ -164,6 +164,7 @@ test_defaults(void)
 	is_int(c->max_worker_memory, 0, "max_worker_memory");
 	is_int(c->max_recycling, 1, "max_recycling");
 	is_str(c->ready_path, NULL, "ready_path");
+	is_str(c->ready_host, "localhost", "ready_host");
 	is_double(c->ready_interval, 0.5, "ready_interval");
 	is_int(c->ready_successes, 1, "ready_successes");
 	is_double(c->ready_timeout, 2, "ready_timeout");
@@ -483,6 +484,29 @@ test_values(void)
 		    "'health' is not a URL path starting with /" },
 		{ "--ready-path", "/a b",
 		    "'/a b' is not a URL path starting with /" },
+		{ "--ready-host", "", "needs a host name, as in "
+		    "www.example.com" },
+		{ "--ready-host", "shop example.com",
+		    "a host name has no blanks" },
+		{ "--ready-host", "shop.example.com\r\nX-Forwarded-For: 1",
+		    "a host name has no control characters" },
+		{ "--ready-host", "b\xc3\xbccher.example",
+		    "a host name is ASCII (an internationalized one is written "
+		    "xn--...)" },
+		{ "--ready-host", "http://shop.example.com/",
+		    "'http://shop.example.com/' is not HOST or HOST:PORT ('/' "
+		    "cannot be in a host name)" },
+		{ "--ready-host", "a@b", "'a@b' is not HOST or HOST:PORT ('@' "
+		    "cannot be in a host name)" },
+		{ "--ready-host", "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789",
+		    "'01234567890123456789012345678901...' is longer than 255 "
+		    "characters" },
 		{ "--app", "a:", "'a:' is not MODULE:CALLABLE (for example "
 		    "app:application)" },
 		{ "--app", "1a:b", "'1a:b' is not MODULE:CALLABLE (for example "
@@ -568,6 +592,11 @@ test_values(void)
 		is_str(c->on_rollback[1], "a \"b\" \\x", "escapes in quotes");
 		ok(c->on_rollback[2] == NULL, "two words");
 		is_str(c->app, "pkg.mod:create_app()", "app factory call");
+		nw_config_free(c);
+	}
+	c = LOAD("--python", PY, "app:x", "--ready-host", "[::1]:8443");
+	if (ok(c != NULL, "ready_host with a port: %s", err)) {
+		is_str(c->ready_host, "[::1]:8443", "ready_host as written");
 		nw_config_free(c);
 	}
 	c = LOAD("--python", PY, "myapp");
@@ -1125,7 +1154,8 @@ static const char *const every_key[] = {
 	"boot_timeout", "max_requests", "max_requests_jitter",
 	"max_worker_lifetime", "max_worker_memory", "max_recycling",
 	"ready_path", "ready_interval", "ready_successes",
-	"ready_timeout", "reload_batch", "min_uptime", "boot_retries",
+	"ready_timeout", "ready_host", "reload_batch", "min_uptime",
+	"boot_retries",
 	"rollback", "on_rollback", "limit_request_line",
 	"limit_request_fields", "limit_request_field_size",
 	"limit_request_body", "pidfile", "user", "group", "umask",
