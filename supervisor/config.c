@@ -8,6 +8,7 @@
  * words. A load either returns a whole valid config or NULL and one line of
  * error; it never touches sockets, processes or another config.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
@@ -181,6 +182,9 @@ struct load {
 	int lineno;
 	int indented;                /* this line starts with blanks */
 	char last_name[64];          /* key of the previous pair: inih's */
+	long cont_idx;               /* key whose value may go on, or -1 */
+	char *cont_value;            /* ...its value so far (joined) */
+	struct origin cont_origin;   /* ...its first line */
 
 	char *err;
 	size_t errlen;
@@ -668,6 +672,56 @@ nomem:
 }
 
 /*
+ * Values that get long (a log format, an address or path list, a cipher
+ * list, a command line) continue on indented lines, joined by one blank:
+ * the kinds where a blank is text or separates items. Elsewhere a blank
+ * would change the value, so an indented line stays an error.
+ */
+static int
+continues(enum kind kind)
+{
+	return kind == K_ALOGFMT || kind == K_STRING || kind == K_IPLIST ||
+	    kind == K_PATHLIST || kind == K_FILELIST || kind == K_ARGV;
+}
+
+/* The value of a key that may continue is applied once it is whole. */
+static void
+value_flush(struct load *ld)
+{
+	if (ld->cont_value == NULL)
+		return;
+	if (!ld->failed)
+		key_apply(ld, ld->cont_idx, keys[ld->cont_idx].name,
+		    ld->cont_value, &ld->cont_origin, ld->file_dir);
+	free(ld->cont_value);
+	ld->cont_value = NULL;
+	ld->cont_idx = -1;
+}
+
+static void
+value_continue(struct load *ld, const char *more)
+{
+	char *joined;
+	size_t n;
+
+	/* As on the key's line, whatever inih's version does here: a blank
+	 * and a ; start a comment. */
+	for (n = 1; more[0] != '\0' && more[n] != '\0'; n++)
+		if (more[n] == ';' && isspace((unsigned char)more[n - 1]))
+			break;
+	while (n > 0 && isspace((unsigned char)more[n - 1]))
+		n--;
+	if (asprintf(&joined, "%s%s%.*s", ld->cont_value,
+	    ld->cont_value[0] != '\0' ? " " : "", (int)n, more) < 0) {
+		load_fail(ld, &ld->cont_origin, keys[ld->cont_idx].name,
+		    "out of memory");
+		return;
+	}
+	free(ld->cont_value);
+	ld->cont_value = joined;
+}
+
+/*
  * inih calls the reader for every physical line, and the handler for a
  * line's pair before reading the next, so the reader's count is the line
  * of the pair. It also sees what inih would not report: section headers
@@ -683,23 +737,36 @@ file_read_line(char *str, int num, void *stream)
 	size_t n;
 	char *p, *close, section[64];
 
-	if ((len = getline(&ld->line, &ld->linecap, ld->fp)) < 0)
+	if ((len = getline(&ld->line, &ld->linecap, ld->fp)) < 0) {
+		value_flush(ld);
 		return NULL;
+	}
 	o.line = ++ld->lineno;
 	o.flag = NULL;
 	o.source = NULL;
 	while (len > 0 && (ld->line[len - 1] == '\n' ||
 	    ld->line[len - 1] == '\r'))
 		ld->line[--len] = '\0';
+	ld->indented = ld->line[0] == ' ' || ld->line[0] == '\t';
+	p = ld->line + strspn(ld->line, " \t\f\v");
+	/* Only indented lines, blank lines and comments go on a value. */
+	if (!ld->indented && *p != '\0' && *p != ';' && *p != '#')
+		value_flush(ld);
 	if (len + 2 > num) {
-		load_fail_plain(ld, "%s:%d: line is longer than %d characters",
-		    ld->file, o.line, num - 2);
+		long idx;
+
+		n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+		snprintf(section, sizeof(section), "%.*s",
+		    (int)(n < sizeof(section) ? n : 0), p);
+		idx = key_index(section);
+		load_fail_plain(ld, "%s:%d: line is longer than %d characters%s",
+		    ld->file, o.line, num - 2, idx >= 0 &&
+		    continues(keys[idx].kind) ? " (continue a long value on "
+		    "indented lines)" : "");
 		ld->failed_line = o.line;
 		strcpy(str, "\n");
 		return str;
 	}
-	ld->indented = ld->line[0] == ' ' || ld->line[0] == '\t';
-	p = ld->line + strspn(ld->line, " \t\f\v");
 	/* An indented line after a pair continues it: not a section. */
 	if (*p == '[' && (!ld->indented || ld->last_name[0] == '\0')) {
 		ld->last_name[0] = '\0';
@@ -723,7 +790,7 @@ file_pair(void *user, const char *section, const char *name,
 {
 	struct load *ld = user;
 	struct origin o = { ld->lineno, NULL, NULL };
-	const char *eqname;
+	const char *eqname, *more;
 	char dashed[64];
 	long idx;
 	size_t i, n;
@@ -735,6 +802,8 @@ file_pair(void *user, const char *section, const char *name,
 		 * inih takes an indented line for the previous value's
 		 * continuation; name the key the line itself seems to set.
 		 */
+		const char *own = NULL;
+
 		n = strcspn(value, "=:");
 		while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 			n--;
@@ -742,12 +811,22 @@ file_pair(void *user, const char *section, const char *name,
 		    n < sizeof(dashed)) {
 			memcpy(dashed, value, n);
 			dashed[n] = '\0';
-			name = dashed;
+			own = dashed;
 		}
-		load_fail(ld, &o, name, "unexpected indentation (keys start "
-		    "in the first column; a value fits on one line)");
+		/* A key indented by mistake is not text of the value. */
+		if (ld->cont_value != NULL &&
+		    (own == NULL || key_index(own) < 0)) {
+			value_continue(ld, value);
+			return !ld->failed;
+		}
+		more = ld->cont_value != NULL ? "" :
+		    "; a value fits on one line";
+		value_flush(ld);
+		load_fail(ld, &o, own != NULL ? own : name, "unexpected "
+		    "indentation (keys start in the first column%s)", more);
 		return !ld->failed;
 	}
+	value_flush(ld);
 	snprintf(ld->last_name, sizeof(ld->last_name), "%s", name);
 	if (strcmp(section, "env") == 0) {
 		env_set(ld, name, strlen(name), value, &o, name);
@@ -776,6 +855,15 @@ file_pair(void *user, const char *section, const char *name,
 		    ld->origin[idx].line);
 		return !ld->failed;
 	}
+	if (continues(keys[idx].kind)) {
+		if ((ld->cont_value = strdup(value)) == NULL) {
+			load_fail(ld, &o, name, "out of memory");
+			return 0;
+		}
+		ld->cont_idx = idx;
+		ld->cont_origin = o;
+		return 1;
+	}
 	key_apply(ld, idx, name, value, &o, ld->file_dir);
 	return !ld->failed;
 }
@@ -796,7 +884,9 @@ load_file(struct load *ld)
 		    strerror(EISDIR));
 		goto out;
 	}
+	ld->cont_idx = -1;
 	rc = ini_parse_stream(file_read_line, ld, file_pair, ld);
+	value_flush(ld);
 	if (ferror(ld->fp)) {
 		ld->failed = 0;
 		load_fail_plain(ld, "cannot read %s: %s", ld->file,
@@ -1562,6 +1652,7 @@ out:
 	free(ld.file_dir);
 	free(ld.env_lines);
 	free(ld.line);
+	free(ld.cont_value);
 	if (ld.failed) {
 		nw_config_free(ld.config);
 		return NULL;
@@ -1669,6 +1760,39 @@ print_value(FILE *out, const struct load *ld, const struct key *k)
 	}
 }
 
+/*
+ * A value too long for one of inih's lines, broken at single blanks into
+ * lines of about 78 columns, so that the output loads again: reading joins
+ * them with one blank. A line never starts with what would make it a
+ * comment.
+ */
+static void
+print_wrapped(FILE *out, const char *name, const char *v)
+{
+	int col = fprintf(out, "%s =", name);
+	size_t n;
+
+	if (col + 1 + strlen(v) <= INI_MAX_LINE - 2) {
+		fprintf(out, " %s\n", v);
+		return;
+	}
+	for (int first = 1; *v != '\0'; first = 0) {
+		for (n = 1; v[n] != '\0'; n++)
+			if (v[n] == ' ' && v[n - 1] != ' ' && v[n + 1] != ' ' &&
+			    v[n + 1] != '\0' && v[n + 1] != ';' &&
+			    v[n + 1] != '#')
+				break;
+		/* Every piece but the first follows a blank it may replace. */
+		if (!first && col + 1 + (int)n > 78) {
+			fputs("\n   ", out);
+			col = 3;
+		}
+		col += fprintf(out, " %.*s", (int)n, v);
+		v += n + (v[n] == ' ');
+	}
+	fputc('\n', out);
+}
+
 static void
 print_config(struct load *ld)
 {
@@ -1701,6 +1825,19 @@ print_config(struct load *ld)
 			for (size_t j = 0; j < c->nbinds; j++)
 				fprintf(out, "bind = %s\n", c->binds[j]);
 			continue;
+		}
+		if (continues(keys[i].kind)) {
+			char *text = NULL;
+			size_t len = 0;
+			FILE *mem = open_memstream(&text, &len);
+
+			if (mem != NULL) {
+				print_value(mem, ld, &keys[i]);
+				fclose(mem);
+				print_wrapped(out, keys[i].name, text);
+				free(text);
+				continue;
+			}
 		}
 		fprintf(out, "%s = ", keys[i].name);
 		print_value(out, ld, &keys[i]);

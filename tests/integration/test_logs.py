@@ -92,6 +92,31 @@ def test_access_log_in_gunicorn_format(narwhal):
     assert logged.count("\n") == 2, logged
 
 
+def test_long_access_log_format_on_indented_lines(narwhal):
+    """A format longer than an INI line (198 characters) is written over
+    indented lines of narwhal.ini, and they are joined by one blank."""
+    lines = ['%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+             'method=%(m)s path=%(U)s query=%(q)s proto=%(H)s',
+             'request-id="%({x-request-id}i)s"',
+             'forwarded-for="%({x-forwarded-for}i)s"',
+             'language="%({accept-language}i)s" end']
+    fmt = "\n    ".join(lines)
+    assert len(" ".join(lines)) > 198
+    n = narwhal(settings={"workers": 1, "accesslog": "-",
+                          "access_log_format": fmt})
+    assert "access_log_format = %s\n    method=" % lines[0] in n.config_text
+    word = uuid.uuid4().hex
+    n.get("/?w=" + word, headers={"X-Request-Id": "rid-1",
+                                  "X-Forwarded-For": "192.0.2.9",
+                                  "Accept-Language": "nl"})
+    line = wait_until(lambda: [l for l in n.stdout_lines() if word in l],
+                      10, what="the access log line")[0]
+    head, _, tail = line.partition('" method=')
+    assert ACCESS_RE.match(head + '"'), line
+    assert tail == ('GET path=/ query=w=%s proto=HTTP/1.1 request-id="rid-1" '
+                    'forwarded-for="192.0.2.9" language="nl" end' % word), line
+
+
 def test_access_log_to_stdout_by_flag(narwhal):
     n = narwhal(settings={"workers": 1}, args=["--access-logfile", "-"])
     word = uuid.uuid4().hex

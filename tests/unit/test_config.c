@@ -1234,6 +1234,93 @@ test_shipped_configs(void)
 	}
 }
 
+/*
+ * A long list, format or command line goes on over indented lines, joined
+ * by one blank; every other value stays on one line, and a key indented by
+ * mistake is not taken for text of the value before it.
+ */
+static void
+test_continuation(void)
+{
+	struct nw_config *c;
+	char *text = NULL, *argv[8], flag[400];
+	size_t len = 0;
+	FILE *out;
+
+	c = LOAD("-c", ini("[narwhal]\napp = a:b\npython = " PY "\n"
+	    "access_log_format = %(h)s %(l)s\n"
+	    "    %(t)s \"%(r)s\"\n"
+	    "\n"
+	    "; between the lines\n"
+	    "\t%(s)s ; a comment\n"
+	    "forwarded_allow_ips =\n"
+	    "  127.0.0.1,\n"
+	    "  10.0.0.0/8\n"
+	    "on_rollback = /bin/notify --to\n"
+	    "  \"ops team\"\n"
+	    "workers = 2\n"));
+	if (ok(c != NULL, "continued values load: %s", err)) {
+		is_str(c->access_log_format,
+		    "%(h)s %(l)s %(t)s \"%(r)s\" %(s)s", "format joined");
+		is_str(c->forwarded_allow_ips, "127.0.0.1, 10.0.0.0/8",
+		    "a list that starts on the next line");
+		is_str(c->on_rollback[2], "ops team", "a command line's word");
+		ok(c->on_rollback[3] == NULL, "three words");
+		is_int(c->workers, 2, "the next key");
+		nw_config_free(c);
+	}
+	FAILS(fmt("%s:2: access_log_format: '%%(bad' is not a %%(atom)s of "
+		  "gunicorn's access log format (write %%%% for a percent "
+		  "sign)",
+		  ini("[narwhal]\naccess_log_format = %(h)s\n  %(bad\n"
+		      "workers = 2\n")),
+	    "-c", inipath);
+	FAILS(fmt("%s:3: timeout: unexpected indentation (keys start in the "
+		  "first column)",
+		  ini("[narwhal]\naccess_log_format = %(h)s\n  timeout = 3\n")),
+	    "-c", inipath);
+	FAILS(fmt("%s:4: access_log_format: already set on line 2",
+		  ini("[narwhal]\naccess_log_format = %(h)s\n  %(r)s\n"
+		      "access_log_format = %(h)s\n")),
+	    "-c", inipath);
+	FAILS(fmt("%s:3: X: unexpected indentation (keys start in the first "
+		  "column; a value fits on one line)",
+		  ini("[env]\nX = 1\n  2\n")),
+	    "-c", inipath);
+	memset(flag, 'x', sizeof(flag));
+	memcpy(flag, "access_log_format = ", 20);
+	flag[sizeof(flag) - 2] = '\n';
+	flag[sizeof(flag) - 1] = '\0';
+	FAILS(fmt("%s:2: line is longer than 198 characters (continue a long "
+		  "value on indented lines)",
+		  ini(fmt("[narwhal]\n%s", flag))),
+	    "-c", inipath);
+
+	/* --print-config breaks what would be too long, and it loads again */
+	memset(flag, 0, sizeof(flag));
+	for (int i = 0; i < 20; i++)
+		strcat(flag, i ? " %({x-request-id}i)s" : "%(h)s");
+	argv[0] = "narwhal";
+	argv[1] = "--python";
+	argv[2] = PY;
+	argv[3] = "--access-log-format";
+	argv[4] = flag;
+	argv[5] = "app:x";
+	argv[6] = NULL;
+	out = open_memstream(&text, &len);
+	ok(nw_config_print(6, argv, out, err, sizeof(err)) == 0,
+	    "print: %s", err);
+	fclose(out);
+	ok(strstr(text, "\n    %({x-request-id}i)s") != NULL,
+	    "a long format printed on indented lines");
+	c = LOAD("-c", ini(text));
+	if (ok(c != NULL, "printed config loads: %s", err)) {
+		is_str(c->access_log_format, flag, "the same format");
+		nw_config_free(c);
+	}
+	free(text);
+}
+
 static void
 test_usage(void)
 {
@@ -1279,6 +1366,7 @@ main(void)
 	test_runtime_dir();
 	test_lenient();
 	test_shipped_configs();
+	test_continuation();
 	test_usage();
 	return done_testing();
 }
