@@ -490,7 +490,7 @@ test_values(void)
 		    "a host name has no blanks" },
 		{ "--ready-host", "shop.example.com\r\nX-Forwarded-For: 1",
 		    "a host name has no control characters" },
-		{ "--ready-host", "b\xc3\xbccher.example",
+		{ "--ready-host", "b\xc3\xbc" "cher.example",
 		    "a host name is ASCII (an internationalized one is written "
 		    "xn--...)" },
 		{ "--ready-host", "http://shop.example.com/",
