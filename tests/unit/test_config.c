@@ -488,7 +488,7 @@ test_values(void)
 		    "www.example.com" },
 		{ "--ready-host", "shop example.com",
 		    "a host name has no blanks" },
-		{ "--ready-host", "shop.example.com\r\nX-Forwarded-For: 1",
+		{ "--ready-host", "shop.example.com\x7f",
 		    "a host name has no control characters" },
 		{ "--ready-host", "b\xc3\xbc" "cher.example",
 		    "a host name is ASCII (an internationalized one is written "
@@ -594,6 +594,12 @@ test_values(void)
 		is_str(c->app, "pkg.mod:create_app()", "app factory call");
 		nw_config_free(c);
 	}
+	c = LOAD("--python", PY, "app:x", "--ready-host",
+	    "shop.example.com\r\nX-Forwarded-For: 1");
+	ok(c == NULL, "ready_host with CR LF fails");
+	is_str(err, "--ready-host: a host name has no control characters",
+	    "ready_host with CR LF: error line");
+	nw_config_free(c);
 	c = LOAD("--python", PY, "app:x", "--ready-host", "[::1]:8443");
 	if (ok(c != NULL, "ready_host with a port: %s", err)) {
 		is_str(c->ready_host, "[::1]:8443", "ready_host as written");
