@@ -11,6 +11,10 @@ a fixed PYTHONHASHSEED. Usage:
 
     instr.py TREE [TREE ...] [--n 2000] [--kinds wsgi-ka,wsgi-close,...]
 
+Kinds: wsgi, asgi, and wsgitN (WSGI with threads = N, its pool threads
+started as the glue starts them), each -ka (one keep-alive connection) or
+-close (a connection per request).
+
 where TREE is a checkout with a built worker-shim/narwhal_worker. Every
 process is started and stopped here, bounded in time.
 """
@@ -39,10 +43,15 @@ kind, path = sys.argv[3], sys.argv[4]
 ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 ls.bind(path)
 ls.listen(128)
-if kind == "wsgi":
+if kind.startswith("wsgi"):
+    import threading
     from wsgi import application
+    threads = int(kind[5:]) if kind.startswith("wsgit") else 1
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    srv = _http.Server(application, private_fd=ls.fileno(), wakeup_fd=r)
+    srv = _http.Server(application, private_fd=ls.fileno(), wakeup_fd=r,
+                       threads=threads)
+    for _ in range(threads if threads > 1 else 0):
+        threading.Thread(target=srv.run_thread, daemon=True).start()
     signal.set_wakeup_fd(w, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, lambda *a: srv.stop())
     print("ready", flush=True)

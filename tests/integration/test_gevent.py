@@ -74,6 +74,20 @@ def test_worker_connections_bound_the_requests_at_once(narwhal, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_full_worker_leaves_new_clients_to_the_others(narwhal, kind):
+    """At worker_connections open connections a green worker stops
+    accepting, as gunicorn's does: a new client is not queued behind its
+    greenlets but taken by a worker with room."""
+    n = green_master(narwhal, kind, workers=2, worker_connections=2)
+    elapsed, answers = get_many(n, ["/sleep?s=%g" % SLEEP] * 4)
+    assert [a.status for a in answers] == [200] * 4, answers
+    pids = [a.json()["pid"] for a in answers]
+    assert sorted(pids.count(p) for p in set(pids)) == [2, 2], pids
+    # two at a time in one worker would take two sleeps
+    assert elapsed < T(1.8 * SLEEP), elapsed
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_psycopg2_waits_in_greenlets(narwhal, kind, pg):
     n = narwhal(chdir=THREADS_APP, env=pg_env(pg),
                 settings={"workers": 1, "worker_class": kind})

@@ -91,6 +91,55 @@ def test_quick_requests_run_in_place_and_a_slow_one_frees_the_loop(narwhal):
     assert inflight(n)["most"] == 2
 
 
+def test_usr1_while_a_pool_thread_runs_the_loop(narwhal):
+    """USR1's handler runs on the main thread, here in the middle of a slow
+    request in place while a pool thread runs the loop and writes the
+    access log: that thread reopens the log, and no line is lost."""
+    pre = narwhal(start=False)
+    log = os.path.join(pre.dir, "access.log")
+    n = threads_master(narwhal, 2, accesslog=log)
+    for _ in range(40):
+        n.get("/sleep?s=0")
+    t, slow = in_background(n, "/sleep?s=%g&id=slow" % (4 * SLEEP))
+    wait_until(lambda: inflight(n)["now"] == 1, 10,
+               what="the slow request running")
+
+    def lines(path, word):
+        try:
+            with open(path) as f:
+                return [l for l in f if word in l]
+        except FileNotFoundError:
+            return []
+
+    for i in range(5):
+        assert n.get("/sleep?s=0&before=%d" % i).status == 200
+    wait_until(lambda: len(lines(log, "before=")) == 5, 10,
+               what="5 lines before the rotation")
+    os.rename(log, log + ".1")
+    n.signal(signal.SIGUSR1)
+    after = 0
+
+    def reopened():
+        nonlocal after
+        assert n.get("/sleep?s=0&after=%d" % after).status == 200
+        after += 1
+        return lines(log, "after=")
+
+    wait_until(reopened, 10, interval=0.05, what="a line in the new log")
+    # the slow request is still running in place: the reopen was the
+    # rescuer's, between two of its turns
+    assert inflight(n)["now"] == 1
+    t.join(T(30))
+    assert slow.get("status") == 200, slow
+    assert json.loads(slow["body"])["main"] is True, slow
+    wait_until(lambda: lines(log, "id=slow"), 10, what="the slow one's line")
+    assert len(lines(log + ".1", "before=")) == 5
+    assert len(lines(log + ".1", "after=")) + len(lines(log, "after=")) \
+        == after
+    assert lines(log + ".1", "id=slow") == []
+    assert n.proc.poll() is None
+
+
 def test_gthread_class_with_threads(narwhal):
     n = narwhal(chdir=THREADS_APP, args=["-k", "gthread", "--threads", "4"],
                 settings={"workers": 1})

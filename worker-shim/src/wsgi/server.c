@@ -416,6 +416,18 @@ server_run_thread(PyObject *self, PyObject *unused)
 	return nw_threads_thread(SERVER(self));
 }
 
+/* USR1: with threads, the thread running the loop may not be the caller. */
+static PyObject *
+server_reopen_logs(PyObject *self, PyObject *unused)
+{
+	struct nw_wsgi *s = SERVER(self);
+
+	if (s->pool == NULL)
+		return nw_py_reopen_logs(self, unused);
+	nw_threads_reopen_logs(s);
+	Py_RETURN_NONE;
+}
+
 static PyMethodDef server_methods[] = {
     {"serve", server_serve, METH_NOARGS,
         "serve(): run the loop until a graceful stop completes"},
@@ -423,7 +435,7 @@ static PyMethodDef server_methods[] = {
         "stop(): begin a graceful stop (safe from a signal handler)"},
     {"quit", server_quit, METH_NOARGS,
         "quit(): leave the loop as soon as possible"},
-    {"reopen_logs", nw_py_reopen_logs, METH_NOARGS,
+    {"reopen_logs", server_reopen_logs, METH_NOARGS,
         "reopen_logs(): reopen the access log file"},
     {"flush_logs", nw_py_flush_logs, METH_NOARGS,
         "flush_logs(): write buffered access log lines"},

@@ -144,6 +144,7 @@ PyObject *nw_threads_serve(struct nw_wsgi *s);
 PyObject *nw_threads_thread(struct nw_wsgi *s);
 void nw_threads_free(struct nw_wsgi *s);
 bool nw_threads_rescuing(struct nw_wsgi *s);
+void nw_threads_reopen_logs(struct nw_wsgi *s);
 
 /* green.c: gevent and eventlet */
 int nw_green_init(PyObject *module);
