@@ -140,6 +140,25 @@ def test_usr1_while_a_pool_thread_runs_the_loop(narwhal):
     assert n.proc.poll() is None
 
 
+def test_response_header_atoms_from_pool_threads(narwhal):
+    """%({header}o)s logs the answer's header whichever thread sent it."""
+    pre = narwhal(start=False)
+    log = os.path.join(pre.dir, "access.log")
+    n = threads_master(narwhal, 4, accesslog=log,
+                       access_log_format='"%(r)s" %(s)s %({Content-Type}o)s')
+    _, answers = get_many(n, ["/sleep?s=0.3&i=%d" % i for i in range(8)])
+    assert [a.status for a in answers] == [200] * 8, answers
+    assert len({a.json()["thread"] for a in answers}) > 1, answers
+
+    def lines():
+        with open(log) as f:
+            return [l.rstrip("\n") for l in f if "/sleep?s=0.3" in l]
+
+    got = wait_until(lambda: len(lines()) == 8 and lines(), 10,
+                     what="8 access log lines")
+    assert all(l.endswith(" 200 application/json") for l in got), got
+
+
 def test_gthread_class_with_threads(narwhal):
     n = narwhal(chdir=THREADS_APP, args=["-k", "gthread", "--threads", "4"],
                 settings={"workers": 1})

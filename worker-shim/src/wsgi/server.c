@@ -93,6 +93,7 @@ static void
 wsgi_freed(struct nw_conn *c)
 {
 	nw_wsgi_body_free(NW_WSGI(c->engine), &NW_WSGI_CONN(c)->body);
+	nw_buf_free(&NW_WSGI_CONN(c)->sent_head);
 }
 
 /* Python's wakeup pipe: a signal came, its handler runs now. */

@@ -390,8 +390,8 @@ threads_collect(struct nw_wsgi *s)
 
 		next = rev->jnext;
 		rev->parked = false;
-		/* the thread's head buffer has moved on: no {header}o */
-		nw_conn_log(c, rev->answer.status, rev->answer.sent);
+		nw_conn_log_answer(c, rev->answer.status, rev->answer.sent,
+		    rev->answer.head, rev->answer.headlen);
 		nw_conn_response_done(c, rev->rc != NW_HANDLED_KEEP || s->quit);
 	}
 	nw_conn_free_limbo(&s->e);
@@ -643,6 +643,29 @@ thread_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
 	}
 }
 
+/*
+ * On a pool thread, after its request: the head it sent, copied for the
+ * access log when its format logs response headers (the thread's buffer
+ * is its next request's). Without the copy, the atoms log "-".
+ */
+static void
+keep_sent_head(struct nw_wsgi *s, struct nw_wsgi_conn *wc)
+{
+	struct nw_wsgi_answer *a = &wc->answer;
+
+	if (a->head == NULL)
+		return;
+	wc->sent_head.len = 0;
+	if (s->e.alogfmt == NULL ||
+	    !nw_alogfmt_wants_response_headers(s->e.alogfmt) ||
+	    nw_buf_append(&wc->sent_head, a->head, a->headlen) < 0) {
+		a->head = NULL;
+		a->headlen = 0;
+		return;
+	}
+	a->head = wc->sent_head.data;
+}
+
 /* Called with p->mu held: wc goes back to the loop. */
 static void
 thread_done(struct nw_pool *p, struct nw_wsgi_conn *wc, int64_t took)
@@ -766,6 +789,7 @@ nw_threads_thread(struct nw_wsgi *s)
 
 			nw_clock_update(l.clock);
 			thread_run(s, &l, wc);
+			keep_sent_head(s, wc);
 			pthread_mutex_lock(&p->mu);
 			thread_done(p, wc, nw_engine_now_ns() - t0);
 			if ((wc = p->head) == NULL)

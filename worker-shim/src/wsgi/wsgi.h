@@ -60,6 +60,9 @@ struct nw_wsgi_conn {
 	int fd;                     /* the socket, as the request saw it */
 	int rc;                     /* enum nw_handled */
 	struct nw_wsgi_answer answer;
+	/* the head a pool thread sent, kept for the loop's {header}o atoms
+	 * (the thread's own buffer moves on to its next request) */
+	struct nw_buf sent_head;
 };
 
 #define NW_WSGI_CONN(conn) ((struct nw_wsgi_conn *)(conn))
