@@ -485,6 +485,12 @@ kind_apply(struct load *ld, const struct key *k, const char *value,
 			    "'%s' is not a URL path starting with /", value);
 			return -1;
 		}
+		if (strlen(value) > NW_URLPATH_MAX) {
+			snprintf(why, whylen, "a health check path is at most %d "
+			    "bytes (this one has %zu)", NW_URLPATH_MAX,
+			    strlen(value));
+			return -1;
+		}
 		set_str(field, strdup(value));
 		break;
 	case K_SOCKPATH:

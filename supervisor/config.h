@@ -15,6 +15,8 @@
 
 /* ready_host: a DNS name (253) with a port fits. */
 #define NW_READY_HOST_MAX 255
+/* ready_path and warmup_path: bytes at most */
+#define NW_URLPATH_MAX 127
 
 enum nw_interface {
 	NW_INTERFACE_AUTO,

@@ -100,7 +100,7 @@ struct nw_probe;
 
 /* What a worker's last probe (or one-off check) got back. */
 struct nw_probe_result {
-	char path[128];              /* what was requested */
+	char path[NW_URLPATH_MAX + 1]; /* what was requested */
 	char host[NW_READY_HOST_MAX + 1]; /* ...with this Host header */
 	long status;                 /* HTTP status; 0: no answer */
 	char body[NW_PROBE_BODY_KEEP]; /* start of the body, printable */

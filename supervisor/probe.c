@@ -39,7 +39,7 @@ struct nw_probe {
 	double delay;        /* until the next request; grows while failing */
 	int successes;
 	ev_timer interval;
-	char path[128];
+	char path[NW_URLPATH_MAX + 1];
 
 	CURL *easy;          /* ready_path: non-NULL while a request is out */
 	struct curl_slist *headers; /* Host: ready_host */

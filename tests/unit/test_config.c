@@ -19,6 +19,11 @@
 #include <unistd.h>
 
 #include "config.h"
+
+/* 128 bytes of path after the slash: one past NW_URLPATH_MAX with it */
+#define LONG_PATH_16 "abcdefghijklmnop"
+#define LONG_PATH_128 LONG_PATH_16 LONG_PATH_16 LONG_PATH_16 LONG_PATH_16 \
+	LONG_PATH_16 LONG_PATH_16 LONG_PATH_16 LONG_PATH_16
 #include "tap.h"
 
 /* Any executable passes the python check; this one exists everywhere. */
@@ -484,6 +489,9 @@ test_values(void)
 		    "'health' is not a URL path starting with /" },
 		{ "--ready-path", "/a b",
 		    "'/a b' is not a URL path starting with /" },
+		{ "--warmup-path", "/" LONG_PATH_128,
+		    "a health check path is at most 127 bytes (this one has "
+		    "129)" },
 		{ "--ready-host", "", "needs a host name, as in "
 		    "www.example.com" },
 		{ "--ready-host", "shop example.com",
