@@ -199,6 +199,23 @@ describe_exit(const struct nw_worker *w, char *buf, size_t len)
 static void
 drain_stderr(struct nw_master *m, struct nw_worker *w);
 
+/*
+ * A worker that had taken traffic is gone. The kernel wakes one idle
+ * worker per new connection; if it was this one, woken just before it
+ * died, the connection waits in the shared queue and no other worker is
+ * woken for it until the next connection comes (on a quiet site, long):
+ * the live workers are told to look.
+ */
+static void
+nudge_accepting(struct nw_master *m, const struct nw_worker *gone)
+{
+	struct nw_worker *w;
+
+	TAILQ_FOREACH(w, &m->workers, entry)
+		if (w != gone && w->state == NW_LIVE)
+			nw_worker_send(w, "accept");
+}
+
 /* Records the exit; what follows (respawn, failure, rollback) is decided by
  * the reconcile step, which answers with nw_worker_settle(). */
 static void
@@ -220,6 +237,8 @@ on_exit_event(struct nw_master *m, struct nw_worker *w)
 		    "%s while %s", how, state_names[w->state]);
 	}
 	w->state = NW_EXITED;
+	if (w->live_at != 0)
+		nudge_accepting(m, w);
 	nw_supervise_mark(m);
 }
 

@@ -345,6 +345,7 @@ int nw_tls_writev_all(
 int nw_listener_init(struct nw_listener *l, int fd, bool public);
 void nw_listeners_update(struct nw_engine *e);
 void nw_listener_accept(struct nw_engine *e, struct nw_listener *l);
+void nw_listeners_accept_queued(struct nw_engine *e);
 void nw_conn_describe_peer(struct nw_conn *c);
 
 /* conn.c: one connection's life */

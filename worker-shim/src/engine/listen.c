@@ -214,6 +214,25 @@ listener_take_turns(struct nw_engine *e, struct nw_listener *l)
 	listener_register(e, l, true);
 }
 
+/*
+ * The master's "accept", after a worker died: the kernel wakes one idle
+ * worker per new connection, and one woken just before it crashed left
+ * its connection in the shared queue, where no other worker is woken for
+ * it until the next connection comes. The live ones look now.
+ */
+void
+nw_listeners_accept_queued(struct nw_engine *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nlisteners && !e->halt; i++) {
+		struct nw_listener *l = &e->listeners[i];
+
+		if (l->public && l->registered)
+			nw_listener_accept(e, l);
+	}
+}
+
 /* The listener is readable: take its connections, a batch at most. */
 void
 nw_listener_accept(struct nw_engine *e, struct nw_listener *l)

@@ -174,6 +174,8 @@ nw_engine_control_readable(struct nw_engine *e)
 		nw_engine_go_live(e);
 	else if (strcmp(msg, "restart") == 0)
 		e->restarting = true; /* a TERM for a reload or a recycle follows */
+	else if (strcmp(msg, "accept") == 0)
+		nw_listeners_accept_queued(e); /* another worker died */
 	else
 		nw_log("control socket: unknown message \"%.60s\"", msg);
 }
