@@ -8,11 +8,12 @@ Everything is bounded in time and talks to loopback only.
 import http.client
 import json
 import os
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import APPS, T
+from conftest import APPS, T, wait_until
 
 THREADS_APP = os.path.join(APPS, "threads")
 DJANGO_PG = os.path.join(APPS, "django_pg")
@@ -87,6 +88,19 @@ def in_background(n, path, timeout=60):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, result
+
+
+def term_with_requests_in_flight(n, count):
+    """count requests of 2 s in the app of n's one worker, then SIGTERM;
+    returns (that worker's pid, the requests' results once answered)."""
+    worker = n.worker_pids()[0]
+    running = [in_background(n, "/sleep?s=2&id=%d" % i) for i in range(count)]
+    wait_until(lambda: inflight(n)["now"] == count, 10,
+               what="%d requests in the app" % count)
+    n.signal(signal.SIGTERM)
+    for t, _ in running:
+        t.join(T(30))
+    return worker, [result for _, result in running]
 
 
 def inflight(n):

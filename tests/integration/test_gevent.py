@@ -8,13 +8,12 @@ at once by the app's own count.
 """
 
 import json
-import signal
 
 import pytest
 
-from conftest import T, wait_until
-from concurrency import (THREADS_APP, Upstream, get_many, in_background,
-                         inflight, pg_env)
+from conftest import T
+from concurrency import (THREADS_APP, Upstream, get_many, inflight, pg_env,
+                         term_with_requests_in_flight)
 from pg import pg  # noqa: F401 (the fixture)
 
 SLEEP = 1.0
@@ -100,14 +99,8 @@ def test_psycopg2_waits_in_greenlets(narwhal, kind, pg):
 @pytest.mark.parametrize("kind", KINDS)
 def test_term_waits_for_every_greenlet(narwhal, kind):
     n = green_master(narwhal, kind, graceful_timeout=15)
-    worker = n.worker_pids()[0]
-    running = [in_background(n, "/sleep?s=2&id=%d" % i) for i in range(5)]
-    wait_until(lambda: inflight(n)["now"] == 5, 10,
-               what="five requests in the app")
-    n.signal(signal.SIGTERM)
-    for t, _ in running:
-        t.join(T(30))
-    for _, result in running:
+    worker, results = term_with_requests_in_flight(n, 5)
+    for result in results:
         assert result.get("status") == 200, result
         assert (result["connection"] or "").lower() == "close"
     assert n.wait_exit(20) == 0

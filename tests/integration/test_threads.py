@@ -15,13 +15,13 @@ import signal
 import threading
 import time
 
-import pytest
-
 from conftest import T, pid_alive, wait_until
 from concurrency import (DJANGO_PG, THREADS_APP, app_connections, get_many,
-                         in_background, inflight, pg_env)
+                         in_background, inflight, pg_env,
+                         term_with_requests_in_flight)
 from deploy import status
 from pg import pg  # noqa: F401 (the fixture)
+from test_logs import lines_with
 
 SLEEP = 1.0
 
@@ -111,17 +111,9 @@ def test_usr1_while_a_pool_thread_runs_the_loop(narwhal):
     t, slow = in_background(n, "/sleep?s=%g&id=slow" % (4 * SLEEP))
     wait_until(lambda: inflight(n)["now"] == 1, 10,
                what="the slow request running")
-
-    def lines(path, word):
-        try:
-            with open(path) as f:
-                return [l for l in f if word in l]
-        except FileNotFoundError:
-            return []
-
     for i in range(5):
         assert n.get("/sleep?s=0&before=%d" % i).status == 200
-    wait_until(lambda: len(lines(log, "before=")) == 5, 10,
+    wait_until(lambda: len(lines_with(log, "before=")) == 5, 10,
                what="5 lines before the rotation")
     os.rename(log, log + ".1")
     n.signal(signal.SIGUSR1)
@@ -131,7 +123,7 @@ def test_usr1_while_a_pool_thread_runs_the_loop(narwhal):
         nonlocal after
         assert n.get("/sleep?s=0&after=%d" % after).status == 200
         after += 1
-        return lines(log, "after=")
+        return lines_with(log, "after=")
 
     wait_until(reopened, 10, interval=0.05, what="a line in the new log")
     # the slow request is still running in place: the reopen was the
@@ -140,11 +132,12 @@ def test_usr1_while_a_pool_thread_runs_the_loop(narwhal):
     t.join(T(30))
     assert slow.get("status") == 200, slow
     assert json.loads(slow["body"])["main"] is True, slow
-    wait_until(lambda: lines(log, "id=slow"), 10, what="the slow one's line")
-    assert len(lines(log + ".1", "before=")) == 5
-    assert len(lines(log + ".1", "after=")) + len(lines(log, "after=")) \
-        == after
-    assert lines(log + ".1", "id=slow") == []
+    wait_until(lambda: lines_with(log, "id=slow"), 10,
+               what="the slow one's line")
+    assert len(lines_with(log + ".1", "before=")) == 5
+    assert len(lines_with(log + ".1", "after=")) + \
+        len(lines_with(log, "after=")) == after
+    assert lines_with(log + ".1", "id=slow") == []
     assert n.proc.poll() is None
 
 
@@ -159,8 +152,7 @@ def test_response_header_atoms_from_pool_threads(narwhal):
     assert len({a.json()["thread"] for a in answers}) > 1, answers
 
     def lines():
-        with open(log) as f:
-            return [l.rstrip("\n") for l in f if "/sleep?s=0.3" in l]
+        return lines_with(log, "/sleep?s=0.3")
 
     got = wait_until(lambda: len(lines()) == 8 and lines(), 10,
                      what="8 access log lines")
@@ -277,14 +269,8 @@ def test_django_conn_max_age_0_closes_on_the_request_thread(narwhal, pg):
 
 def test_term_waits_for_requests_on_every_thread(narwhal):
     n = threads_master(narwhal, 6, graceful_timeout=15)
-    worker = n.worker_pids()[0]
-    running = [in_background(n, "/sleep?s=2&id=%d" % i) for i in range(4)]
-    wait_until(lambda: inflight(n)["now"] == 4, 10,
-               what="four requests in the app")
-    n.signal(signal.SIGTERM)
-    for t, _ in running:
-        t.join(T(30))
-    for _, result in running:
+    worker, results = term_with_requests_in_flight(n, 4)
+    for result in results:
         assert result.get("status") == 200, result
         assert b'"slept"' in result["body"]
         assert (result["connection"] or "").lower() == "close"

@@ -827,8 +827,8 @@ nw_wsgi_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
  * loop heartbeats meanwhile). The loop's own requests use server.c's, which
  * heartbeats while it waits; greenlets use green.c's.
  */
-static int
-wait_writable(void *arg, int fd, int timeout_ms)
+int
+nw_wsgi_wait_writable(void *arg, int fd, int timeout_ms)
 {
 	struct nw_wsgi *s = arg;
 	struct pollfd p = {fd, POLLOUT, 0};
@@ -855,7 +855,7 @@ nw_wsgi_local_init(struct nw_wsgi *s, struct nw_wsgi_local *l,
 {
 	memset(l, 0, sizeof *l);
 	l->clock = clock != NULL ? clock : &l->own;
-	l->writer.wait = wait_writable;
+	l->writer.wait = nw_wsgi_wait_writable;
 	l->writer.arg = s;
 	l->writer.timeout_ms = (int)s->e.write_timeout_ms;
 	nw_clock_update(&l->own);

@@ -10,7 +10,6 @@
  * With threads or greenlets, requests go to threads.c or green.c instead.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -147,29 +146,25 @@ wait_writable_beat(void *arg, int fd, int timeout_ms)
 {
 	struct nw_wsgi *s = arg;
 	struct nw_engine *e = &s->e;
-	struct pollfd p = {fd, POLLOUT, 0};
 	int64_t deadline = nw_engine_now_ns() / 1000000 + timeout_ms;
 
 	for (;;) {
 		int64_t left = deadline - nw_engine_now_ns() / 1000000;
-		int slice = (int)(left < 0 ? 0 : left), r;
+		int slice = (int)(left < 0 ? 0 : left);
 
 		if (e->heartbeat_ms > 0 && slice > e->heartbeat_ms)
 			slice = (int)e->heartbeat_ms;
-		Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, slice);
-		Py_END_ALLOW_THREADS if (r > 0) return 0;
-		if (r == 0) {
-			nw_clock_update(&e->clock);
-			nw_engine_heartbeat(e, false);
-			if (nw_engine_now_ns() / 1000000 < deadline)
-				continue;
+		/* the pool threads' wait, a heartbeat's time at most */
+		if (nw_wsgi_wait_writable(s, fd, slice) == 0)
+			return 0;
+		if (errno != ETIMEDOUT)
+			return -1;
+		nw_clock_update(&e->clock);
+		nw_engine_heartbeat(e, false);
+		if (nw_engine_now_ns() / 1000000 >= deadline) {
 			errno = ETIMEDOUT;
 			return -1;
 		}
-		if (errno != EINTR)
-			return -1;
-		if (PyErr_CheckSignals() < 0 || s->quit)
-			return -1;
 	}
 }
 

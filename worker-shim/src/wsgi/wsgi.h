@@ -136,6 +136,9 @@ int nw_wsgi_handle(struct nw_wsgi *s, struct nw_wsgi_local *l,
 void nw_wsgi_local_init(struct nw_wsgi *s, struct nw_wsgi_local *l,
     struct nw_clock *clock);
 void nw_wsgi_local_free(struct nw_wsgi_local *l);
+/* The writer's wait for a full socket, without the GIL: 0, or -1 with
+ * errno (ETIMEDOUT after timeout_ms). Calls nothing of the engine. */
+int nw_wsgi_wait_writable(void *arg, int fd, int timeout_ms);
 /* ...one request of a connection, its body made wsgi.input first */
 int nw_wsgi_run(struct nw_wsgi *s, struct nw_wsgi_local *l,
     struct nw_wsgi_conn *wc, int fd, struct nw_wsgi_answer *a);
